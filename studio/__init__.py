@@ -1,0 +1,49 @@
+"""studio: diffusion-first image restoration.
+
+Python API::
+
+    import studio
+    report = studio.restore(["old_photo.jpg"], output="out/", engine="fast", scale=4)
+    settings = studio.load_settings(engine="sd-x4", preset="old-photo", prompt="a family portrait")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from studio.runner import BatchReport
+    from studio.settings import Settings
+
+__all__ = ["__version__", "load_settings", "restore"]
+
+
+def load_settings(
+    config: str | Path | None = None, preset_dirs: Sequence[str | Path] = (), **options: Any
+) -> "Settings":
+    """Resolve settings exactly as the CLI does: defaults < configs < user config < preset < `options`."""
+    from studio.runner import prepare_settings
+
+    settings, _engine = prepare_settings(options, Path(config) if config else None, [Path(p) for p in preset_dirs])
+    return settings
+
+
+def restore(
+    inputs: Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    config: str | Path | None = None,
+    preset_dirs: Sequence[str | Path] = (),
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    **options: Any,
+) -> "BatchReport":
+    """Restore files and folders; returns the batch report. Bad files are reported, not raised."""
+    from studio.runner import collect_jobs, prepare_settings, run_batch
+
+    settings, engine = prepare_settings(options, Path(config) if config else None, [Path(p) for p in preset_dirs])
+    jobs = collect_jobs([Path(p) for p in inputs], Path(output) if output else None, settings.format)
+    return run_batch(jobs, settings, engine, skip_existing=skip_existing, overwrite=overwrite)

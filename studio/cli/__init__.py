@@ -1,0 +1,82 @@
+"""The `studio` command. Library code raises StudioError; only this edge turns it into a line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from studio import __version__
+from studio.errors import StudioError
+
+
+class StudioGroup(TyperGroup):
+    """Catches StudioError from any subcommand: one red line, the error's exit code (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StudioError as exc:
+            if ctx.meta.get("studio.debug"):
+                raise
+            _error_line(str(exc))
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _error_line("interrupted; finished outputs are kept, no partial file was left behind")
+            ctx.exit(130)
+
+
+def _error_line(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {text}", markup=True)
+
+
+app = typer.Typer(
+    cls=StudioGroup,
+    name="studio",
+    help="Diffusion-first image restoration: SD x4, Real-ESRGAN, faces, colour fix.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"studio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """studio restores old photos, scans and renders to print quality."""
+    ctx.meta["studio.debug"] = debug
+
+
+def _register() -> None:
+    from studio.cli import engines, info, presets, restore, weights
+
+    app.command("restore", help=restore.HELP, no_args_is_help=True)(restore.restore)
+    app.command("engines")(engines.engines)
+    app.command("info", no_args_is_help=True)(info.info)
+    app.add_typer(weights.app, name="weights", help="List, download, verify and import model weights.")
+    app.add_typer(presets.app, name="presets", help="Prompt presets: list them, show one rendered.")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,45 @@
+"""`studio info`: print the provenance an output carries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from studio.errors import InputError
+
+
+def info(
+    image: Annotated[Path, typer.Argument(help="An image written by studio.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Show how an output was made: engine, model, weights hash, settings, and the command to reproduce it.
+
+    Example: studio info photo_restored.png
+    """
+    from studio.imageio import read_provenance
+
+    data = read_provenance(image)
+    if data is None:
+        raise InputError(f"{image}: carries no studio metadata (not a studio output, or stripped by another tool)")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key in ("studio_version", "created", "engine", "model", "weights_sha256", "color_fix", "output_size"):
+        table.add_row(f"[bold]{key}[/]", str(data.get(key)))
+    settings = data.get("settings", {})
+    for key in ("scale", "prompt", "negative_prompt", "seed", "steps", "guidance", "noise_level", "strength", "fidelity",
+                "faces", "face_fidelity", "tile"):
+        if key in settings:
+            table.add_row(f"[bold]{key}[/]", str(settings[key]))
+    if data.get("faces"):
+        table.add_row("[bold]faces[/]", json.dumps(data["faces"]))
+    console = Console()
+    console.print(table)
+    console.print(f"[bold]reproduce:[/] {data.get('command')}", soft_wrap=True)

@@ -1,0 +1,197 @@
+"""`studio restore`: files and folders in, restored images out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+HELP = """Restore and upscale images.
+
+[bold]Examples[/]
+
+  studio restore old_photo.jpg
+
+  studio restore old_photo.jpg --engine sd-x4 --preset old-photo --prompt "a family at the beach, 1950s"
+
+  studio restore a.jpg b.png shots/ -o out/ --report out/report.json
+
+  studio restore photo.jpg --engine classical --scale 3 --format tiff -o big.tif
+
+  studio restore portrait.jpg --faces codeformer --face-fidelity 0.7
+"""
+
+ENGINE_HELP = "auto, classical, fast, sd-x4 (auto: sd-x4 with a GPU and its weights, else fast)."
+_PANEL_DIFFUSION = "Diffusion"
+_PANEL_FACES = "Faces"
+_PANEL_OUTPUT = "Output"
+
+
+def _vars(values: list[str] | None) -> dict[str, str] | None:
+    from studio.errors import UsageError
+
+    if not values:
+        return None
+    parsed = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--var {item!r}: expected KEY=VALUE, e.g. --var era=1950s")
+        parsed[key.strip()] = value
+    return parsed
+
+
+def restore(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (folders are searched recursively).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder.")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help=ENGINE_HELP)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Weights name, file, folder or hub id.")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Output scale, fractional allowed. [default: 4]")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Prompt preset (studio presets list).")] = None,
+    preset_dir: Annotated[Optional[list[Path]], typer.Option("--preset-dir", help="Extra preset folder (repeatable).")] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="What the image shows; steers diffusion.", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What to avoid.", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    var: Annotated[Optional[list[str]], typer.Option("--var", help="Preset variable KEY=VALUE (repeatable).", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (recorded in the output).", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Denoising steps. [default: 25]", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance. [default: 4]", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    noise_level: Annotated[Optional[int], typer.Option("--noise-level", help="SD x4 noise level 0-350. [default: 20]", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    fidelity: Annotated[Optional[float], typer.Option("--fidelity", help="0-1: higher stays closer to the input.", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    strength: Annotated[Optional[float], typer.Option("--strength", help="0-1: restoration strength (more invented detail).", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="ddim, dpm++, euler, euler-a, pndm, ddpm, unipc.", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    color_fix: Annotated[Optional[str], typer.Option("--color-fix", help="none, wavelet, adain, histogram, lab (default: per engine).")] = None,
+    faces: Annotated[Optional[str], typer.Option("--faces", help="none, gfpgan, codeformer, restoreformer.", rich_help_panel=_PANEL_FACES)] = None,
+    face_model: Annotated[Optional[str], typer.Option("--face-model", help="Face weights name or file.", rich_help_panel=_PANEL_FACES)] = None,
+    face_fidelity: Annotated[Optional[float], typer.Option("--face-fidelity", help="0-1: higher keeps more of the original face.", rich_help_panel=_PANEL_FACES)] = None,
+    only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Restore only the most central face.", rich_help_panel=_PANEL_FACES)] = False,
+    max_faces: Annotated[Optional[int], typer.Option("--max-faces", help="Restore at most this many (largest first).", rich_help_panel=_PANEL_FACES)] = None,
+    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile size in pixels; 0 = off; default: from free memory.")] = None,
+    alpha: Annotated[Optional[str], typer.Option("--alpha", help="Alpha upscaling: bicubic or model.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, jpg, webp, tiff (default: png, or -o's extension).", rich_help_panel=_PANEL_OUTPUT)] = None,
+    quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG quality (95+ unless --force-jpeg).", rich_help_panel=_PANEL_OUTPUT)] = None,
+    force_jpeg: Annotated[bool, typer.Option("--force-jpeg", help="Allow JPEG quality below 95.", rich_help_panel=_PANEL_OUTPUT)] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a batch).", rich_help_panel=_PANEL_OUTPUT)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).", rich_help_panel=_PANEL_OUTPUT)] = False,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report here (default for batches: in the output folder).", rich_help_panel=_PANEL_OUTPUT)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    offload: Annotated[Optional[str], typer.Option("--offload", help="none, model, sequential (diffusion on small GPUs).")] = None,
+    fallback: Annotated[Optional[str], typer.Option("--fallback", help="Engine to use when the chosen one cannot run: fast, classical, none.")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse inputs above this many pixels.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML, [restore] table).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan; write nothing.")] = False,
+) -> None:
+    from studio.errors import UsageError
+    from studio.imageio import output_format
+    from studio.runner import collect_jobs, prepare_settings
+
+    if skip_existing and overwrite:
+        raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
+    if fmt is None and output is not None and output.suffix:
+        fmt = output_format(output, None)
+    cli: dict[str, Any] = {
+        "engine": engine, "model": model, "scale": scale, "preset": preset, "prompt": prompt,
+        "negative_prompt": negative_prompt, "variables": _vars(var), "seed": seed, "steps": steps,
+        "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
+        "scheduler": scheduler, "color_fix": color_fix, "faces": faces, "face_model": face_model,
+        "face_fidelity": face_fidelity, "only_center_face": only_center_face or None, "max_faces": max_faces,
+        "tile": tile, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg or None,
+        "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
+    }
+    settings, engine_name = prepare_settings(cli, config, list(preset_dir or []))
+    jobs = collect_jobs(inputs, output, settings.format)
+    if dry_run:
+        _print_plan(jobs, settings, engine_name)
+        return
+    _run(jobs, settings, engine_name, skip_existing, overwrite, report, output)
+
+
+def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
+    """--dry-run: the resolved settings with their sources, then per input the engine's plan."""
+    import json
+
+    from rich.console import Console
+
+    from studio.engines import engine_class
+    from studio.errors import StudioError
+    from studio.imageio import read_image
+
+    console = Console(soft_wrap=True)
+    console.print("[bold]Resolved settings[/] (value, and the layer it came from)")
+    for key, value in settings.to_dict().items():
+        console.print(f"  {key} = {value!r}  [dim]({settings.source_of(key)})[/]", markup=True, highlight=False)
+    engine = engine_class(engine_name)(settings)
+    availability = engine.availability(settings)
+    console.print(f"engine: [bold]{engine_name}[/] ({'available' if availability.ok else 'NOT available'}"
+                  f"{': ' + availability.reason if availability.reason else ''})")
+    for job in jobs:
+        try:
+            if job.error:
+                raise StudioError(job.error)
+            picture = read_image(job.source, settings.max_pixels)
+            height, width = picture.rgb.shape[:2]
+            plan = {"input": str(job.source), "output": str(job.output), "input_size": [width, height],
+                    **engine.plan(height, width, settings.scale)}
+            if picture.alpha is not None:
+                plan["alpha"] = f"kept, upscaled by {settings.alpha}"
+            if picture.bit_depth == 16:
+                plan["bit_depth"] = 16
+        except StudioError as exc:
+            plan = {"input": str(job.source), "error": str(exc)}
+        console.print_json(json.dumps(plan, default=str))
+    console.print("[dim]dry run: nothing was written[/]")
+
+
+def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
+         report_path: Path | None, output: Path | None) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from studio import messages
+    from studio.runner import run_batch, write_report
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    messages.set_sink(lambda level, text: console.print(
+        f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True))
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    )
+    batch_task = progress.add_task("images", total=len(jobs))
+    image_task = progress.add_task("", total=1, visible=False)
+
+    def on_job_start(job, index, total):
+        progress.update(image_task, description=job.source.name, completed=0, total=1, visible=True)
+
+        def step(done: int, total_steps: int) -> None:
+            progress.update(image_task, completed=done, total=total_steps)
+
+        return step
+
+    def on_job_done(result) -> None:
+        progress.advance(batch_task)
+        if result.status == "failed":
+            console.print(f"[red]failed:[/] {result.error}")
+        elif result.status == "skipped":
+            console.print(f"[dim]skipped:[/] {result.input} (output exists)")
+        else:
+            console.print(f"[green]ok:[/] {result.input} -> {result.output} "
+                          f"({result.output_size[0]}x{result.output_size[1]}, {result.engine}, {result.seconds:.1f} s)")
+
+    try:
+        with progress:
+            batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done)
+    finally:
+        messages.set_sink(None)
+    if report_path is None and len(jobs) > 1 and output is not None:
+        report_path = output / "studio_report.json"
+    if report_path is not None:
+        write_report(report_path, batch)
+    summary = f"{batch.succeeded}/{len(batch.results)} succeeded"
+    if batch.failed:
+        summary += f", {batch.failed} failed"
+    if report_path is not None:
+        summary += f"; report: {report_path}"
+    console.print(summary)
+    if batch.failed:
+        raise typer.Exit(1)

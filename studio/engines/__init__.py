@@ -1,0 +1,56 @@
+"""The engine registry: one explicit, ordered list. Engine modules are imported only when used.
+
+Engines never import each other; `studio.runner` composes them (fallback, faces on top).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from studio.engines.base import Engine
+from studio.errors import UsageError
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    name: str
+    summary: str
+    load: Callable[[], type[Engine]]
+
+
+def _classical() -> type[Engine]:
+    from studio.engines.classical import ClassicalEngine
+
+    return ClassicalEngine
+
+
+def _fast() -> type[Engine]:
+    from studio.engines.gan import FastEngine
+
+    return FastEngine
+
+
+def _sd_x4() -> type[Engine]:
+    from studio.engines.diffusion.sd_x4 import SDx4Engine
+
+    return SDx4Engine
+
+
+ENGINES: tuple[EngineEntry, ...] = (
+    EngineEntry("classical", "Lanczos/bicubic resampling; no invented detail, any scale", _classical),
+    EngineEntry("fast", "Real-ESRGAN and other spandrel networks; the fast path and the fallback", _fast),
+    EngineEntry("sd-x4", "Stable Diffusion x4 upscaler, prompt-steered, tiled latent sampling", _sd_x4),
+)
+
+
+
+def engine_names() -> list[str]:
+    return [entry.name for entry in ENGINES]
+
+
+def engine_class(name: str) -> type[Engine]:
+    for entry in ENGINES:
+        if entry.name == name:
+            return entry.load()
+    raise UsageError(f"--engine {name!r}: expected one of auto, {', '.join(engine_names())}")

@@ -1,0 +1,55 @@
+"""Domain errors. Each class maps to one CLI exit code; only the CLI edge turns them into messages.
+
+Exit codes: 0 ok, 1 some inputs failed, 2 usage or configuration error, 3 environment problem
+(missing weights, missing GPU, missing optional package).
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base of every user-facing failure: the message is one line saying what, where, and what to do."""
+
+    exit_code = 1
+
+
+class InputError(StudioError):
+    """One input file cannot be used (missing, corrupt, too small...). A batch goes on past it."""
+
+    exit_code = 1
+
+
+class OutputError(StudioError):
+    """An output cannot be written (exists already, would overwrite an input, folder not writable)."""
+
+    exit_code = 1
+
+
+class UsageError(StudioError):
+    """A flag, config file or preset is wrong. Nothing was processed."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A TOML file (config, preset, weights registry) is malformed; the message names file and key."""
+
+
+class EnvironmentProblem(StudioError):
+    """Something the machine lacks: weights, a GPU, an optional package, network for a download."""
+
+    exit_code = 3
+
+
+class WeightsMissing(EnvironmentProblem):
+    """Model weights are not present locally and cannot be fetched."""
+
+
+class DeviceUnavailable(EnvironmentProblem):
+    """The requested device (cuda, mps) is not available."""
+
+
+class OutOfMemory(StudioError):
+    """Raised by engines when even the smallest tile does not fit; callers may fall back."""
+
+    exit_code = 3

@@ -1,0 +1,1 @@
+"""Pure array functions: no I/O, no model loading."""

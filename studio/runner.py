@@ -1,0 +1,453 @@
+"""One job: read -> choose engine -> restore -> faces -> colour fix -> write. Batches and reports.
+
+The runner is the only place that composes engines: fallback when weights are missing or memory runs
+out, faces on top of any background engine, colour fix and alpha around any engine.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from studio import __version__
+from studio.engines import engine_class
+from studio.engines.base import Engine, ProgressFn, output_size
+from studio.errors import InputError, OutOfMemory, OutputError, StudioError, WeightsMissing
+from studio.imageio import (
+    FORMAT_EXTENSIONS,
+    Picture,
+    bleed_colors,
+    check_output_path,
+    is_supported,
+    read_image,
+    with_pixels,
+    write_image,
+)
+from studio.messages import notice, warn
+from studio.ops.resize import resize
+from studio.settings import Settings
+
+DIFFUSION_ENGINES = ("sd-x4",)
+LOW_PSNR_WARNING_DB = 20.0
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class Job:
+    """One input and where its result goes. `error` marks an input that failed before reading."""
+
+    source: Path
+    output: Path
+    error: str | None = None
+
+
+def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str) -> list[Job]:
+    """Expand files and folders (recursively) into jobs with their output paths.
+
+    No -o: `photo_restored.png` next to a file, `<folder>_restored/` beside a folder.
+    With -o and one file: that file name (or a folder, if it is one or ends with a slash).
+    With -o and several inputs or a folder: a folder; each folder's tree is mirrored inside it.
+    """
+    inputs = list(inputs)
+    ext = FORMAT_EXTENSIONS[fmt]
+    many = len(inputs) > 1 or any(path.is_dir() for path in inputs)
+    out_is_dir = output is not None and (many or output.is_dir() or str(output).endswith(("/", "\\")))
+    jobs: list[Job] = []
+    for path in inputs:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_supported(p) and not p.name.startswith("."))
+            if not files:
+                jobs.append(Job(path, path, error=f"{path}: folder holds no supported images"))
+                continue
+            if output is None:
+                root = path.parent / f"{path.name}_restored"
+            else:
+                root = output / path.name if len(inputs) > 1 else output
+            jobs += [Job(f, (root / f.relative_to(path)).with_suffix(ext)) for f in files]
+        elif output is None:
+            jobs.append(Job(path, path.with_name(f"{path.stem}_restored{ext}")))
+        elif out_is_dir:
+            jobs.append(Job(path, output / f"{path.stem}{ext}"))
+        else:
+            jobs.append(Job(path, output))
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        key = job.output.resolve()
+        if job.error is None and key in seen:
+            job.error = f"{job.source}: would write the same output as {seen[key]} ({job.output}); rename one"
+        seen.setdefault(key, job.source)
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class JobResult:
+    input: str
+    output: str | None
+    status: str  # ok | failed | skipped
+    error: str | None = None
+    input_size: list[int] | None = None
+    output_size: list[int] | None = None
+    engine: str | None = None
+    model: str | None = None
+    seconds: float = 0.0
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    quality: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BatchReport:
+    results: list[JobResult]
+    settings: dict[str, Any]
+    sources: dict[str, str]
+    studio_version: str = __version__
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.results)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(r.status == "ok" for r in self.results)
+
+    def to_json(self) -> str:
+        from dataclasses import asdict
+
+        data = {
+            "studio_version": self.studio_version,
+            "summary": {
+                "total": len(self.results),
+                "succeeded": self.succeeded,
+                "failed": self.failed,
+                "skipped": sum(r.status == "skipped" for r in self.results),
+            },
+            "settings": self.settings,
+            "setting_sources": self.sources,
+            "files": [asdict(r) for r in self.results],
+        }
+        return json.dumps(data, indent=2, default=str)
+
+
+# ------------------------------------------------------------------------------------------ engines
+
+
+def choose_engine(settings: Settings) -> str:
+    """Resolve `auto`: a diffusion engine when a GPU and its weights are here, else the fast engine."""
+    if settings.engine != "auto":
+        engine_class(settings.engine)  # validates the name
+        return settings.engine
+    from studio.devices import has_gpu
+
+    if has_gpu():
+        for name in DIFFUSION_ENGINES:
+            if engine_class(name).availability(settings).ok:
+                return name
+    return "fast"
+
+
+def fallback_for(settings: Settings, engine_name: str) -> str | None:
+    """Where to go when `engine_name` cannot run: --fallback wins; auto falls back on its own."""
+    if settings.fallback == "none":
+        return None
+    if settings.fallback:
+        return settings.fallback if settings.fallback != engine_name else None
+    if settings.engine == "auto":
+        return {"fast": "classical"}.get(engine_name, "fast")
+    return None
+
+
+class EngineCache:
+    """Engines are built once per batch and load their models lazily on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engines: dict[str, Engine] = {}
+        self._faces: Any = None
+
+    def get(self, name: str) -> Engine:
+        if name not in self._engines:
+            self._engines[name] = engine_class(name)(replace(self.settings, engine=name))
+        return self._engines[name]
+
+    def faces(self) -> Any:
+        if self._faces is None:
+            from studio.engines.faces import FaceRestorer
+
+            self._faces = FaceRestorer(self.settings)
+        return self._faces
+
+
+def run_engine(
+    cache: EngineCache, name: str, rgb: np.ndarray, scale: float, progress: ProgressFn | None, notes: list[str]
+) -> tuple[Engine, np.ndarray]:
+    """Run one engine, following the fallback chain when weights are missing or memory runs out."""
+    try:
+        engine = cache.get(name)
+        return engine, engine.restore(rgb, scale, progress)
+    except (WeightsMissing, OutOfMemory) as exc:
+        target = fallback_for(cache.settings, name)
+        if target is None:
+            if cache.settings.engine != "auto" and isinstance(exc, WeightsMissing):
+                raise WeightsMissing(f"{exc} (or add --fallback fast)") from None
+            raise
+        message = f"{name} could not run ({exc}); falling back to the {target} engine"
+        notice(message)
+        notes.append(message)
+        return run_engine(cache, target, rgb, scale, progress, notes)
+
+
+# ------------------------------------------------------------------------------------------ one job
+
+
+@dataclass
+class Restored:
+    picture: Picture
+    provenance: dict[str, Any]
+    notes: list[str]
+    faces: list[dict[str, Any]]
+
+
+def restore_picture(
+    picture: Picture, cache: EngineCache, engine_name: str, progress: ProgressFn | None = None
+) -> Restored:
+    """The whole restoration of one decoded picture: engine (with fallback), faces, colour fix, alpha."""
+    settings = cache.settings
+    notes: list[str] = list(picture.notes)
+    rgb = picture.rgb if picture.alpha is None else bleed_colors(picture.rgb, picture.alpha)
+    engine, result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes)
+    out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
+    if result.shape[:2] != (out_h, out_w):
+        raise StudioError(f"engine {engine.name} returned {result.shape[1]}x{result.shape[0]}, expected {out_w}x{out_h}")
+
+    faces: list[dict[str, Any]] = []
+    face_provenance: dict[str, Any] | None = None
+    if settings.faces != "none":
+        restorer = cache.faces()
+        face_result = restorer.restore(picture.rgb, result)
+        result, faces, face_provenance = face_result.image, face_result.faces, restorer.provenance()
+
+    color_fix = settings.color_fix or engine.default_color_fix
+    if color_fix != "none":
+        from studio.ops.colorfix import apply_color_fix
+
+        reference = resize(picture.rgb, out_h, out_w, "bicubic")
+        result = apply_color_fix(color_fix, result, reference)
+    result = np.clip(result, 0.0, 1.0).astype(np.float32)
+
+    alpha = None
+    if picture.alpha is not None:
+        if settings.alpha == "model" and hasattr(engine, "restore_alpha"):
+            alpha = engine.restore_alpha(picture.alpha, settings.scale)
+        else:
+            alpha = resize(picture.alpha, out_h, out_w, "bicubic")
+
+    engine_info = engine.provenance()
+    provenance = {
+        "studio_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "engine": engine.name,
+        "model": engine_info.get("model"),
+        "weights_sha256": engine_info.get("sha256"),
+        "engine_details": engine_info,
+        "color_fix": color_fix,
+        "faces": face_provenance,
+        "settings": {**settings.to_dict(), "engine": engine.name},
+        "setting_sources": settings.sources,
+        "output_size": [out_w, out_h],
+        "notes": notes,
+    }
+    return Restored(with_pixels(picture, result, alpha), provenance, notes, faces)
+
+
+def quality_report(source: Picture, restored: Picture, seconds: float) -> dict[str, Any]:
+    """PSNR/SSIM of the result against a Lanczos resize of the input: how far the engine moved away."""
+    from studio.ops.metrics import psnr, ssim
+
+    out_h, out_w = restored.rgb.shape[:2]
+    baseline = resize(source.rgb, out_h, out_w, "lanczos")
+    report = {
+        "psnr_vs_lanczos_db": _finite(psnr(restored.rgb, baseline)),
+        "ssim_vs_lanczos": round(float(ssim(restored.rgb, baseline)), 4),
+        "scale": [round(out_w / source.rgb.shape[1], 4), round(out_h / source.rgb.shape[0], 4)],
+        "seconds": round(seconds, 3),
+    }
+    return report
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 2) if np.isfinite(value) else None
+
+
+def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
+    """The command line that reproduces this output: every value that differs from the defaults."""
+    defaults = Settings().to_dict()
+    args = ["studio", "restore", str(source), "-o", str(output)]
+    for name, value in settings.to_dict().items():
+        if name in ("preset", "variables", "max_pixels", "force_jpeg") or value == defaults[name]:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag)
+        else:
+            args += [flag, str(value)]
+    return shlex.join(args)
+
+
+def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list[Path], skip_existing: bool,
+                overwrite: bool, progress: ProgressFn | None = None) -> JobResult:
+    """One file, start to finish. Input and output problems become a failed result, not an exception."""
+    started = time.perf_counter()
+    settings = cache.settings
+    result = JobResult(input=str(job.source), output=str(job.output), status="failed")
+    try:
+        if job.error:
+            raise InputError(job.error)
+        if skip_existing and job.output.exists():
+            result.status = "skipped"
+            result.notes.append("output exists (--skip-existing)")
+            return result
+        check_output_path(job.output, all_inputs, overwrite)
+        picture = read_image(job.source, settings.max_pixels)
+        result.input_size = list(picture.size)
+        if picture.provenance:
+            earlier = picture.provenance
+            warn(
+                f"{job.source.name} is already a studio output ({earlier.get('engine')}, "
+                f"{earlier.get('output_size')}); upscaling an upscale piles up artefacts: restore the original "
+                "once, at the final scale"
+            )
+            result.notes.append("input is an earlier studio output")
+        for text in picture.notes:
+            warn(f"{job.source.name}: {text}")
+        restored = restore_picture(picture, cache, engine_name, progress)
+        provenance, notes = restored.provenance, restored.notes
+        provenance["command"] = reproduce_command(job.source, job.output, replace(settings, engine=provenance["engine"]))
+        provenance["input"] = {"name": job.source.name, "size": list(picture.size), "bit_depth": picture.bit_depth}
+        seconds = time.perf_counter() - started
+        result.quality = quality_report(picture, restored.picture, seconds)
+        psnr_db = result.quality["psnr_vs_lanczos_db"]
+        if psnr_db is not None and psnr_db < LOW_PSNR_WARNING_DB:
+            message = f"result departs strongly from the input (PSNR {psnr_db} dB vs Lanczos); check it for invented detail"
+            warn(f"{job.source.name}: {message}")
+            notes.append(message)
+        provenance["quality"] = result.quality
+        write_image(job.output, restored.picture, settings.format, settings.quality, provenance, settings.force_jpeg)
+        result.status = "ok"
+        result.output_size = list(restored.picture.size)
+        result.engine = provenance["engine"]
+        result.model = provenance["model"]
+        result.faces = restored.faces
+        result.notes += notes
+    except (InputError, OutputError) as exc:
+        result.error = str(exc)
+    finally:
+        result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ batches
+
+
+BatchProgress = Callable[[str, int, int], None]
+
+
+def run_batch(
+    jobs: list[Job],
+    settings: Settings,
+    engine_name: str,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    on_job_start: Callable[[Job, int, int], ProgressFn | None] | None = None,
+    on_job_done: Callable[[JobResult], None] | None = None,
+) -> BatchReport:
+    """Run every job; a bad file is reported and the batch goes on. Environment problems stop it."""
+    cache = EngineCache(settings)
+    all_inputs = [job.source for job in jobs]
+    results: list[JobResult] = []
+    for index, job in enumerate(jobs):
+        progress = on_job_start(job, index, len(jobs)) if on_job_start else None
+        result = process_job(job, cache, engine_name, all_inputs, skip_existing, overwrite, progress)
+        results.append(result)
+        if on_job_done:
+            on_job_done(result)
+    return BatchReport(results=results, settings=settings.to_dict(), sources=dict(settings.sources))
+
+
+def prepare_settings(
+    cli: dict[str, Any], config_file: Path | None = None, preset_dirs: list[Path] | None = None
+) -> tuple[Settings, str]:
+    """Resolve every layer, pick the engine, apply the preset for that engine and render its prompt.
+
+    The preset's suggested parameters depend on the engine, so the engine is chosen first from the
+    other layers; explicit flags still beat the preset.
+    """
+    from studio.settings import resolve
+
+    settings = resolve(cli, config_file)
+    if settings.device != "auto":
+        from studio.devices import resolve_device
+
+        resolve_device(settings.device)  # a missing GPU is an environment error before any work starts
+    engine_name = choose_engine(settings)
+    if settings.preset:
+        from studio.presets import get_preset
+
+        preset = get_preset(settings.preset, preset_dirs or [])
+        origin = f"preset:{preset.name}"
+        settings = resolve(cli, config_file, preset.parameters_for(engine_name), origin)
+        positive, negative = preset.render(settings.prompt, settings.variables)
+        user_negative = settings.negative_prompt
+        settings = replace(settings, prompt=positive, negative_prompt=", ".join(filter(None, [negative, user_negative])))
+        settings.sources = {**settings.sources, "prompt": origin, "negative_prompt": origin}
+    return finalize_seed(settings), engine_name
+
+
+def finalize_seed(settings: Settings) -> Settings:
+    """Pick a concrete seed when none was given, so every output records the seed that made it."""
+    if settings.seed is not None:
+        return settings
+    new = replace(settings, seed=secrets.randbelow(2**31))
+    new.sources = {**settings.sources, "seed": "random"}
+    return new
+
+
+def write_report(path: Path, report: BatchReport) -> None:
+    """The JSON report, written atomically like every output."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w") as stream:
+        stream.write(report.to_json())
+    os.replace(name, path)
+
+
+__all__ = [
+    "BatchReport",
+    "EngineCache",
+    "Job",
+    "JobResult",
+    "choose_engine",
+    "collect_jobs",
+    "finalize_seed",
+    "prepare_settings",
+    "process_job",
+    "Restored",
+    "restore_picture",
+    "run_batch",
+    "write_report",
+]

@@ -1,0 +1,210 @@
+"""Typed settings, resolved in layers: built-in defaults < configs/*.toml < user config < preset < CLI flags.
+
+Every resolved value remembers which layer set it, so `--dry-run` and the report can say why a value
+is what it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from studio.errors import ConfigError
+
+COLOR_FIXES = ("none", "wavelet", "adain", "histogram", "lab")
+FORMATS = ("png", "jpg", "webp", "tiff")
+FACE_MODELS = ("none", "gfpgan", "codeformer", "restoreformer")
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2x its warning threshold)
+
+
+@dataclass
+class Settings:
+    """Everything one restore job needs. Field names are the CLI option names with '-' -> '_'."""
+
+    engine: str = "auto"  # checked against the engine registry by the runner
+    model: str | None = None
+    scale: float = 4.0
+    preset: str | None = None
+    prompt: str = ""
+    negative_prompt: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    seed: int | None = None
+    steps: int = 25
+    guidance: float = 4.0
+    noise_level: int = 20
+    fidelity: float = 0.5
+    strength: float = 0.5
+    scheduler: str | None = None
+    color_fix: str | None = None  # None: the engine's own default (wavelet for diffusion, none otherwise)
+    faces: str = "none"
+    face_model: str | None = None
+    face_fidelity: float = 0.5
+    only_center_face: bool = False
+    max_faces: int | None = None
+    min_face_size: int = 24
+    tile: int | None = None  # None: chosen automatically; 0: no tiling
+    tile_overlap: int = 16
+    format: str = "png"
+    quality: int = 95
+    device: str = "auto"
+    offload: str = "none"
+    fallback: str | None = None
+    alpha: str = "bicubic"  # how the alpha channel is upscaled: bicubic or model
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    force_jpeg: bool = False
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (no `sources`), for provenance and reports."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+
+    def source_of(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+    def validate(self) -> None:
+        """Reject impossible values with a message naming the option, the value and what is allowed."""
+        _choice("format", self.format, FORMATS)
+        _choice("faces", self.faces, FACE_MODELS)
+        _choice("offload", self.offload, OFFLOAD_MODES)
+        _choice("alpha", self.alpha, ("bicubic", "model"))
+        if self.color_fix is not None:
+            _choice("color-fix", self.color_fix, COLOR_FIXES)
+        if self.fallback is not None:
+            _choice("fallback", self.fallback, ("none", "fast", "classical"))
+        if not (0.25 <= self.scale <= 16):
+            raise ConfigError(f"--scale {self.scale}: expected a factor from 0.25 to 16")
+        for name in ("fidelity", "strength", "face_fidelity"):
+            value = getattr(self, name)
+            if not (0.0 <= value <= 1.0):
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: expected a value from 0 to 1")
+        if self.steps < 1 or self.steps > 1000:
+            raise ConfigError(f"--steps {self.steps}: expected 1 to 1000")
+        if not (0 <= self.noise_level <= 350):
+            raise ConfigError(f"--noise-level {self.noise_level}: expected 0 to 350")
+        if self.tile is not None and self.tile != 0 and self.tile < 32:
+            raise ConfigError(f"--tile {self.tile}: expected 0 (off) or at least 32 pixels")
+        if not (1 <= self.quality <= 100):
+            raise ConfigError(f"--quality {self.quality}: expected 1 to 100")
+        if self.max_pixels < 256:
+            raise ConfigError(f"--max-pixels {self.max_pixels}: expected at least 256")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"--{name} {value!r}: expected one of {', '.join(allowed)}")
+
+
+_FIELD_TYPES = {f.name: f for f in fields(Settings) if f.name != "sources"}
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    """Check a TOML value against the field's declared type; the error names the file and key."""
+    default = Settings().__getattribute__(name)
+    expected: tuple[type, ...]
+    if isinstance(default, bool):
+        expected = (bool,)
+    elif isinstance(default, float):
+        expected = (int, float)
+    elif isinstance(default, int):
+        expected = (int,)
+    elif isinstance(default, dict):
+        expected = (dict,)
+    else:  # str or None-able: accept str, or numbers for optional numeric fields like seed/tile
+        expected = (str, int, float)
+    if isinstance(value, bool) and bool not in expected:
+        raise ConfigError(f"{origin}: key '{name}' = {value!r}: wrong type")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{origin}: key '{name}' = {value!r}: wrong type")
+    if isinstance(default, float):
+        return float(value)
+    return value
+
+
+def apply_layer(settings: Settings, values: Mapping[str, Any], origin: str) -> Settings:
+    """Return a copy of `settings` with `values` applied on top, recording `origin` for each key."""
+    updates: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in _FIELD_TYPES:
+            raise ConfigError(f"{origin}: unknown key '{key}'")
+        if value is None:
+            continue
+        updates[name] = _coerce(name, value, origin)
+    new = dataclasses.replace(settings, **updates)
+    new.sources = dict(settings.sources)
+    for name in updates:
+        new.sources[name] = origin
+    return new
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file, turning syntax errors into one line that names the file."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+
+
+def project_root() -> Path:
+    """The folder holding prompts/ and configs/: the package's data copy in a wheel, else the checkout."""
+    here = Path(__file__).resolve().parent
+    bundled = here / "_data"
+    return bundled if bundled.is_dir() else here.parent
+
+
+def builtin_config_files() -> list[Path]:
+    """The shipped engine defaults (configs/defaults.toml). The weights registry is read by weights.py."""
+    path = project_root() / "configs" / "defaults.toml"
+    return [path] if path.is_file() else []
+
+
+def user_config_file() -> Path:
+    """Per-user config: $STUDIO_CONFIG, else $XDG_CONFIG_HOME/studio/config.toml."""
+    if env := os.environ.get("STUDIO_CONFIG"):
+        return Path(env)
+    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    return base / "studio" / "config.toml"
+
+
+def _restore_table(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Config files keep job settings under [restore]; other tables are ignored here."""
+    table = data.get("restore", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: [restore] must be a table")
+    return table
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    config_file: Path | None = None,
+    preset_values: Mapping[str, Any] | None = None,
+    preset_origin: str = "preset",
+) -> Settings:
+    """Layer defaults < configs/*.toml < user config < --config < preset < CLI flags, then validate.
+
+    `cli` holds only the flags the user actually gave (None means "not given").
+    """
+    settings = Settings()
+    for path in builtin_config_files():
+        settings = apply_layer(settings, _restore_table(read_toml(path), str(path)), f"config:{path.name}")
+    user_file = user_config_file()
+    if user_file.is_file():
+        settings = apply_layer(settings, _restore_table(read_toml(user_file), str(user_file)), f"user:{user_file}")
+    if config_file is not None:
+        settings = apply_layer(
+            settings, _restore_table(read_toml(config_file), str(config_file)), f"config:{config_file}"
+        )
+    if preset_values:
+        settings = apply_layer(settings, preset_values, preset_origin)
+    settings = apply_layer(settings, {k: v for k, v in cli.items() if v is not None}, "cli")
+    settings.validate()
+    return settings

@@ -1,0 +1,43 @@
+"""Shared fixtures: an isolated user environment, and real test images made from scikit-image's data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One weights folder for the whole run, so bundled models are converted once, not per test."""
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(autouse=True)
+def isolated_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_weights_dir: Path) -> None:
+    """No test reads the developer's own config, presets or weights."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("STUDIO_CONFIG", str(tmp_path / "xdg" / "studio" / "config.toml"))
+    monkeypatch.setenv("STUDIO_WEIGHTS_DIR", str(shared_weights_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """NASA's astronaut portrait (public domain), 512x512 RGB uint8."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture
+def photo(tmp_path: Path, astronaut: np.ndarray) -> Path:
+    """A small real photo on disk (64x48 JPEG)."""
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(astronaut).resize((64, 48), Image.Resampling.LANCZOS).save(path, quality=95)
+    return path

@@ -1,0 +1,223 @@
+"""The `studio` command end to end with the classical engine: exit codes, messages, batches, reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from studio.cli import app
+
+runner = CliRunner()
+
+
+def studio(*args: str) -> "CliRunner.invoke":
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_restore_writes_next_to_the_input_with_provenance(photo: Path) -> None:
+    result = studio("restore", photo, "--engine", "classical", "--scale", "2")
+    assert result.exit_code == 0, result.output
+    out = photo.with_name("photo_restored.png")
+    with Image.open(out) as image:
+        assert image.size == (128, 96)
+    info = studio("info", out, "--json")
+    data = json.loads(info.stdout)
+    assert data["engine"] == "classical" and data["settings"]["scale"] == 2.0
+    assert data["command"].startswith("studio restore") and "--scale 2.0" in data["command"]
+    assert "1/1 succeeded" in result.stderr
+
+
+def test_fractional_scale_tiff_output_named_by_o(tmp_path: Path, photo: Path) -> None:
+    out = tmp_path / "big.tif"
+    result = studio("restore", photo, "--engine", "classical", "--scale", "3", "--format", "tiff", "-o", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as image:
+        assert image.format == "TIFF" and image.size == (192, 144)
+    out2 = tmp_path / "frac.png"
+    assert studio("restore", photo, "--engine", "classical", "--scale", "1.5", "-o", out2).exit_code == 0
+    with Image.open(out2) as image:
+        assert image.size == (96, 72)
+
+
+def test_batch_goes_on_past_a_corrupt_file_and_reports(tmp_path: Path, astronaut: np.ndarray) -> None:
+    shots = tmp_path / "shots"
+    (shots / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut[:64, :64]).save(shots / "a.png")
+    (shots / "b_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.fromarray(astronaut[64:128, :64]).save(shots / "sub" / "c.jpg")
+    single = tmp_path / "single.png"
+    Image.fromarray(astronaut[:32, :32]).save(single)
+    out = tmp_path / "out"
+    result = studio("restore", single, shots, "-o", out, "--engine", "classical", "--scale", "2")
+    assert result.exit_code == 1
+    assert (out / "single.png").exists()
+    assert (out / "shots" / "a.png").exists() and (out / "shots" / "sub" / "c.png").exists()
+    assert not (out / "shots" / "b_corrupt.png").exists()
+    report = json.loads((out / "studio_report.json").read_text())
+    assert report["summary"] == {"total": 4, "succeeded": 3, "failed": 1, "skipped": 0}
+    failed = [f for f in report["files"] if f["status"] == "failed"]
+    assert failed[0]["input"].endswith("b_corrupt.jpg") and "corrupt" in failed[0]["error"]
+    ok = [f for f in report["files"] if f["status"] == "ok"]
+    assert all(f["engine"] == "classical" and f["output_size"] and f["seconds"] >= 0 for f in ok)
+    assert "3/4 succeeded, 1 failed" in result.stderr
+
+
+def test_skip_existing_resumes_and_overwrite_replaces(tmp_path: Path, photo: Path) -> None:
+    out = tmp_path / "out.png"
+    out.write_bytes(b"earlier result")
+    result = studio("restore", photo, "--engine", "classical", "-o", out)
+    assert result.exit_code == 1 and "already exists" in result.stderr
+    assert out.read_bytes() == b"earlier result"
+    result = studio("restore", photo, "--engine", "classical", "-o", out, "--skip-existing")
+    assert result.exit_code == 0 and out.read_bytes() == b"earlier result"
+    result = studio("restore", photo, "--engine", "classical", "-o", out, "--overwrite")
+    assert result.exit_code == 0 and out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_input_is_never_overwritten(photo: Path) -> None:
+    before = photo.read_bytes()
+    result = studio("restore", photo, "--engine", "classical", "-o", photo, "--overwrite", "--format", "jpg")
+    assert result.exit_code == 1 and "never overwrites inputs" in result.stderr
+    assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_bytes(b"plain text"), "not an image"),
+    ],
+)
+def test_bad_input_is_one_line_exit_1(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "bad.png"
+    make(path)
+    result = studio("restore", path, "--engine", "classical")
+    assert result.exit_code == 1
+    assert any(message in line for line in result.stderr.splitlines())
+    assert "Traceback" not in result.output
+
+
+def test_folder_without_images_fails_clearly(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images")
+    result = studio("restore", empty, "--engine", "classical")
+    assert result.exit_code == 1 and "holds no supported images" in result.stderr
+
+
+def test_pixel_budget_flag(tmp_path: Path, photo: Path) -> None:
+    result = studio("restore", photo, "--engine", "classical", "--max-pixels", "1000")
+    assert result.exit_code == 1 and "--max-pixels" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--color-fix", "sepia"], 2, "--color-fix 'sepia'"),
+        (["--engine", "dreamy"], 2, "--engine 'dreamy'"),
+        (["--scale", "40"], 2, "--scale 40"),
+        (["--var", "novalue"], 2, "KEY=VALUE"),
+        (["--skip-existing", "--overwrite"], 2, "contradict"),
+        (["--device", "cuda"], 3, "no CUDA GPU"),
+    ],
+)
+def test_usage_and_environment_errors_have_their_exit_codes(photo: Path, args: list[str], code: int, message: str) -> None:
+    engine = [] if "--engine" in args else ["--engine", "classical"]
+    result = studio("restore", photo, *engine, *args)
+    assert result.exit_code == code, result.output
+    lines = _error_lines(result)
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_debug_shows_the_traceback(photo: Path) -> None:
+    from studio.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        runner.invoke(app, ["--debug", "restore", str(photo), "--color-fix", "sepia"], catch_exceptions=False)
+
+
+def test_dry_run_prints_plan_and_sources_and_writes_nothing(tmp_path: Path, photo: Path) -> None:
+    config = tmp_path / "studio.toml"
+    config.write_text('[restore]\nscale = 3.0\nsteps = 40\n')
+    result = studio("restore", photo, "--engine", "classical", "--config", config, "--steps", "30", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert '"output_size": [192, 144]' in " ".join(result.stdout.split()).replace("[ ", "[").replace(" ]", "]")
+    assert f"scale = 3.0  (config:{config})" in result.stdout  # from the config file
+    assert "steps = 30  (cli)" in result.stdout  # the flag beats the file
+    assert list(photo.parent.glob("*_restored*")) == []
+
+
+def test_user_config_layer_and_cli_precedence(tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.settings import resolve
+
+    user = tmp_path / "user.toml"
+    user.write_text('[restore]\nscale = 2.0\nguidance = 6.0\n')
+    monkeypatch.setenv("STUDIO_CONFIG", str(user))
+    settings = resolve({"guidance": 3.5})
+    assert settings.scale == 2.0 and settings.source_of("scale").startswith("user:")
+    assert settings.guidance == 3.5 and settings.source_of("guidance") == "cli"
+    assert settings.steps == 25 and settings.source_of("steps") == "config:defaults.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[restore]\nsteps = "many"\n')
+    result = studio("restore", photo, "--engine", "classical", "--config", bad)
+    assert result.exit_code == 2 and "steps" in result.stderr and str(bad) in result.stderr
+
+
+def test_restoring_an_output_again_warns(tmp_path: Path, photo: Path) -> None:
+    first = tmp_path / "first.png"
+    assert studio("restore", photo, "--engine", "classical", "--scale", "2", "-o", first).exit_code == 0
+    result = studio("restore", first, "--engine", "classical", "--scale", "2", "-o", tmp_path / "second.png")
+    assert result.exit_code == 0
+    assert "already a studio output" in result.stderr
+
+
+def test_jpeg_output_needs_quality_95(tmp_path: Path, photo: Path) -> None:
+    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "x.jpg", "--quality", "80")
+    assert result.exit_code == 1 and "--force-jpeg" in result.stderr
+    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "y.jpg")
+    assert result.exit_code == 0 and "re-compresses" in result.stderr
+
+
+def test_info_on_a_plain_image_says_so(photo: Path) -> None:
+    result = studio("info", photo)
+    assert result.exit_code == 1 and "no studio metadata" in result.stderr
+
+
+def test_engines_lists_classical_as_available() -> None:
+    result = studio("engines", "--json")
+    rows = {row["engine"]: row for row in json.loads(result.stdout)}
+    assert rows["classical"]["available"] is True
+    assert {"classical", "fast", "sd-x4"} <= set(rows)
+
+
+def test_help_is_fast_because_heavy_libraries_load_lazily() -> None:
+    code = (
+        "import sys; from studio.cli import app; "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'spandrel', 'cv2', 'facexlib', 'skimage') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_text = subprocess.run([sys.executable, "-m", "studio", "restore", "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0 and "--color-fix" in help_text.stdout
+
+
+def test_python_api_matches_the_cli(tmp_path: Path, photo: Path) -> None:
+    import studio as api
+
+    report = api.restore([photo], tmp_path / "api.png", engine="classical", scale=2.0)
+    assert report.succeeded == 1
+    settings = api.load_settings(engine="classical", scale=2.0)
+    assert settings.scale == 2.0 and settings.source_of("scale") == "cli"
