@@ -360,6 +360,13 @@ def write_image(
         _encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str))
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Reports and sidecars get the same all-or-nothing write as images."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic(path) as temp:
+        temp.write_text(text, encoding="utf-8")
+
+
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)

@@ -30,6 +30,7 @@ from studio.imageio import (
     read_image,
     with_pixels,
     write_image,
+    write_text_atomic,
 )
 from studio.messages import notice, warn
 from studio.ops.resize import resize
@@ -296,7 +297,7 @@ def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
     defaults = Settings().to_dict()
     args = ["studio", "restore", str(source), "-o", str(output)]
     for name, value in settings.to_dict().items():
-        if name in ("preset", "variables", "max_pixels", "force_jpeg") or value == defaults[name]:
+        if name in ("preset", "variables", "max_pixels", "force_jpeg", "sidecar") or value == defaults[name]:
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
@@ -345,6 +346,8 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list
             notes.append(message)
         provenance["quality"] = result.quality
         write_image(job.output, restored.picture, settings.format, settings.quality, provenance, settings.force_jpeg)
+        if settings.sidecar:
+            write_text_atomic(job.output.with_name(job.output.name + ".json"), json.dumps(provenance, indent=2, default=str))
         result.status = "ok"
         result.output_size = list(restored.picture.size)
         result.engine = provenance["engine"]
@@ -426,14 +429,7 @@ def finalize_seed(settings: Settings) -> Settings:
 
 def write_report(path: Path, report: BatchReport) -> None:
     """The JSON report, written atomically like every output."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(report.to_json())
-    os.replace(name, path)
+    write_text_atomic(path, report.to_json())
 
 
 __all__ = [

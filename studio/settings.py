@@ -58,6 +58,7 @@ class Settings:
     alpha: str = "bicubic"  # how the alpha channel is upscaled: bicubic or model
     max_pixels: int = DEFAULT_MAX_PIXELS
     force_jpeg: bool = False
+    sidecar: bool = False  # also write OUTPUT.json with the provenance
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:

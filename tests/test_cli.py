@@ -28,6 +28,7 @@ def _error_lines(result) -> list[str]:
 def test_restore_writes_next_to_the_input_with_provenance(photo: Path) -> None:
     result = studio("restore", photo, "--engine", "classical", "--scale", "2")
     assert result.exit_code == 0, result.output
+    assert "1/1 succeeded" in result.stderr
     out = photo.with_name("photo_restored.png")
     with Image.open(out) as image:
         assert image.size == (128, 96)
@@ -35,7 +36,10 @@ def test_restore_writes_next_to_the_input_with_provenance(photo: Path) -> None:
     data = json.loads(info.stdout)
     assert data["engine"] == "classical" and data["settings"]["scale"] == 2.0
     assert data["command"].startswith("studio restore") and "--scale 2.0" in data["command"]
-    assert "1/1 succeeded" in result.stderr
+    assert not out.with_name("photo_restored.png.json").exists()
+    assert studio("restore", photo, "--engine", "classical", "--overwrite", "--sidecar").exit_code == 0
+    sidecar = json.loads(out.with_name("photo_restored.png.json").read_text())
+    assert sidecar["engine"] == "classical" and sidecar["settings"]["scale"] == 4.0
 
 
 def test_fractional_scale_tiff_output_named_by_o(tmp_path: Path, photo: Path) -> None:

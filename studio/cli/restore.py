@@ -71,6 +71,7 @@ def restore(
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, jpg, webp, tiff (default: png, or -o's extension).", rich_help_panel=_PANEL_OUTPUT)] = None,
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG quality (95+ unless --force-jpeg).", rich_help_panel=_PANEL_OUTPUT)] = None,
     force_jpeg: Annotated[bool, typer.Option("--force-jpeg", help="Allow JPEG quality below 95.", rich_help_panel=_PANEL_OUTPUT)] = False,
+    sidecar: Annotated[bool, typer.Option("--sidecar", help="Also write OUTPUT.json with the provenance.", rich_help_panel=_PANEL_OUTPUT)] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a batch).", rich_help_panel=_PANEL_OUTPUT)] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).", rich_help_panel=_PANEL_OUTPUT)] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report here (default for batches: in the output folder).", rich_help_panel=_PANEL_OUTPUT)] = None,
@@ -95,7 +96,7 @@ def restore(
         "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
         "scheduler": scheduler, "color_fix": color_fix, "faces": faces, "face_model": face_model,
         "face_fidelity": face_fidelity, "only_center_face": only_center_face or None, "max_faces": max_faces,
-        "tile": tile, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg or None,
+        "tile": tile, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg or None, "sidecar": sidecar or None,
         "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
     }
     settings, engine_name = prepare_settings(cli, config, list(preset_dir or []))
