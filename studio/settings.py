@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from studio.errors import ConfigError
 
-COLOR_FIXES = ("none", "wavelet", "adain", "histogram", "lab")
+COLOR_FIXES = ("none", "wavelet", "wavelet-dwt", "adain", "histogram", "lab")
 FORMATS = ("png", "jpg", "webp", "tiff")
 FACE_MODELS = ("none", "gfpgan", "codeformer", "restoreformer")
 OFFLOAD_MODES = ("none", "model", "sequential")

@@ -225,3 +225,19 @@ def test_python_api_matches_the_cli(tmp_path: Path, photo: Path) -> None:
     assert report.succeeded == 1
     settings = api.load_settings(engine="classical", scale=2.0)
     assert settings.scale == 2.0 and settings.source_of("scale") == "cli"
+
+
+def test_preset_fills_prompt_and_parameters_but_flags_win(photo: Path) -> None:
+    result = studio(
+        "restore", photo, "--engine", "fast", "--preset", "old-photo", "--prompt", "a bride in 1950",
+        "--negative-prompt", "text", "--face-fidelity", "0.3", "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+    assert "face_fidelity = 0.3  (cli)" in result.stdout  # the flag beats the preset's 0.7
+    assert "color_fix = 'wavelet'  (preset:old-photo)" in result.stdout
+    prompt_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("prompt ="))
+    assert "a bride in 1950" in prompt_line and "(preset:old-photo)" in prompt_line
+    negative_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("negative_prompt ="))
+    assert negative_line.rstrip().endswith("text'  (preset:old-photo)")
+    unknown = studio("restore", photo, "--engine", "classical", "--preset", "no-such-preset", "--dry-run")
+    assert unknown.exit_code == 2 and "old-photo" in unknown.stderr  # lists what exists

@@ -28,20 +28,6 @@ _PANEL_FACES = "Faces"
 _PANEL_OUTPUT = "Output"
 
 
-def _vars(values: list[str] | None) -> dict[str, str] | None:
-    from studio.errors import UsageError
-
-    if not values:
-        return None
-    parsed = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--var {item!r}: expected KEY=VALUE, e.g. --var era=1950s")
-        parsed[key.strip()] = value
-    return parsed
-
-
 def restore(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (folders are searched recursively).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder.")] = None,
@@ -82,6 +68,7 @@ def restore(
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML, [restore] table).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan; write nothing.")] = False,
 ) -> None:
+    from studio.cli.options import parse_vars
     from studio.errors import UsageError
     from studio.imageio import output_format
     from studio.runner import collect_jobs, prepare_settings
@@ -92,7 +79,7 @@ def restore(
         fmt = output_format(output, None)
     cli: dict[str, Any] = {
         "engine": engine, "model": model, "scale": scale, "preset": preset, "prompt": prompt,
-        "negative_prompt": negative_prompt, "variables": _vars(var), "seed": seed, "steps": steps,
+        "negative_prompt": negative_prompt, "variables": parse_vars(var) or None, "seed": seed, "steps": steps,
         "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
         "scheduler": scheduler, "color_fix": color_fix, "faces": faces, "face_model": face_model,
         "face_fidelity": face_fidelity, "only_center_face": only_center_face or None, "max_faces": max_faces,
@@ -146,7 +133,14 @@ def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
 def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
          report_path: Path | None, output: Path | None) -> None:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from studio import messages
     from studio.runner import run_batch, write_report

@@ -1,0 +1,67 @@
+"""Full-reference image quality metrics for the quality report and for tests.
+
+Inputs are float arrays in [0, 1], (H, W) or (H, W, C), of one shape. PSNR and SSIM follow their
+usual definitions with a data range of 1; the mean CIEDE2000 colour difference tells whether a
+result kept the source's colours (about 1 is the threshold of a visible difference).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim not in (2, 3):
+        raise ValueError(f"metrics need two (H, W) or (H, W, C) arrays of one shape; got {a.shape} and {b.shape}")
+    return a, b
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB over all pixels and channels; inf for identical images."""
+    a, b = _pair(a, b)
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity (Wang et al. 2004), averaged over channels.
+
+    Uses the paper's Gaussian window (sigma 1.5, population covariance) rather than skimage's
+    default 7x7 box, so values are comparable with published figures. Images smaller than the
+    11-pixel window get the largest odd window that fits.
+    """
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(a, b)
+    side = min(a.shape[:2])
+    if side < 3:
+        raise ValueError(f"SSIM needs images of at least 3x3 pixels; got {a.shape[:2]}")
+    win_size = min(11, side if side % 2 else side - 1)
+    return float(
+        structural_similarity(
+            a,
+            b,
+            data_range=1.0,
+            channel_axis=-1 if a.ndim == 3 else None,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            win_size=win_size,
+        )
+    )
+
+
+def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIEDE2000 difference between two sRGB images (H, W, 3), via CIELAB (D65)."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    a, b = _pair(a, b)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"delta E needs RGB images (H, W, 3); got {a.shape}")
+    lab_a = rgb2lab(np.clip(a, 0.0, 1.0))
+    lab_b = rgb2lab(np.clip(b, 0.0, 1.0))
+    return float(np.mean(deltaE_ciede2000(lab_a, lab_b)))
