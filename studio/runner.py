@@ -236,9 +236,17 @@ def restore_picture(
     faces: list[dict[str, Any]] = []
     face_provenance: dict[str, Any] | None = None
     if settings.faces != "none":
-        restorer = cache.faces()
-        face_result = restorer.restore(picture.rgb, result)
-        result, faces, face_provenance = face_result.image, face_result.faces, restorer.provenance()
+        try:
+            restorer = cache.faces()
+            face_result = restorer.restore(picture.rgb, result)
+            result, faces = face_result.image, face_result.faces
+            face_provenance = {**restorer.provenance(), "count": len(faces)}
+        except WeightsMissing as exc:
+            if settings.source_of("faces") == "cli":
+                raise
+            message = f"face restoration ({settings.faces}, from {settings.source_of('faces')}) skipped: {exc}"
+            warn(message)
+            notes.append(message)
 
     color_fix = settings.color_fix or engine.default_color_fix
     if color_fix != "none":
