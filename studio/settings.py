@@ -49,7 +49,7 @@ class Settings:
     max_faces: int | None = None
     min_face_size: int = 24
     tile: int | None = None  # None: chosen automatically; 0: no tiling
-    tile_overlap: int = 16
+    tile_overlap: int = 32  # input pixels; 16 leaves seams of 2-3/255 with Real-ESRGAN, 32 keeps them under 0.3/255
     format: str = "png"
     quality: int = 95
     device: str = "auto"

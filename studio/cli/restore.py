@@ -53,6 +53,7 @@ def restore(
     only_center_face: Annotated[bool, typer.Option("--only-center-face", help="Restore only the most central face.", rich_help_panel=_PANEL_FACES)] = False,
     max_faces: Annotated[Optional[int], typer.Option("--max-faces", help="Restore at most this many (largest first).", rich_help_panel=_PANEL_FACES)] = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="Tile size in pixels; 0 = off; default: from free memory.")] = None,
+    tile_overlap: Annotated[Optional[int], typer.Option("--tile-overlap", help="Pixels (of the input) neighbouring tiles share. [default: 32]")] = None,
     alpha: Annotated[Optional[str], typer.Option("--alpha", help="Alpha upscaling: bicubic or model.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, jpg, webp, tiff (default: png, or -o's extension).", rich_help_panel=_PANEL_OUTPUT)] = None,
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG quality (95+ unless --force-jpeg).", rich_help_panel=_PANEL_OUTPUT)] = None,
@@ -83,7 +84,7 @@ def restore(
         "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
         "scheduler": scheduler, "color_fix": color_fix, "faces": faces, "face_model": face_model,
         "face_fidelity": face_fidelity, "only_center_face": only_center_face or None, "max_faces": max_faces,
-        "tile": tile, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg or None, "sidecar": sidecar or None,
+        "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg or None, "sidecar": sidecar or None,
         "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
     }
     settings, engine_name = prepare_settings(cli, config, list(preset_dir or []))

