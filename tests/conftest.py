@@ -41,3 +41,24 @@ def photo(tmp_path: Path, astronaut: np.ndarray) -> Path:
     path = tmp_path / "photo.jpg"
     Image.fromarray(astronaut).resize((64, 48), Image.Resampling.LANCZOS).save(path, quality=95)
     return path
+
+
+@pytest.fixture(scope="session")
+def restoreformer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random RestoreFormer (32 channels, one block per level) saved to a file.
+
+    Random weights: it tests the face pipeline's wiring (spandrel loading, value range, paste-back),
+    not restoration quality, at a fraction of the real model's cost.
+    """
+    import torch
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    torch.manual_seed(0)
+    model = RestoreFormer(
+        n_embed=64, embed_dim=32, ch=32, out_ch=3, ch_mult=(1, 1, 2, 2, 2, 2), num_res_blocks=1,
+        attn_resolutions=(16,), dropout=0.0, in_channels=3, resolution=512, z_channels=32,
+        double_z=False, enable_mid=True, head_size=8,
+    )
+    path = tmp_path_factory.mktemp("faces") / "tiny-restoreformer.pth"
+    torch.save({key: value.contiguous() for key, value in model.state_dict().items()}, path)
+    return path

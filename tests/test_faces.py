@@ -41,20 +41,6 @@ def _save(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def restoreformer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random RestoreFormer (32 channels, one block per level): same code path, a fraction of the cost."""
-    from spandrel.architectures.RestoreFormer import RestoreFormer
-
-    torch.manual_seed(0)
-    model = RestoreFormer(
-        n_embed=64, embed_dim=32, ch=32, out_ch=3, ch_mult=(1, 1, 2, 2, 2, 2), num_res_blocks=1,
-        attn_resolutions=(16,), dropout=0.0, in_channels=3, resolution=512, z_channels=32,
-        double_z=False, enable_mid=True, head_size=8,
-    )
-    return _save(model, tmp_path_factory.mktemp("faces") / "tiny-restoreformer.pth")
-
-
 @pytest.fixture
 def source(astronaut: np.ndarray) -> np.ndarray:
     return astronaut.astype(np.float32) / 255.0

@@ -10,28 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from studio.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_restoreformer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from spandrel.architectures.RestoreFormer import RestoreFormer
-
-    torch.manual_seed(0)
-    model = RestoreFormer(
-        n_embed=64, embed_dim=32, ch=32, out_ch=3, ch_mult=(1, 1, 2, 2, 2, 2), num_res_blocks=1,
-        attn_resolutions=(16,), dropout=0.0, in_channels=3, resolution=512, z_channels=32,
-        double_z=False, enable_mid=True, head_size=8,
-    )
-    path = tmp_path_factory.mktemp("faces") / "tiny-restoreformer.pth"
-    torch.save(model.state_dict(), path)
-    return path
 
 
 @pytest.fixture
@@ -42,13 +26,13 @@ def portrait(tmp_path: Path, astronaut: np.ndarray) -> Path:
 
 
 def test_faces_on_top_of_the_classical_engine_change_only_the_face(
-    tmp_path: Path, portrait: Path, tiny_restoreformer: Path
+    tmp_path: Path, portrait: Path, restoreformer_path: Path
 ) -> None:
     plain, faced, report = tmp_path / "plain.png", tmp_path / "faced.png", tmp_path / "report.json"
     base = ["restore", str(portrait), "--engine", "classical", "--scale", "1.5"]
     assert runner.invoke(app, [*base, "-o", str(plain)]).exit_code == 0
     result = runner.invoke(app, [
-        *base, "-o", str(faced), "--faces", "restoreformer", "--face-model", str(tiny_restoreformer),
+        *base, "-o", str(faced), "--faces", "restoreformer", "--face-model", str(restoreformer_path),
         "--face-fidelity", "0.3", "--report", str(report),
     ])
     assert result.exit_code == 0, result.output
