@@ -1,0 +1,55 @@
+"""Where model components live while a job runs: all on the device, or offloaded to CPU RAM.
+
+- none: every component on the device (fastest, most memory).
+- model: components stay in CPU RAM; each moves to the device only while it is used (text encoder,
+  then UNet, then VAE), so the peak is the largest component plus activations.
+- sequential: accelerate's per-submodule offload; weights stream to the device layer by layer
+  (slowest, smallest footprint).
+On CPU there is nothing to offload to, so every mode behaves like none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Placement:
+    """Applies one offload mode to a set of modules; `using(module)` brackets each use."""
+
+    def __init__(self, mode: str, device: torch.device) -> None:
+        self.mode = mode if device.type != "cpu" else "none"
+        self.device = device
+
+    def prepare(self, modules: list[torch.nn.Module]) -> None:
+        """Put each module where the mode wants it before the first use."""
+        if self.mode == "none":
+            for module in modules:
+                module.to(self.device)
+        elif self.mode == "model":
+            for module in modules:
+                module.to("cpu")
+        else:
+            from accelerate import cpu_offload
+
+            for module in modules:
+                cpu_offload(module, execution_device=self.device)
+
+    @contextmanager
+    def using(self, module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+        """In 'model' mode move `module` to the device for the block and back to RAM afterwards."""
+        if self.mode != "model":
+            yield module
+            return
+        from studio.devices import empty_cache
+
+        module.to(self.device)
+        try:
+            yield module
+        finally:
+            module.to("cpu")
+            empty_cache(self.device)
