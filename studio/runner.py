@@ -173,14 +173,17 @@ def fallback_for(settings: Settings, engine_name: str) -> str | None:
 class EngineCache:
     """Engines are built once per batch and load their models lazily on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, primary: str) -> None:
         self.settings = settings
+        self.primary = primary
         self._engines: dict[str, Engine] = {}
         self._faces: Any = None
 
     def get(self, name: str) -> Engine:
+        """The engine `name`; a fallback engine gets its own default model, not the primary's --model."""
         if name not in self._engines:
-            self._engines[name] = engine_class(name)(replace(self.settings, engine=name))
+            model = self.settings.model if name == self.primary else None
+            self._engines[name] = engine_class(name)(replace(self.settings, engine=name, model=model))
         return self._engines[name]
 
     def faces(self) -> Any:
@@ -385,7 +388,7 @@ def run_batch(
     on_job_done: Callable[[JobResult], None] | None = None,
 ) -> BatchReport:
     """Run every job; a bad file is reported and the batch goes on. Environment problems stop it."""
-    cache = EngineCache(settings)
+    cache = EngineCache(settings, engine_name)
     all_inputs = [job.source for job in jobs]
     results: list[JobResult] = []
     for index, job in enumerate(jobs):

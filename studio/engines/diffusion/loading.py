@@ -90,9 +90,12 @@ def load_pipeline(pipeline_cls: Any, source: ModelSource, weights_name: str, dty
     kwargs: dict[str, Any] = {"dtype": dtype}
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
     verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # studio says it in one line; no "couldn't connect" chatter
+    diffusers_logging.disable_progress_bar()  # studio shows its own progress
+    transformers_logging.disable_progress_bar()
     try:
         if source.kind == "file":
             return pipeline_cls.from_single_file(source.ref, local_files_only=offline, **kwargs)
@@ -108,6 +111,8 @@ def load_pipeline(pipeline_cls: Any, source: ModelSource, weights_name: str, dty
         raise WeightsMissing(f"cannot load {source.describe()} ({first_line[:160]}); {hint}") from None
     finally:
         diffusers_logging.set_verbosity(verbosity)
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
 
 
 def _is_weights_problem(exc: BaseException) -> bool:
