@@ -272,7 +272,7 @@ def restore_picture(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "engine": engine.name,
         "model": engine_info.get("model"),
-        "weights_sha256": engine_info.get("sha256"),
+        "weights_sha256": engine_info.get("weights_sha256"),
         "engine_details": engine_info,
         "color_fix": color_fix,
         "faces": face_provenance,

@@ -241,3 +241,27 @@ def test_preset_fills_prompt_and_parameters_but_flags_win(photo: Path) -> None:
     assert negative_line.rstrip().endswith("text'  (preset:old-photo)")
     unknown = studio("restore", photo, "--engine", "classical", "--preset", "no-such-preset", "--dry-run")
     assert unknown.exit_code == 2 and "old-photo" in unknown.stderr  # lists what exists
+
+
+def test_fast_engine_end_to_end_keeps_16_bit_and_alpha_and_records_the_weights_hash(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """Real bundled Real-ESRGAN weights on a 16-bit RGBA input: depth, alpha and provenance survive."""
+    import cv2
+
+    from studio import weights
+
+    rgb16 = astronaut[200:248, 180:228].astype(np.uint16) * 257
+    alpha16 = np.full((48, 48), 65535, np.uint16)
+    alpha16[:, :12] = 0  # a transparent strip
+    source = tmp_path / "deep.png"
+    cv2.imwrite(str(source), np.dstack([rgb16[..., ::-1], alpha16]))
+    out = tmp_path / "deep_x2.png"
+    result = studio("restore", source, "--engine", "fast", "--scale", "2", "-o", out)
+    assert result.exit_code == 0, result.output
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.shape == (96, 96, 4)
+    assert back[:, :20, 3].max() == 0 and back[:, 28:, 3].min() == 65535  # alpha kept, upscaled
+    info = json.loads(studio("info", out, "--json").stdout)
+    assert info["model"] == "realesrgan-x4plus"
+    assert info["weights_sha256"] == weights.file_sha256(weights.resolve("realesrgan-x4plus", "sr"))

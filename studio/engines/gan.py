@@ -40,9 +40,6 @@ CPU_TILE = 288
 
 GPU_TILE_MAX = 1024
 
-"""Tile overlap (input pixels) used unless --tile-overlap is given: Real-ESRGAN networks need ~15 px of
-context on each side for tile seams below 0.5/255 (16 px overlap leaves ~3/255; see tests/test_tiling.py)."""
-
 _VALUES_PER_OUTPUT_PIXEL = {
     "RRDBNet": 12 * 64,
     "ESRGAN": 12 * 64,
