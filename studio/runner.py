@@ -178,6 +178,7 @@ class EngineCache:
         self.primary = primary
         self._engines: dict[str, Engine] = {}
         self._faces: Any = None
+        self.missing: dict[str, str] = {}  # engines whose weights are missing: not retried per file
 
     def get(self, name: str) -> Engine:
         """The engine `name`; a fallback engine gets its own default model, not the primary's --model."""
@@ -197,17 +198,25 @@ class EngineCache:
 def run_engine(
     cache: EngineCache, name: str, rgb: np.ndarray, scale: float, progress: ProgressFn | None, notes: list[str]
 ) -> tuple[Engine, np.ndarray]:
-    """Run one engine, following the fallback chain when weights are missing or memory runs out."""
+    """Run one engine, following the fallback chain when weights are missing or memory runs out.
+
+    Missing weights are remembered for the batch, so the notice is given once, not per file.
+    """
+    target = fallback_for(cache.settings, name)
+    if name in cache.missing and target is not None:
+        notes.append(cache.missing[name])
+        return run_engine(cache, target, rgb, scale, progress, notes)
     try:
         engine = cache.get(name)
         return engine, engine.restore(rgb, scale, progress)
     except (WeightsMissing, OutOfMemory) as exc:
-        target = fallback_for(cache.settings, name)
         if target is None:
             if cache.settings.engine != "auto" and isinstance(exc, WeightsMissing):
                 raise WeightsMissing(f"{exc} (or add --fallback fast)") from None
             raise
         message = f"{name} could not run ({exc}); falling back to the {target} engine"
+        if isinstance(exc, WeightsMissing):
+            cache.missing[name] = message
         notice(message)
         notes.append(message)
         return run_engine(cache, target, rgb, scale, progress, notes)

@@ -83,3 +83,18 @@ def test_explicit_sd_x4_without_weights_exits_3_and_fallback_is_opt_in(tmp_path:
     assert "falling back to the classical engine" in result.stderr
     entry = json.loads(report.read_text())["files"][0]
     assert entry["engine"] == "classical" and any("falling back" in note for note in entry["notes"])
+
+
+def test_a_batch_reports_a_missing_engine_once_and_falls_back_for_every_file(tmp_path: Path, astronaut) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(astronaut[index * 40 : index * 40 + 32, :32]).save(folder / f"{index}.png")
+    out = tmp_path / "out"
+    result = _restore(folder, "--engine", "sd-x4", "--model", tmp_path / "missing", "--fallback", "classical",
+                      "--scale", "2", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("falling back to the classical engine") == 1
+    report = json.loads((out / "studio_report.json").read_text())
+    assert [f["engine"] for f in report["files"]] == ["classical"] * 3
+    assert all(any("falling back" in note for note in f["notes"]) for f in report["files"])
