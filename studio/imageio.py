@@ -26,6 +26,7 @@ from studio.messages import warn
 
 SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 MIN_SIDE = 16
 LARGE_SIDE_WARNING = 10_000
 PROVENANCE_KEY = "studio"  # PNG iTXt keyword; elsewhere the JSON sits in EXIF UserComment with this prefix

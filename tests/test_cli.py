@@ -134,6 +134,8 @@ def test_pixel_budget_flag(tmp_path: Path, photo: Path) -> None:
         (["--scale", "40"], 2, "--scale 40"),
         (["--var", "novalue"], 2, "KEY=VALUE"),
         (["--skip-existing", "--overwrite"], 2, "contradict"),
+        (["-o", "out.tif", "--format", "png"], 2, "make them agree"),
+        (["-o", "out.bmp"], 2, "not .bmp"),
         (["--device", "cuda"], 3, "no CUDA GPU"),
     ],
 )

@@ -71,13 +71,18 @@ def restore(
 ) -> None:
     from studio.cli.options import parse_vars
     from studio.errors import UsageError
-    from studio.imageio import output_format
+    from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
     from studio.runner import collect_jobs, prepare_settings
 
     if skip_existing and overwrite:
         raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
-    if fmt is None and output is not None and output.suffix:
-        fmt = output_format(output, None)
+    if output is not None and output.suffix.lower() in SUPPORTED_EXTENSIONS:
+        if output.suffix.lower() not in WRITABLE_EXTENSIONS:
+            raise UsageError(f"-o {output}: studio writes png, jpg, webp or tiff, not {output.suffix}")
+        implied = output_format(output, None)
+        if fmt is not None and fmt != implied:
+            raise UsageError(f"-o {output} looks like {implied.upper()} but --format is {fmt}; make them agree")
+        fmt = implied
     cli: dict[str, Any] = {
         "engine": engine, "model": model, "scale": scale, "preset": preset, "prompt": prompt,
         "negative_prompt": negative_prompt, "variables": parse_vars(var) or None, "seed": seed, "steps": steps,
