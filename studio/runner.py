@@ -244,6 +244,10 @@ def restore_picture(
     out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
     if result.shape[:2] != (out_h, out_w):
         raise StudioError(f"engine {engine.name} returned {result.shape[1]}x{result.shape[0]}, expected {out_w}x{out_h}")
+    if settings.fidelity:
+        # --fidelity pulls the engine's invented detail back toward a plain Lanczos upscale of the input
+        baseline = resize(rgb, out_h, out_w, "lanczos")
+        result = baseline + (1.0 - settings.fidelity) * (result - baseline)
 
     faces: list[dict[str, Any]] = []
     face_provenance: dict[str, Any] | None = None

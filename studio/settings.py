@@ -38,7 +38,7 @@ class Settings:
     steps: int = 25
     guidance: float = 4.0
     noise_level: int = 20
-    fidelity: float = 0.5
+    fidelity: float | None = None  # None: the engine's result as is; 0-1: blend toward a Lanczos upscale
     strength: float = 0.5
     scheduler: str | None = None
     color_fix: str | None = None  # None: the engine's own default (wavelet for diffusion, none otherwise)
@@ -82,7 +82,7 @@ class Settings:
             raise ConfigError(f"--scale {self.scale}: expected a factor from 0.25 to 16")
         for name in ("fidelity", "strength", "face_fidelity"):
             value = getattr(self, name)
-            if not (0.0 <= value <= 1.0):
+            if value is not None and not (0.0 <= value <= 1.0):
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: expected a value from 0 to 1")
         if self.steps < 1 or self.steps > 1000:
             raise ConfigError(f"--steps {self.steps}: expected 1 to 1000")
@@ -104,27 +104,22 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 _FIELD_TYPES = {f.name: f for f in fields(Settings) if f.name != "sources"}
 
 
+_TYPES: dict[str, tuple[type, ...]] = {
+    "float": (int, float),
+    "int": (int,),
+    "bool": (bool,),
+    "str": (str,),
+    "dict[str, str]": (dict,),
+}
+
+
 def _coerce(name: str, value: Any, origin: str) -> Any:
     """Check a TOML value against the field's declared type; the error names the file and key."""
-    default = Settings().__getattribute__(name)
-    expected: tuple[type, ...]
-    if isinstance(default, bool):
-        expected = (bool,)
-    elif isinstance(default, float):
-        expected = (int, float)
-    elif isinstance(default, int):
-        expected = (int,)
-    elif isinstance(default, dict):
-        expected = (dict,)
-    else:  # str or None-able: accept str, or numbers for optional numeric fields like seed/tile
-        expected = (str, int, float)
-    if isinstance(value, bool) and bool not in expected:
-        raise ConfigError(f"{origin}: key '{name}' = {value!r}: wrong type")
-    if not isinstance(value, expected):
-        raise ConfigError(f"{origin}: key '{name}' = {value!r}: wrong type")
-    if isinstance(default, float):
-        return float(value)
-    return value
+    declared = str(_FIELD_TYPES[name].type).split("|")[0].strip()
+    expected = _TYPES[declared]
+    if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
+        raise ConfigError(f"{origin}: key '{name}' = {value!r}: expected {declared}")
+    return float(value) if declared == "float" else value
 
 
 def apply_layer(settings: Settings, values: Mapping[str, Any], origin: str) -> Settings:

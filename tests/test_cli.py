@@ -267,3 +267,19 @@ def test_fast_engine_end_to_end_keeps_16_bit_and_alpha_and_records_the_weights_h
     info = json.loads(studio("info", out, "--json").stdout)
     assert info["model"] == "realesrgan-x4plus"
     assert info["weights_sha256"] == weights.file_sha256(weights.resolve("realesrgan-x4plus", "sr"))
+
+
+def test_fidelity_pulls_the_fast_result_toward_lanczos_monotonically(tmp_path: Path, photo: Path) -> None:
+    """Real bundled Real-ESRGAN: higher --fidelity is closer to the classical upscale; 1 equals it."""
+    lanczos = tmp_path / "lanczos.png"
+    assert studio("restore", photo, "--engine", "classical", "--scale", "2", "-o", lanczos).exit_code == 0
+    reference = np.asarray(Image.open(lanczos), dtype=np.float32)
+    distances = []
+    for fidelity in ("0", "0.5", "1"):
+        out = tmp_path / f"f{fidelity}.png"
+        result = studio("restore", photo, "--engine", "fast", "--scale", "2", "--fidelity", fidelity, "-o", out)
+        assert result.exit_code == 0, result.output
+        distances.append(np.abs(np.asarray(Image.open(out), dtype=np.float32) - reference).mean())
+    assert distances[0] > distances[1] > distances[2]
+    assert distances[2] < 0.5  # fidelity 1 is the Lanczos upscale (up to rounding)
+    assert distances[0] > 2.0  # the network really differs from Lanczos

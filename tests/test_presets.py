@@ -189,7 +189,7 @@ BROKEN = [
     (OK + "[engines.sdx4]\nsteps = 2\n", "unknown engine table [engines.sdx4]"),
     (OK + "[engines]\nfast = 2\n", "key 'engines.fast' must be a table"),
     (OK + "[engines.sd-x4]\nstepz = 2\n", "[engines.sd-x4]: unknown key 'stepz'"),
-    (OK + '[engines.supir]\nsteps = "many"\n', "[engines.supir]: key 'steps' = 'many': wrong type"),
+    (OK + '[engines.supir]\nsteps = "many"\n', "[engines.supir]: key 'steps' = 'many': expected int"),
     (OK + '[engines."*"]\nfidelity = 1.5\n', '[engines."*"] --fidelity 1.5: expected a value from 0 to 1'),
     (OK + '[engines."*"]\ncolor_fix = "sepia"\n', "--color-fix 'sepia'"),
     (OK + '[engines.fast]\nprompt = "hi"\n', "[engines.fast] key 'prompt' cannot be set by a preset"),
