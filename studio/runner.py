@@ -20,7 +20,7 @@ import numpy as np
 from studio import __version__
 from studio.engines import engine_class
 from studio.engines.base import Engine, ProgressFn, output_size
-from studio.errors import InputError, OutOfMemory, OutputError, StudioError, WeightsMissing
+from studio.errors import EnvironmentProblem, InputError, OutOfMemory, StudioError, UsageError, WeightsMissing
 from studio.imageio import (
     FORMAT_EXTENSIONS,
     Picture,
@@ -332,7 +332,7 @@ def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
 
 
 def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list[Path], skip_existing: bool,
-                overwrite: bool, progress: ProgressFn | None = None) -> JobResult:
+                overwrite: bool, progress: ProgressFn | None = None, debug: bool = False) -> JobResult:
     """One file, start to finish. Input and output problems become a failed result, not an exception."""
     started = time.perf_counter()
     settings = cache.settings
@@ -378,8 +378,14 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list
         result.model = provenance["model"]
         result.faces = restored.faces
         result.notes += notes
-    except (InputError, OutputError) as exc:
+    except (EnvironmentProblem, UsageError):
+        raise  # the same for every file: stop the batch
+    except StudioError as exc:
         result.error = str(exc)
+    except Exception as exc:  # a bug must not cost the rest of the batch; --debug shows the traceback
+        if debug:
+            raise
+        result.error = f"{job.source}: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details"
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
@@ -399,6 +405,7 @@ def run_batch(
     overwrite: bool = False,
     on_job_start: Callable[[Job, int, int], ProgressFn | None] | None = None,
     on_job_done: Callable[[JobResult], None] | None = None,
+    debug: bool = False,
 ) -> BatchReport:
     """Run every job; a bad file is reported and the batch goes on. Environment problems stop it."""
     cache = EngineCache(settings, engine_name)
@@ -406,7 +413,7 @@ def run_batch(
     results: list[JobResult] = []
     for index, job in enumerate(jobs):
         progress = on_job_start(job, index, len(jobs)) if on_job_start else None
-        result = process_job(job, cache, engine_name, all_inputs, skip_existing, overwrite, progress)
+        result = process_job(job, cache, engine_name, all_inputs, skip_existing, overwrite, progress, debug)
         results.append(result)
         if on_job_done:
             on_job_done(result)

@@ -283,3 +283,29 @@ def test_fidelity_pulls_the_fast_result_toward_lanczos_monotonically(tmp_path: P
     assert distances[0] > distances[1] > distances[2]
     assert distances[2] < 0.5  # fidelity 1 is the Lanczos upscale (up to rounding)
     assert distances[0] > 2.0  # the network really differs from Lanczos
+
+
+def test_an_unexpected_error_fails_one_file_not_the_batch(
+    tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that hits one image (simulated: the classical engine raises for 40-px-high inputs)."""
+    from studio.engines.classical import ClassicalEngine
+
+    real_restore = ClassicalEngine.restore
+
+    def flaky(self, image, scale, progress=None):
+        if image.shape[0] == 40:
+            raise ValueError("simulated bug")
+        return real_restore(self, image, scale, progress)
+
+    monkeypatch.setattr(ClassicalEngine, "restore", flaky)
+    Image.fromarray(astronaut[:32, :32]).save(tmp_path / "a.png")
+    Image.fromarray(astronaut[:40, :32]).save(tmp_path / "b.png")
+    out = tmp_path / "out"
+    result = studio("restore", tmp_path / "a.png", tmp_path / "b.png", "--engine", "classical", "-o", out)
+    assert result.exit_code == 1
+    assert (out / "a.png").exists() and not (out / "b.png").exists()
+    assert "internal error (ValueError: simulated bug)" in result.stderr and "--debug" in result.stderr
+    with pytest.raises(ValueError):
+        runner.invoke(app, ["--debug", "restore", str(tmp_path / "b.png"), "--engine", "classical", "-o",
+                            str(tmp_path / "again.png")], catch_exceptions=False)

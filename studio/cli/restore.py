@@ -29,6 +29,7 @@ _PANEL_OUTPUT = "Output"
 
 
 def restore(
+    ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (folders are searched recursively).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder.")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help=ENGINE_HELP)] = None,
@@ -97,7 +98,7 @@ def restore(
     if dry_run:
         _print_plan(jobs, settings, engine_name)
         return
-    _run(jobs, settings, engine_name, skip_existing, overwrite, report, output)
+    _run(jobs, settings, engine_name, skip_existing, overwrite, report, output, bool(ctx.meta.get("studio.debug")))
 
 
 def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
@@ -137,7 +138,7 @@ def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
 
 
 def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
-         report_path: Path | None, output: Path | None) -> None:
+         report_path: Path | None, output: Path | None, debug: bool) -> None:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -181,7 +182,7 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
 
     try:
         with progress:
-            batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done)
+            batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done, debug)
     finally:
         messages.set_sink(None)
     if report_path is None and len(jobs) > 1 and output is not None:
