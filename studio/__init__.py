@@ -45,5 +45,6 @@ def restore(
     from studio.runner import collect_jobs, prepare_settings, run_batch
 
     settings, engine = prepare_settings(options, Path(config) if config else None, [Path(p) for p in preset_dirs])
-    jobs = collect_jobs([Path(p) for p in inputs], Path(output) if output else None, settings.format)
+    folder = output is not None and str(output).endswith(("/", "\\"))
+    jobs = collect_jobs([Path(p) for p in inputs], Path(output) if output else None, settings.format, folder)
     return run_batch(jobs, settings, engine, skip_existing=skip_existing, overwrite=overwrite)

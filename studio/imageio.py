@@ -8,6 +8,7 @@ Pillow does the work, except for 16-bit colour, which Pillow cannot hold: OpenCV
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import struct
@@ -34,6 +35,7 @@ _USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
 _ORIENTATION = 0x0112
 _USER_COMMENT_PREFIX = b"UNICODE\x00" + b"studio:"
+_COMMENT_PREFIX = b"studio:"  # JPEG COM segment: keeps provenance out of EXIF's 64 KB APP1 budget
 
 
 @dataclass
@@ -125,7 +127,7 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
     exif_obj = image.getexif()
     orientation = int(exif_obj.get(_ORIENTATION, 1) or 1)
     provenance = _provenance_from(image, exif_obj)
-    exif = _exif_without_orientation(exif_obj)
+    exif = _exif_without_orientation(exif_obj, image.format)
     xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
@@ -198,7 +200,7 @@ def _to_float(
     if mode == "CMYK":
         if icc:
             srgb = ImageCms.createProfile("sRGB")
-            source = ImageCms.ImageCmsProfile(_bytes_io(icc))
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             image = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
             icc = ImageCms.ImageCmsProfile(srgb).tobytes()
         else:
@@ -227,12 +229,6 @@ def _rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def _bytes_io(data: bytes):
-    import io
-
-    return io.BytesIO(data)
-
-
 def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1-8) to an (H, W[, C]) array."""
     ops = {
@@ -247,7 +243,16 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return ops[orientation](array) if orientation in ops else array
 
 
-def _exif_without_orientation(exif: Image.Exif) -> bytes | None:
+# TIFF's IFD0 doubles as its EXIF: these tags describe the source file's pixel layout, not the photo,
+# and would make the output's EXIF lie (wrong size, CMYK, strip offsets).
+_TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 292, 293, 317, 320,
+                     322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 700, 34377, 34675)
+
+
+def _exif_without_orientation(exif: Image.Exif, source_format: str | None) -> bytes | None:
+    if source_format == "TIFF":
+        for tag in _TIFF_LAYOUT_TAGS:
+            exif.pop(tag, None)
     if not len(exif) and not exif.get_ifd(_EXIF_IFD):
         return None
     if _ORIENTATION in exif:
@@ -261,6 +266,9 @@ def _exif_without_orientation(exif: Image.Exif) -> bytes | None:
 
 def _provenance_from(image: Image.Image, exif: Image.Exif) -> dict[str, Any] | None:
     text = image.info.get(PROVENANCE_KEY)
+    comment = image.info.get("comment")
+    if text is None and isinstance(comment, bytes) and comment.startswith(_COMMENT_PREFIX):
+        text = comment[len(_COMMENT_PREFIX) :].decode("utf-8", errors="replace")
     if text is None:
         comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
         if isinstance(comment, bytes) and comment.startswith(_USER_COMMENT_PREFIX):
@@ -329,13 +337,28 @@ def output_format(path: Path, requested: str | None) -> str:
     return "png"
 
 
-def check_output_path(output: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse to clobber an input (ever) or an existing output (unless --overwrite)."""
-    for source in inputs:
-        if output.exists() and source.exists() and os.path.samefile(output, source):
-            raise OutputError(f"{output}: is an input file; studio never overwrites inputs (choose another -o)")
-        if output.resolve() == source.resolve():
-            raise OutputError(f"{output}: is an input file; studio never overwrites inputs (choose another -o)")
+class InputSet:
+    """The batch's inputs, resolved once, so each output is checked against all of them cheaply."""
+
+    def __init__(self, inputs: list[Path]) -> None:
+        self.paths = {path.resolve() for path in inputs}
+        self.files = {_file_id(path) for path in inputs if path.exists()}
+
+    def __contains__(self, path: Path) -> bool:
+        return path.resolve() in self.paths or (path.exists() and _file_id(path) in self.files)
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def check_output_path(output: Path, inputs: InputSet, overwrite: bool) -> None:
+    """Refuse to clobber an input (ever), an existing output (unless --overwrite), or a folder."""
+    if output in inputs:
+        raise OutputError(f"{output}: is an input file; studio never overwrites inputs (choose another path)")
+    if output.is_dir():
+        raise OutputError(f"{output}: is a folder; give a file name")
     if output.exists() and not overwrite:
         raise OutputError(f"{output}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
 
@@ -356,27 +379,51 @@ def write_image(
         )
     if fmt == "jpg":
         warn(f"{path.name}: JPEG re-compresses the result; PNG, lossless WebP or TIFF keep every restored detail")
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _atomic(path) as temp:
         _encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Reports and sidecars get the same all-or-nothing write as images."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
     with _atomic(path) as temp:
         temp.write_text(text, encoding="utf-8")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what a plain open() would give; mkstemp alone gives 0600
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p, with one clear line when a file stands where a folder must go."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"{folder}: cannot create this folder, a file of that name is in the way") from None
+    except PermissionError:
+        raise OutputError(f"{folder}: no permission to create or write this folder") from None
+
+
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)
+    make_folder(path.parent)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)
+    except PermissionError:
+        raise OutputError(f"{path.parent}: no permission to write here") from None
     os.close(handle)
     temp = Path(name)
     try:
         yield temp
         with open(temp, "rb+") as written:
             os.fsync(written.fileno())
+        os.chmod(temp, _FILE_MODE)
         os.replace(temp, path)
     except BaseException:  # includes KeyboardInterrupt: never leave a partial output behind
         temp.unlink(missing_ok=True)
@@ -429,22 +476,31 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
             options["exif"] = picture.exif
         image.save(target, format="PNG", **options)
         return
-    options["exif"] = _exif_with_provenance(picture.exif, provenance_json)
-    if picture.xmp and fmt in ("jpg", "webp"):
-        options["xmp"] = picture.xmp
     if fmt == "jpg":
-        image.save(target, format="JPEG", quality=quality, subsampling=0, **options)
-    elif fmt == "webp":
+        if picture.exif:
+            options["exif"] = picture.exif
+        if picture.xmp:
+            options["xmp"] = picture.xmp
+        comment = _COMMENT_PREFIX + provenance_json.encode("utf-8")
+        image.save(target, format="JPEG", quality=quality, subsampling=0, comment=comment, **options)
+        return
+    options["exif"] = _exif_with_provenance(picture.exif, provenance_json)
+    if fmt == "webp":
+        if picture.xmp:
+            options["xmp"] = picture.xmp
         image.save(target, format="WEBP", lossless=True, quality=100, method=4, **options)
     else:
         # uncompressed: libtiff's compressors cannot write the EXIF sub-IFD that carries provenance
+        if picture.xmp:  # TIFF keeps XMP in IFD0 tag 700, which Pillow writes from the EXIF it is given
+            options["exif"] = _exif_with_provenance(picture.exif, provenance_json, {700: picture.xmp})
         image.save(target, format="TIFF", compression=None, **options)
 
 
-def _exif_with_provenance(exif_bytes: bytes | None, provenance_json: str) -> bytes:
+def _exif_with_provenance(exif_bytes: bytes | None, provenance_json: str, ifd0: dict[int, Any] | None = None) -> bytes:
     exif = Image.Exif()
     if exif_bytes:
         exif.load(exif_bytes)
+    exif.update(ifd0 or {})
     exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _USER_COMMENT_PREFIX + provenance_json.encode("utf-16-le")
     return exif.tobytes()
 

@@ -20,9 +20,18 @@ import numpy as np
 from studio import __version__
 from studio.engines import engine_class
 from studio.engines.base import Engine, ProgressFn, output_size
-from studio.errors import EnvironmentProblem, InputError, OutOfMemory, StudioError, UsageError, WeightsMissing
+from studio.errors import (
+    EnvironmentProblem,
+    InputError,
+    OutOfMemory,
+    StudioError,
+    UsageError,
+    WeightsMissing,
+)
 from studio.imageio import (
     FORMAT_EXTENSIONS,
+    SUPPORTED_EXTENSIONS,
+    InputSet,
     Picture,
     bleed_colors,
     check_output_path,
@@ -37,7 +46,9 @@ from studio.ops.resize import resize
 from studio.settings import Settings
 
 DIFFUSION_ENGINES = ("sd-x4",)
+DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload")
 LOW_PSNR_WARNING_DB = 20.0
+QUALITY_MAX_PIXELS = 2_000_000
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -52,17 +63,19 @@ class Job:
     error: str | None = None
 
 
-def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str) -> list[Job]:
+def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_is_folder: bool = False) -> list[Job]:
     """Expand files and folders (recursively) into jobs with their output paths.
 
     No -o: `photo_restored.png` next to a file, `<folder>_restored/` beside a folder.
-    With -o and one file: that file name (or a folder, if it is one or ends with a slash).
+    With -o and one file: that file name (or a folder, if it is one or was given with a trailing slash).
     With -o and several inputs or a folder: a folder; each folder's tree is mirrored inside it.
     """
     inputs = list(inputs)
     ext = FORMAT_EXTENSIONS[fmt]
     many = len(inputs) > 1 or any(path.is_dir() for path in inputs)
-    out_is_dir = output is not None and (many or output.is_dir() or str(output).endswith(("/", "\\")))
+    out_is_dir = output is not None and (many or output_is_folder or output.is_dir())
+    if many and output is not None and output.suffix.lower() in SUPPORTED_EXTENSIONS:
+        raise UsageError(f"-o {output}: several inputs need an output folder, not an image file name")
     jobs: list[Job] = []
     for path in inputs:
         if path.is_dir():
@@ -231,6 +244,7 @@ class Restored:
     provenance: dict[str, Any]
     notes: list[str]
     faces: list[dict[str, Any]]
+    quality: dict[str, Any]
 
 
 def restore_picture(
@@ -254,7 +268,7 @@ def restore_picture(
     if settings.faces != "none":
         try:
             restorer = cache.faces()
-            face_result = restorer.restore(picture.rgb, result)
+            face_result = restorer.restore(rgb, result)
             result, faces = face_result.image, face_result.faces
             face_provenance = {**restorer.provenance(), "count": len(faces)}
         except WeightsMissing as exc:
@@ -268,7 +282,7 @@ def restore_picture(
     if color_fix != "none":
         from studio.ops.colorfix import apply_color_fix
 
-        reference = resize(picture.rgb, out_h, out_w, "bicubic")
+        reference = resize(rgb, out_h, out_w, "bicubic")
         result = apply_color_fix(color_fix, result, reference)
     result = np.clip(result, 0.0, 1.0).astype(np.float32)
 
@@ -277,6 +291,8 @@ def restore_picture(
         if settings.alpha == "model" and hasattr(engine, "restore_alpha"):
             alpha = engine.restore_alpha(picture.alpha, settings.scale)
         else:
+            if settings.alpha == "model":
+                notes.append(f"--alpha model: the {engine.name} engine has no network for alpha; used bicubic")
             alpha = resize(picture.alpha, out_h, out_w, "bicubic")
 
     engine_info = engine.provenance()
@@ -294,22 +310,27 @@ def restore_picture(
         "output_size": [out_w, out_h],
         "notes": notes,
     }
-    return Restored(with_pixels(picture, result, alpha), provenance, notes, faces)
+    return Restored(with_pixels(picture, result, alpha), provenance, notes, faces, quality_report(rgb, result))
 
 
-def quality_report(source: Picture, restored: Picture, seconds: float) -> dict[str, Any]:
-    """PSNR/SSIM of the result against a Lanczos resize of the input: how far the engine moved away."""
+def quality_report(source: np.ndarray, result: np.ndarray) -> dict[str, Any]:
+    """PSNR/SSIM of the result against a Lanczos resize of the input: how far the engine moved away.
+
+    Measured at no more than QUALITY_MAX_PIXELS, so a 100 MP print costs seconds, not gigabytes.
+    """
     from studio.ops.metrics import psnr, ssim
 
-    out_h, out_w = restored.rgb.shape[:2]
-    baseline = resize(source.rgb, out_h, out_w, "lanczos")
-    report = {
-        "psnr_vs_lanczos_db": _finite(psnr(restored.rgb, baseline)),
-        "ssim_vs_lanczos": round(float(ssim(restored.rgb, baseline)), 4),
-        "scale": [round(out_w / source.rgb.shape[1], 4), round(out_h / source.rgb.shape[0], 4)],
-        "seconds": round(seconds, 3),
+    out_h, out_w = result.shape[:2]
+    factor = min(1.0, (QUALITY_MAX_PIXELS / (out_h * out_w)) ** 0.5)
+    height, width = max(16, round(out_h * factor)), max(16, round(out_w * factor))
+    compared = result if factor == 1.0 else resize(result, height, width, "area")
+    baseline = resize(source, height, width, "lanczos")
+    return {
+        "psnr_vs_lanczos_db": _finite(psnr(compared, baseline)),
+        "ssim_vs_lanczos": round(float(ssim(compared, baseline)), 4),
+        "measured_at": [width, height],
+        "scale": [round(out_w / source.shape[1], 4), round(out_h / source.shape[0], 4)],
     }
-    return report
 
 
 def _finite(value: float) -> float | None:
@@ -321,7 +342,7 @@ def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
     defaults = Settings().to_dict()
     args = ["studio", "restore", str(source), "-o", str(output)]
     for name, value in settings.to_dict().items():
-        if name in ("preset", "variables", "max_pixels", "force_jpeg", "sidecar") or value == defaults[name]:
+        if name in ("preset", "variables", "sidecar") or value == defaults[name]:
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
@@ -331,7 +352,7 @@ def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
     return shlex.join(args)
 
 
-def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list[Path], skip_existing: bool,
+def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: InputSet, skip_existing: bool,
                 overwrite: bool, progress: ProgressFn | None = None, debug: bool = False) -> JobResult:
     """One file, start to finish. Input and output problems become a failed result, not an exception."""
     started = time.perf_counter()
@@ -345,6 +366,8 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list
             result.notes.append("output exists (--skip-existing)")
             return result
         check_output_path(job.output, all_inputs, overwrite)
+        if settings.sidecar:
+            check_output_path(sidecar_path(job.output), all_inputs, overwrite)
         picture = read_image(job.source, settings.max_pixels)
         result.input_size = list(picture.size)
         if picture.provenance:
@@ -361,8 +384,7 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list
         provenance, notes = restored.provenance, restored.notes
         provenance["command"] = reproduce_command(job.source, job.output, replace(settings, engine=provenance["engine"]))
         provenance["input"] = {"name": job.source.name, "size": list(picture.size), "bit_depth": picture.bit_depth}
-        seconds = time.perf_counter() - started
-        result.quality = quality_report(picture, restored.picture, seconds)
+        result.quality = {**restored.quality, "seconds": round(time.perf_counter() - started, 3)}
         psnr_db = result.quality["psnr_vs_lanczos_db"]
         if psnr_db is not None and psnr_db < LOW_PSNR_WARNING_DB:
             message = f"result departs strongly from the input (PSNR {psnr_db} dB vs Lanczos); check it for invented detail"
@@ -371,7 +393,7 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list
         provenance["quality"] = result.quality
         write_image(job.output, restored.picture, settings.format, settings.quality, provenance, settings.force_jpeg)
         if settings.sidecar:
-            write_text_atomic(job.output.with_name(job.output.name + ".json"), json.dumps(provenance, indent=2, default=str))
+            write_text_atomic(sidecar_path(job.output), json.dumps(provenance, indent=2, default=str))
         result.status = "ok"
         result.output_size = list(restored.picture.size)
         result.engine = provenance["engine"]
@@ -394,9 +416,6 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: list
 # ------------------------------------------------------------------------------------------ batches
 
 
-BatchProgress = Callable[[str, int, int], None]
-
-
 def run_batch(
     jobs: list[Job],
     settings: Settings,
@@ -409,7 +428,7 @@ def run_batch(
 ) -> BatchReport:
     """Run every job; a bad file is reported and the batch goes on. Environment problems stop it."""
     cache = EngineCache(settings, engine_name)
-    all_inputs = [job.source for job in jobs]
+    all_inputs = InputSet([job.source for job in jobs])
     results: list[JobResult] = []
     for index, job in enumerate(jobs):
         progress = on_job_start(job, index, len(jobs)) if on_job_start else None
@@ -431,6 +450,8 @@ def prepare_settings(
     from studio.settings import resolve
 
     settings = resolve(cli, config_file)
+    if settings.variables and not settings.preset:
+        raise UsageError("--var fills a preset's template; add --preset NAME (studio presets list)")
     if settings.device != "auto":
         from studio.devices import resolve_device
 
@@ -446,6 +467,10 @@ def prepare_settings(
         user_negative = settings.negative_prompt
         settings = replace(settings, prompt=positive, negative_prompt=", ".join(filter(None, [negative, user_negative])))
         settings.sources = {**settings.sources, "prompt": origin, "negative_prompt": origin}
+    if engine_name not in DIFFUSION_ENGINES:
+        ignored = [f"--{name.replace('_', '-')}" for name in DIFFUSION_ONLY if settings.source_of(name) == "cli"]
+        if ignored:
+            warn(f"{', '.join(ignored)} only steer diffusion engines; the {engine_name} engine ignores them")
     return finalize_seed(settings), engine_name
 
 
@@ -456,6 +481,27 @@ def finalize_seed(settings: Settings) -> Settings:
     new = replace(settings, seed=secrets.randbelow(2**31))
     new.sources = {**settings.sources, "seed": "random"}
     return new
+
+
+def sidecar_path(output: Path) -> Path:
+    return output.with_name(output.name + ".json")
+
+
+def check_report_path(path: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Before any work: the report must not land on an input, an image, a folder or a foreign file."""
+    if path.suffix.lower() in SUPPORTED_EXTENSIONS or path in InputSet(inputs):
+        raise UsageError(f"--report {path}: looks like an image or is an input; give a .json path")
+    if path.is_dir():
+        raise UsageError(f"--report {path}: is a folder; give a file name such as {path / 'report.json'}")
+    if path.exists() and not overwrite and not _is_studio_report(path):
+        raise UsageError(f"--report {path}: exists and is not a studio report; pass --overwrite or choose another path")
+
+
+def _is_studio_report(path: Path) -> bool:
+    try:
+        return "studio_version" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, UnicodeDecodeError):
+        return False
 
 
 def write_report(path: Path, report: BatchReport) -> None:

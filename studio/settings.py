@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+
+import tomllib
 
 from studio.errors import ConfigError
 
@@ -90,6 +91,14 @@ class Settings:
             raise ConfigError(f"--noise-level {self.noise_level}: expected 0 to 350")
         if self.tile is not None and self.tile != 0 and self.tile < 32:
             raise ConfigError(f"--tile {self.tile}: expected 0 (off) or at least 32 pixels")
+        if self.tile_overlap < 0:
+            raise ConfigError(f"--tile-overlap {self.tile_overlap}: expected 0 or more pixels")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise ConfigError(f"--max-faces {self.max_faces}: expected 1 or more")
+        if self.guidance < 0:
+            raise ConfigError(f"--guidance {self.guidance}: expected 0 or more (1 turns guidance off)")
+        if self.seed is not None and not (0 <= self.seed < 2**63):
+            raise ConfigError(f"--seed {self.seed}: expected a whole number from 0")
         if not (1 <= self.quality <= 100):
             raise ConfigError(f"--quality {self.quality}: expected 1 to 100")
         if self.max_pixels < 256:
@@ -119,7 +128,22 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
     expected = _TYPES[declared]
     if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         raise ConfigError(f"{origin}: key '{name}' = {value!r}: expected {declared}")
+    if declared.startswith("dict") and not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{origin}: key '{name}': every value must be a string (write era = \"1950s\")")
     return float(value) if declared == "float" else value
+
+
+def layer_rank(source: str) -> int:
+    """Order of the layers a value can come from: 0 built-in default ... 5 command line.
+
+    configs/defaults.toml counts as a default: it only writes the built-in values down.
+    """
+    if source in ("default", "config:defaults.toml"):
+        return 0
+    for rank, prefix in ((1, "user:"), (2, "config:"), (3, "preset:"), (5, "cli")):
+        if source.startswith(prefix):
+            return rank
+    return 0
 
 
 def apply_layer(settings: Settings, values: Mapping[str, Any], origin: str) -> Settings:

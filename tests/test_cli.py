@@ -309,3 +309,108 @@ def test_an_unexpected_error_fails_one_file_not_the_batch(
     with pytest.raises(ValueError):
         runner.invoke(app, ["--debug", "restore", str(tmp_path / "b.png"), "--engine", "classical", "-o",
                             str(tmp_path / "again.png")], catch_exceptions=False)
+
+
+def test_report_and_sidecar_never_land_on_inputs_or_foreign_files(tmp_path: Path, photo: Path) -> None:
+    before = photo.read_bytes()
+    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "o.png", "--overwrite", "--report", photo)
+    assert result.exit_code == 2 and "give a .json path" in result.stderr and photo.read_bytes() == before
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}')
+    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "o.png", "--report", notes)
+    assert result.exit_code == 2 and notes.read_text() == '{"mine": true}'
+    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "o.png", "--report", tmp_path)
+    assert result.exit_code == 2 and "is a folder" in result.stderr
+    existing = tmp_path / "s.png.json"
+    existing.write_text("keep")
+    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "s.png", "--sidecar")
+    assert result.exit_code == 1 and existing.read_text() == "keep" and not (tmp_path / "s.png").exists()
+
+
+def test_output_folder_by_trailing_slash_and_several_inputs_need_a_folder(tmp_path: Path, photo: Path) -> None:
+    result = studio("restore", photo, "--engine", "classical", "--scale", "2", "-o", f"{tmp_path / 'new'}/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "photo.png").is_file()
+    other = tmp_path / "other.png"
+    Image.open(photo).save(other)
+    result = studio("restore", photo, other, "--engine", "classical", "-o", tmp_path / "two.png")
+    assert result.exit_code == 2 and "output folder" in result.stderr and not (tmp_path / "two.png").exists()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should go")
+    result = studio("restore", photo, other, "--engine", "classical", "-o", blocker)
+    assert result.exit_code == 1 and "a file of that name is in the way" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_outputs_get_normal_file_permissions(tmp_path: Path, photo: Path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "perm.png"
+    assert studio("restore", photo, "--engine", "classical", "-o", out).exit_code == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+def test_tiff_input_keeps_descriptive_exif_and_drops_its_layout_tags(tmp_path: Path, astronaut: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Nikon"
+    source = tmp_path / "scan.tif"
+    Image.fromarray(astronaut[:32, :32]).save(source, exif=exif.tobytes())
+    for name in ("scan_out.tif", "scan_out.png"):
+        out = tmp_path / name
+        result = studio("restore", source, "--engine", "classical", "--scale", "2", "-o", out)
+        assert result.exit_code == 0, result.output
+        with Image.open(out) as written:
+            assert written.size == (64, 64)
+            tags = written.getexif() if name.endswith(".png") else {}
+            if tags:
+                assert tags.get(0x010F) == "Nikon" and 256 not in tags and 273 not in tags
+
+
+def test_colour_fix_keeps_transparent_edges_clean(tmp_path: Path) -> None:
+    size = 64
+    y, x = np.mgrid[0:size, 0:size]
+    disc = ((x - 32) ** 2 + (y - 32) ** 2 < 20**2).astype(np.uint8) * 255
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = disc, disc
+    source = tmp_path / "disc.png"
+    Image.fromarray(rgba, "RGBA").save(source)
+    out = tmp_path / "disc_out.png"
+    result = studio("restore", source, "--engine", "classical", "--color-fix", "wavelet", "-o", out)
+    assert result.exit_code == 0, result.output
+    back = np.asarray(Image.open(out), dtype=np.float32)
+    edge = (back[..., 3] > 25) & (back[..., 3] < 230)
+    assert edge.sum() > 50 and back[..., 0][edge].min() > 240
+    assert "departs strongly" not in result.stderr
+
+
+def test_big_camera_exif_and_a_long_prompt_still_write_jpeg(tmp_path: Path, astronaut: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x927C] = b"M" * 60_000  # a camera MakerNote
+    source = tmp_path / "camera.jpg"
+    Image.fromarray(astronaut[:48, :48]).save(source, exif=exif.tobytes(), quality=95)
+    out = tmp_path / "camera_out.jpg"
+    result = studio("restore", source, "--engine", "classical", "-o", out, "--prompt", "a very long prompt " * 80)
+    assert result.exit_code == 0, result.output
+    assert json.loads(studio("info", out, "--json").stdout)["engine"] == "classical"
+
+
+def test_flags_that_the_engine_ignores_are_said_and_var_needs_a_preset(photo: Path) -> None:
+    result = studio("restore", photo, "--engine", "classical", "--steps", "50", "--prompt", "a cat", "--dry-run")
+    assert result.exit_code == 0 and "--prompt, --steps only steer diffusion engines" in result.stderr
+    result = studio("restore", photo, "--engine", "classical", "--var", "era=1950s", "--dry-run")
+    assert result.exit_code == 2 and "--preset" in result.stderr
+    for flag, value in (("--tile-overlap", "-5"), ("--guidance", "-3"), ("--seed", "-1")):
+        assert studio("restore", photo, "--engine", "classical", flag, value, "--dry-run").exit_code == 2
+
+
+def test_strength_flag_beats_a_presets_noise_level() -> None:
+    from studio.engines.diffusion.sd_x4 import SDx4Engine, noise_level_for_strength
+    from studio.runner import prepare_settings
+
+    settings, _ = prepare_settings({"engine": "sd-x4", "preset": "old-photo", "strength": 0.9, "model": "a/b"})
+    assert SDx4Engine(settings).noise_level() == (noise_level_for_strength(0.9), "strength 0.9")
+    settings, _ = prepare_settings({"engine": "sd-x4", "preset": "old-photo", "model": "a/b"})
+    assert SDx4Engine(settings).noise_level() == (40, "noise_level")  # the preset's value

@@ -236,13 +236,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     evil.write_bytes(
         pickle.dumps({"x": __import__("os").system})
     )  # a pickle that names a forbidden global
-    with pytest.raises(InputError, match="cannot load weights"):
+    with pytest.raises(UsageError, match="cannot load weights"):
         FastEngine(_settings(model=str(evil))).restore(
             np.zeros((8, 8, 3), np.float32), 2.0
         )
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a model")
-    with pytest.raises(InputError, match="junk.safetensors"):
+    with pytest.raises(UsageError, match="junk.safetensors"):
         FastEngine(_settings(model=str(junk))).restore(
             np.zeros((8, 8, 3), np.float32), 2.0
         )

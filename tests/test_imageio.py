@@ -12,6 +12,7 @@ from PIL import Image, ImageCms
 
 from studio.errors import InputError, OutputError
 from studio.imageio import (
+    InputSet,
     Picture,
     bleed_colors,
     check_output_path,
@@ -199,12 +200,12 @@ def test_truncated_small_and_oversized_images(tmp_path: Path, astronaut: np.ndar
 
 def test_outputs_never_overwrite_inputs_or_existing_files(tmp_path: Path, photo: Path) -> None:
     with pytest.raises(OutputError, match="never overwrites inputs"):
-        check_output_path(photo, [photo], overwrite=True)
+        check_output_path(photo, InputSet([photo]), overwrite=True)
     existing = tmp_path / "exists.png"
     existing.write_bytes(b"keep me")
     with pytest.raises(OutputError, match="already exists"):
-        check_output_path(existing, [photo], overwrite=False)
-    check_output_path(existing, [photo], overwrite=True)
+        check_output_path(existing, InputSet([photo]), overwrite=False)
+    check_output_path(existing, InputSet([photo]), overwrite=True)
 
 
 def test_low_quality_jpeg_is_refused_unless_forced(tmp_path: Path, photo: Path) -> None:

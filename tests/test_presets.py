@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 from studio.cli.presets import app
 from studio.errors import ConfigError, UsageError
-from studio.presets import ENGINE_TABLES, get_preset, load_preset, load_presets, preset_dirs, shipped_dir
+from studio.presets import (
+    ENGINE_TABLES,
+    get_preset,
+    load_preset,
+    load_presets,
+    preset_dirs,
+    shipped_dir,
+)
 from studio.settings import Settings, apply_layer
 
 SHIPPED = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -31,7 +32,7 @@ _PANEL_OUTPUT = "Output"
 def restore(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (folders are searched recursively).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder.")] = None,
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output file (one input) or folder (several inputs, or a trailing /).")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help=ENGINE_HELP)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Weights name, file, folder or hub id.")] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Output scale, fractional allowed. Default: 4.")] = None,
@@ -73,8 +74,10 @@ def restore(
     from studio.cli.options import parse_vars
     from studio.errors import UsageError
     from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
-    from studio.runner import collect_jobs, prepare_settings
+    from studio.runner import check_report_path, collect_jobs, prepare_settings
 
+    output_is_folder = output is not None and output.endswith(("/", os.sep))
+    output = Path(output) if output is not None else None
     if skip_existing and overwrite:
         raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
     if output is not None and output.suffix.lower() in SUPPORTED_EXTENSIONS:
@@ -94,11 +97,17 @@ def restore(
         "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
     }
     settings, engine_name = prepare_settings(cli, config, list(preset_dir or []))
-    jobs = collect_jobs(inputs, output, settings.format)
+    jobs = collect_jobs(inputs, output, settings.format, output_is_folder)
+    if report is None and len(jobs) > 1:
+        root = output if output is not None else (inputs[0].parent / f"{inputs[0].name}_restored")
+        if output is not None or (len(inputs) == 1 and inputs[0].is_dir()):
+            report = root / "studio_report.json"
+    if report is not None:
+        check_report_path(report, list(inputs), overwrite)
     if dry_run:
         _print_plan(jobs, settings, engine_name)
         return
-    _run(jobs, settings, engine_name, skip_existing, overwrite, report, output, bool(ctx.meta.get("studio.debug")))
+    _run(jobs, settings, engine_name, skip_existing, overwrite, report, bool(ctx.meta.get("studio.debug")))
 
 
 def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
@@ -138,7 +147,7 @@ def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
 
 
 def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
-         report_path: Path | None, output: Path | None, debug: bool) -> None:
+         report_path: Path | None, debug: bool) -> None:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -185,8 +194,6 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
             batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done, debug)
     finally:
         messages.set_sink(None)
-    if report_path is None and len(jobs) > 1 and output is not None:
-        report_path = output / "studio_report.json"
     if report_path is not None:
         write_report(report_path, batch)
     summary = f"{batch.succeeded}/{len(batch.results)} succeeded"

@@ -256,7 +256,7 @@ def _converted_arch(path: Path) -> tuple[str, int]:
             meta = handle.metadata() or {}
         return _SPANDREL_IDS[meta["studio.arch"]], int(meta["studio.scale"])
     except Exception as exc:  # noqa: BLE001 - missing keys, truncated file, foreign safetensors
-        raise InputError(
+        raise UsageError(
             f"{path}: not a studio-converted model ({exc.__class__.__name__}); delete it to convert again"
         ) from None
 
@@ -273,11 +273,11 @@ def _load_spandrel(path: Path) -> Any:
                 raise
             descriptor = spandrel.ModelLoader().load_from_file(path)
     except spandrel.UnsupportedModelError:
-        raise InputError(
+        raise UsageError(
             f"{path}: spandrel does not recognise this network; see `studio weights list`"
         ) from None
     except Exception as exc:  # noqa: BLE001 - corrupt zip, truncated safetensors, forbidden pickle global...
-        raise InputError(
+        raise UsageError(
             f"{path}: cannot load weights ({exc.__class__.__name__}: {str(exc)[:120]})"
         ) from None
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):

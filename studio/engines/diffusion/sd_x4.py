@@ -26,7 +26,7 @@ from studio.engines.diffusion.schedulers import check_scheduler_name
 from studio.errors import InputError, WeightsMissing
 from studio.messages import notice
 from studio.ops.resize import resize
-from studio.settings import Settings
+from studio.settings import Settings, layer_rank
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-x4-upscaler"
 WEIGHTS_NAME = "sd-x4"
@@ -91,8 +91,13 @@ class SDx4Engine(Engine):
         return Availability(True)
 
     def noise_level(self) -> tuple[int, str]:
-        """The noise level to use and why: --noise-level if given, else from --strength."""
-        if self.settings.source_of("noise_level") != "default":
+        """The noise level to use and why: --noise-level if given, else from --strength.
+
+        When both are set, the one from the higher settings layer wins (a --strength flag beats a
+        preset's noise_level); on the same layer, noise_level wins.
+        """
+        noise_rank = layer_rank(self.settings.source_of("noise_level"))
+        if noise_rank > 0 and noise_rank >= layer_rank(self.settings.source_of("strength")):
             return self.settings.noise_level, "noise_level"
         return noise_level_for_strength(self.settings.strength), f"strength {self.settings.strength}"
 
