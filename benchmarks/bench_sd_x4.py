@@ -2,10 +2,17 @@
 
 Prints one JSON object: seconds per image and per step, the share of time spent outside the UNet
 (measured, and projected to --project-steps), and peak memory against input size with and without
-latent tiling. CPU peak memory is the process's resident-set high-water mark above the loaded
-weights (reset between runs through /proc/self/clear_refs); CUDA peak memory is torch's allocator peak.
+latent tiling. Each configuration runs in its own fresh worker process (this script with --worker),
+so no run inherits memory that the allocator kept from another. A worker builds the model, takes what
+it holds then as the baseline, runs a 16 px warm-up and the measured image, and reports the peak above
+the baseline: on CPU the resident-set high-water mark (VmHWM, reset after loading through
+/proc/self/clear_refs), on CUDA torch's allocator peak. CPU workers run --threads threads with glibc
+told to mmap every block of 64 KiB or more (MALLOC_MMAP_THRESHOLD_) and so return it when freed:
+without that the heap keeps freed tile activations and the resident set grows with the number of
+tiles rather than with what is live (a 64 px tiled run read 363 MB instead of 142 MB). That costs
+some speed (page faults), so CPU timings are slightly pessimistic.
 
-    python benchmarks/bench_sd_x4.py                                # CPU, 32/64/96 px, 1 step, ~5 minutes
+    python benchmarks/bench_sd_x4.py                                # CPU, 32/64/96 px, 1 step, 5-10 minutes
     python benchmarks/bench_sd_x4.py --device cuda --size 512       # 512 -> 2048, 25 steps, fp16/bf16
     python benchmarks/bench_sd_x4.py --flat-memory 256,512,1024,2048  # toy-width layout, memory vs size
 """
@@ -14,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,38 +43,56 @@ from studio.engines.diffusion.random_model import (
 )
 from studio.engines.diffusion.upscale_pipeline import UpscalePipeline, UpscaleRequest
 
-
-def peak_reset(device: Any) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")
+WARMUP_SIZE = 16
+"""Smaller than any measured input, so the warm-up never sets the peak; it absorbs first-call costs."""
 
 
-def peak_bytes(device: Any, baseline: int) -> int:
-    import torch
+@dataclass(frozen=True)
+class RunConfig:
+    """One measured configuration: what a worker process builds and runs."""
 
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - baseline
+    size: int
+    steps: int
+    tile: int = 0
+    overlap: int = 0
+    vae_tile: int = 0
+    vae_pad: int = 8
+    model: str = "real"  # "real": configs/sd-x4; "tiny": the toy-width layout
+    device: str = "cpu"
+    threads: int = 2
+
+
+def status_bytes(field: str) -> int:
+    """One of this process's /proc/self/status sizes (VmRSS, VmHWM) in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 - baseline
-    return -1
-
-
-def resident_bytes(device: Any) -> int:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated()
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    return 0
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+class PeakMeter:
+    """Peak memory above what the process holds once the model is loaded (loading transients excluded)."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline = torch.cuda.memory_allocated()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+            self.baseline = status_bytes("VmRSS")
+
+    def peak(self) -> int:
+        """Highest usage since construction, minus the baseline."""
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - self.baseline
+        return status_bytes("VmHWM") - self.baseline
 
 
 class UNetTimer:
@@ -91,92 +119,130 @@ class UNetTimer:
         unet.forward = timed
 
 
-def run(pipeline: UpscalePipeline, timer: UNetTimer, size: int, steps: int, tile: int, overlap: int,
-        vae_tile: int, vae_pad: int = 8) -> dict[str, Any]:
-    image = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
-    request = UpscaleRequest(prompt="a photo", negative_prompt="", steps=steps, guidance=4.0, noise_level=20,
-                             seed=0, scheduler=None, unet_tile=tile, tile_overlap=overlap, vae_tile=vae_tile,
-                             vae_pad=vae_pad)
-    baseline = resident_bytes(pipeline.device)
-    peak_reset(pipeline.device)
-    timer.seconds, timer.calls = 0.0, 0
-    start = time.perf_counter()
-    out = pipeline(image, request)
-    total = time.perf_counter() - start
-    return {"input": size, "output": out.shape[0], "steps": steps, "tile": tile, "vae_tile": vae_tile,
-            "seconds": round(total, 2), "unet_seconds": round(timer.seconds, 2), "unet_calls": timer.calls,
-            "peak_memory_mb": round(peak_bytes(pipeline.device, baseline) / 2**20)}
-
-
-def flat_memory(device: Any, sizes: list[int], untiled_max: int) -> list[dict[str, Any]]:
-    """Peak memory against input size up to 2048 px with the toy-width x4 layout (the real one takes hours
-    per 2048 px image on a CPU): tiled (128 latent tiles, 64 VAE tiles) at every size, untiled up to
-    `untiled_max`. Shows the tiling machinery keeps memory flat; absolute figures are the toy model's."""
+def build_pipeline(config: RunConfig) -> UpscalePipeline:
+    """The real architecture in the device's dtype, or the toy-width layout in fp32."""
     import torch
 
-    pipeline = UpscalePipeline(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), Placement("none", device),
+    device = torch.device(config.device)
+    if config.model == "tiny":
+        return UpscalePipeline(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), Placement("none", device),
                                torch.float32)
-    timer = UNetTimer(pipeline.components.unet, device)
-    run(pipeline, timer, 64, 1, 0, 0, 0)  # warm-up
-    rows = []
-    for size in sizes:
-        rows.append(run(pipeline, timer, size, 1, 128, 16, 64, 16))
-        if size <= untiled_max:
-            rows.append(run(pipeline, timer, size, 1, 0, 0, 0))
-    return rows
-
-
-def main() -> None:
-    import torch
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--size", type=int, default=None, help="one input size (px); default: a small CPU series")
-    parser.add_argument("--steps", type=int, default=None, help="default: 1 on CPU, 25 on CUDA")
-    parser.add_argument("--tile", type=int, default=32, help="latent tile for the tiled runs")
-    parser.add_argument("--project-steps", type=int, default=25)
-    parser.add_argument("--flat-memory", default="", help="e.g. 256,512,1024,2048: toy-width memory series")
-    parser.add_argument("--untiled-max", type=int, default=512, help="largest untiled size in --flat-memory")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(torch.get_num_threads())
-    if args.flat_memory:
-        sizes = [int(v) for v in args.flat_memory.split(",")]
-        print(json.dumps({"device": str(device), "flat_memory": flat_memory(device, sizes, args.untiled_max)},
-                         indent=2))
-        return
-    steps = args.steps or (25 if device.type == "cuda" else 1)
     dtype = choose_dtype(device)
     configs = real_configs()
     components = build_components(configs["unet"], configs["vae"])
     if dtype != torch.float32:
         components.unet.to(dtype)
         components.text_encoder.to(dtype)
-    pipeline = UpscalePipeline(components, Placement("none", device), dtype)
-    timer = UNetTimer(components.unet, device)
-    report: dict[str, Any] = {"device": str(device), "dtype": str(dtype).replace("torch.", ""),
-                              "threads": torch.get_num_threads(), "architecture": "configs/sd-x4 (random weights)"}
-    run(pipeline, timer, 16, 1, 0, 0, 0)  # warm-up: first-call allocations and kernel selection
+    return UpscalePipeline(components, Placement("none", device), dtype)
+
+
+def upscale(pipeline: UpscalePipeline, config: RunConfig) -> np.ndarray:
+    """One random image of the configuration's size through the pipeline with its tiling."""
+    image = np.random.default_rng(0).random((config.size, config.size, 3), dtype=np.float32)
+    request = UpscaleRequest(prompt="a photo", negative_prompt="", steps=config.steps, guidance=4.0, noise_level=20,
+                             seed=0, scheduler=None, unet_tile=config.tile, tile_overlap=config.overlap,
+                             vae_tile=config.vae_tile, vae_pad=config.vae_pad)
+    return pipeline(image, request)
+
+
+def measure(config: RunConfig) -> dict[str, Any]:
+    """Worker body: build, warm up, time and measure one configuration in this (fresh) process."""
+    import torch
+
+    torch.set_num_threads(config.threads)
+    pipeline = build_pipeline(config)
+    meter = PeakMeter(pipeline.device)
+    upscale(pipeline, RunConfig(WARMUP_SIZE, 1))
+    timer = UNetTimer(pipeline.components.unet, pipeline.device)
+    start = time.perf_counter()
+    out = upscale(pipeline, config)
+    total = time.perf_counter() - start
+    return {"input": config.size, "output": out.shape[0], "steps": config.steps, "tile": config.tile,
+            "vae_tile": config.vae_tile, "seconds": round(total, 2), "unet_seconds": round(timer.seconds, 2),
+            "unet_calls": timer.calls, "baseline_mb": round(meter.baseline / 2**20),
+            "peak_memory_mb": round(meter.peak() / 2**20)}
+
+
+def run_worker(config: RunConfig) -> dict[str, Any]:
+    """Run `config` in a fresh process whose glibc hands large freed blocks back (see the module docstring)."""
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "65536"}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(config))]
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{config.size} px, tile {config.tile}: {row['seconds']} s, {row['peak_memory_mb']} MB", file=sys.stderr)
+    return row
+
+
+def flat_memory_configs(sizes: list[int], untiled_max: int, device: str, threads: int) -> list[RunConfig]:
+    """Toy-width layout up to 2048 px (the real one takes hours per 2048 px image on a CPU): tiled (128 latent
+    tiles, 64 VAE tiles) at every size, untiled up to `untiled_max`. Shows the tiling machinery keeps memory
+    flat; absolute figures are the toy model's."""
+    configs = []
+    for size in sizes:
+        configs.append(RunConfig(size, 1, 128, 16, 64, 16, "tiny", device, threads))
+        if size <= untiled_max:
+            configs.append(RunConfig(size, 1, model="tiny", device=device, threads=threads))
+    return configs
+
+
+def series_configs(args: argparse.Namespace, steps: int) -> list[RunConfig]:
+    """Untiled and tiled runs of --size (large tiles, as on a GPU), or of a small CPU series."""
+    common = {"steps": steps, "device": args.device, "threads": args.threads}
     if args.size:
-        runs = [run(pipeline, timer, args.size, steps, 0, 0, 0)]
         big_tile = max(args.tile, 128)
-        runs.append(run(pipeline, timer, args.size, steps, big_tile, big_tile // 8, 64, 16))
-    else:
-        runs = []
-        for size in (32, 64, 96):
-            runs.append(run(pipeline, timer, size, steps, 0, 0, 0))
-            runs.append(run(pipeline, timer, size, steps, args.tile, args.tile // 4, args.tile))
-    timing = next(r for r in runs if r["tile"] == 0 and r["input"] == (args.size or 64))
+        return [RunConfig(args.size, **common),
+                RunConfig(args.size, tile=big_tile, overlap=big_tile // 8, vae_tile=64, vae_pad=16, **common)]
+    configs = []
+    for size in (32, 64, 96):
+        configs.append(RunConfig(size, **common))
+        configs.append(RunConfig(size, tile=args.tile, overlap=args.tile // 4, vae_tile=args.tile, **common))
+    return configs
+
+
+def timing_summary(timing: dict[str, Any], project_steps: int) -> dict[str, Any]:
+    """Per-step UNet time and the share outside the UNet, measured and projected to `project_steps`."""
     outside = timing["seconds"] - timing["unet_seconds"]
     per_step = timing["unet_seconds"] / timing["steps"]
-    report["timing"] = {
+    projected = outside + per_step * project_steps
+    return {
         "input": timing["input"], "output": timing["output"], "steps": timing["steps"],
         "seconds_per_image": timing["seconds"], "unet_seconds_per_step": round(per_step, 3),
         "share_outside_unet": round(outside / timing["seconds"], 4),
-        f"share_outside_unet_projected_{args.project_steps}_steps": round(
-            outside / (outside + per_step * args.project_steps), 4),
-        f"seconds_per_image_projected_{args.project_steps}_steps": round(outside + per_step * args.project_steps, 1),
+        f"share_outside_unet_projected_{project_steps}_steps": round(outside / projected, 4),
+        f"seconds_per_image_projected_{project_steps}_steps": round(projected, 1),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--size", type=int, default=None, help="one input size (px); default: a small CPU series")
+    parser.add_argument("--steps", type=int, default=None, help="default: 1 on CPU, 25 on CUDA")
+    parser.add_argument("--tile", type=int, default=32, help="latent tile for the tiled runs")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in each worker")
+    parser.add_argument("--project-steps", type=int, default=25)
+    parser.add_argument("--flat-memory", default="", help="e.g. 256,512,1024,2048: toy-width memory series")
+    parser.add_argument("--untiled-max", type=int, default=512, help="largest untiled size in --flat-memory")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # internal: one RunConfig as JSON
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(RunConfig(**json.loads(args.worker)))))
+        return
+    report: dict[str, Any] = {"device": args.device, "threads": args.threads}
+    if args.flat_memory:
+        sizes = [int(v) for v in args.flat_memory.split(",")]
+        configs = flat_memory_configs(sizes, args.untiled_max, args.device, args.threads)
+        report["flat_memory"] = [run_worker(config) for config in configs]
+        print(json.dumps(report, indent=2))
+        return
+    import torch
+
+    steps = args.steps or (25 if args.device == "cuda" else 1)
+    report["dtype"] = str(choose_dtype(torch.device(args.device))).replace("torch.", "")
+    report["architecture"] = "configs/sd-x4 (random weights)"
+    runs = [run_worker(config) for config in series_configs(args, steps)]
+    timing = next(r for r in runs if r["tile"] == 0 and r["input"] == (args.size or 64))
+    report["timing"] = timing_summary(timing, args.project_steps)
     report["runs"] = runs
     print(json.dumps(report, indent=2))
 

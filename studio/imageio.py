@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import struct
 import tempfile
 import warnings
@@ -131,6 +132,8 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
     xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
+    if xmp:  # the pixels are turned upright, so XMP must stop asking readers to rotate them again
+        xmp = re.sub(rb'tiff:Orientation(="|>)\d', rb"tiff:Orientation\g<1>1", xmp)
 
     if sixteen_bit_colour:
         rgb, alpha = _read_16bit_colour(path)

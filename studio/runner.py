@@ -79,7 +79,11 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
     jobs: list[Job] = []
     for path in inputs:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and is_supported(p) and not p.name.startswith("."))
+            files = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and is_supported(p)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)  # .thumbs/, .DS_Store
+            )
             if not files:
                 jobs.append(Job(path, path, error=f"{path}: folder holds no supported images"))
                 continue

@@ -414,3 +414,17 @@ def test_strength_flag_beats_a_presets_noise_level() -> None:
     assert SDx4Engine(settings).noise_level() == (noise_level_for_strength(0.9), "strength 0.9")
     settings, _ = prepare_settings({"engine": "sd-x4", "preset": "old-photo", "model": "a/b"})
     assert SDx4Engine(settings).noise_level() == (40, "noise_level")  # the preset's value
+
+
+def test_hidden_folders_are_skipped_and_boolean_flags_can_be_turned_off(tmp_path: Path, astronaut: np.ndarray) -> None:
+    shots = tmp_path / "shots"
+    (shots / ".thumbs").mkdir(parents=True)
+    Image.fromarray(astronaut[:32, :32]).save(shots / "a.png")
+    Image.fromarray(astronaut[:32, :32]).save(shots / ".thumbs" / "a.png")
+    config = tmp_path / "c.toml"
+    config.write_text("[restore]\nsidecar = true\n")
+    out = tmp_path / "out"
+    result = studio("restore", shots, "--engine", "classical", "-o", out, "--config", config, "--no-sidecar")
+    assert result.exit_code == 0, result.output
+    assert (out / "a.png").exists() and not (out / ".thumbs").exists()
+    assert not (out / "a.png.json").exists()  # --no-sidecar beat the config file
