@@ -136,6 +136,7 @@ def test_pixel_budget_flag(tmp_path: Path, photo: Path) -> None:
         (["--skip-existing", "--overwrite"], 2, "contradict"),
         (["-o", "out.tif", "--format", "png"], 2, "make them agree"),
         (["-o", "out.bmp"], 2, "not .bmp"),
+        (["--offload", "gpu"], 2, "--offload 'gpu'"),
         (["--device", "cuda"], 3, "no CUDA GPU"),
     ],
 )

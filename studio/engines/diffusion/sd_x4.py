@@ -38,8 +38,8 @@ MIN_SIDE = 8
 
 # Rough cost model of the real SD x4 architecture for --dry-run and automatic tiling: bytes per
 # latent pixel of one guided UNet call (batch 2) and per output pixel of the VAE decoder, per byte of
-# dtype, and parameter counts. Peak memory from benchmarks/bench_sd_x4.py on CPU (fp32) grew by
-# ~68 KB per input pixel between 64 and 96 px inputs (UNet and VAE together).
+# dtype, and parameter counts. Untiled peak memory from benchmarks/bench_sd_x4.py on CPU (fp32) grew by
+# ~59 KB per input pixel between 64 and 96 px inputs (292 -> 593 MB, UNet and VAE together).
 UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE = 6_000
 VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE = 1_000
 PARAMS = {"unet": 473_398_020, "vae": 55_325_927, "text_encoder": 340_000_000}
