@@ -63,6 +63,20 @@ class Job:
     error: str | None = None
 
 
+def folder_output_root(folder: Path) -> Path:
+    """Where a folder's results go when no -o is given: a sibling `<folder>_restored/`."""
+    return folder.parent / f"{folder.name}_restored"
+
+
+def default_report_path(inputs: list[Path], output: Path | None) -> Path | None:
+    """A batch's report lives in its output folder: -o, or the one folder input's `_restored` sibling."""
+    if output is not None:
+        return output / "studio_report.json"
+    if len(inputs) == 1 and inputs[0].is_dir():
+        return folder_output_root(inputs[0]) / "studio_report.json"
+    return None
+
+
 def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_is_folder: bool = False) -> list[Job]:
     """Expand files and folders (recursively) into jobs with their output paths.
 
@@ -88,7 +102,7 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
                 jobs.append(Job(path, path, error=f"{path}: folder holds no supported images"))
                 continue
             if output is None:
-                root = path.parent / f"{path.name}_restored"
+                root = folder_output_root(path)
             else:
                 root = output / path.name if len(inputs) > 1 else output
             jobs += [Job(f, (root / f.relative_to(path)).with_suffix(ext)) for f in files]
@@ -520,6 +534,7 @@ __all__ = [
     "JobResult",
     "choose_engine",
     "collect_jobs",
+    "default_report_path",
     "finalize_seed",
     "prepare_settings",
     "process_job",

@@ -429,3 +429,15 @@ def test_hidden_folders_are_skipped_and_boolean_flags_can_be_turned_off(tmp_path
     assert result.exit_code == 0, result.output
     assert (out / "a.png").exists() and not (out / ".thumbs").exists()
     assert not (out / "a.png.json").exists()  # --no-sidecar beat the config file
+
+
+def test_a_folder_without_o_goes_to_a_restored_sibling_with_its_report(tmp_path: Path, astronaut: np.ndarray) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(astronaut[:32, :32]).save(scans / name)
+    result = studio("restore", scans, "--engine", "classical", "--scale", "2")
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "scans_restored"
+    assert (root / "a.png").exists() and (root / "b.png").exists()
+    assert json.loads((root / "studio_report.json").read_text())["summary"]["succeeded"] == 2

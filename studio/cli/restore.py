@@ -74,7 +74,7 @@ def restore(
     from studio.cli.options import parse_vars
     from studio.errors import UsageError
     from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
-    from studio.runner import check_report_path, collect_jobs, prepare_settings
+    from studio.runner import check_report_path, collect_jobs, default_report_path, prepare_settings
 
     output_is_folder = output is not None and output.endswith(("/", os.sep))
     output = Path(output) if output is not None else None
@@ -99,9 +99,7 @@ def restore(
     settings, engine_name = prepare_settings(cli, config, list(preset_dir or []))
     jobs = collect_jobs(inputs, output, settings.format, output_is_folder)
     if report is None and len(jobs) > 1:
-        root = output if output is not None else (inputs[0].parent / f"{inputs[0].name}_restored")
-        if output is not None or (len(inputs) == 1 and inputs[0].is_dir()):
-            report = root / "studio_report.json"
+        report = default_report_path(inputs, output)
     if report is not None:
         check_report_path(report, list(inputs), overwrite)
     if dry_run:
