@@ -28,6 +28,7 @@ import numpy as np
 
 from studio.engines.base import ProgressFn
 from studio.engines.diffusion import tiled_vae
+from studio.engines.diffusion.adapters.controlnet import control_key, controlled_unet
 from studio.engines.diffusion.conditioning import Conditioning, unet_kwargs
 from studio.engines.diffusion.guidance import ConditionedModel, Denoiser, Scale, guided, uses_negative
 from studio.engines.diffusion.latent_tiling import tiled_denoiser
@@ -179,7 +180,7 @@ class Recipe:
             return cond, uncond
         control = image_tensor(image, self.device, cond["encoder_hidden_states"].dtype)
         factor = self.components.vae_scale_factor
-        extra = {f"control_{i}": control for i in range(len(self.components.controlnets))}
+        extra = {control_key(i): control for i in range(len(self.components.controlnets))}
         spatial = dict.fromkeys(extra, factor)
         return cond.with_tensors(extra, spatial), uncond.with_tensors(extra, spatial)
 
@@ -216,8 +217,6 @@ class Recipe:
     def conditioned_model(self, request: Request) -> ConditionedModel:
         """The UNet, steered by the components' ControlNets when there are any."""
         if self.components.controlnets:
-            from studio.engines.diffusion.adapters.controlnet import controlled_unet
-
             scales = request.control_scales or (1.0,) * len(self.components.controlnets)
             return controlled_unet(self.components.unet, self.components.controlnets, scales)
         return plain_unet(self.components.unet)
