@@ -75,15 +75,6 @@ def _variant_name(name: str, variant: str) -> str:
     return f"{stem}.{variant}.{suffix}"
 
 
-def allow_patterns(variant: str | None = None) -> list[str]:
-    """What a pipeline download needs: indexes, configs, tokenizer files and one set of weights
-    (safetensors; the fp16 variant when `variant` says so), never the repo's other checkpoints."""
-    suffix = f".{variant}" if variant else ""
-    return ["model_index.json", "*.json", "*.txt", "*/*.json", "*/*.txt", "*/*.model",
-            f"*/diffusion_pytorch_model{suffix}.safetensors", f"*/diffusion_pytorch_model{suffix}-*.safetensors",
-            f"*/model{suffix}.safetensors", f"*/model{suffix}-*.safetensors", f"diffusion_pytorch_model{suffix}.safetensors"]
-
-
 def _present(source: ModelSource, relative: str) -> bool:
     if source.kind == "folder":
         return (Path(source.ref) / relative).is_file()
