@@ -62,3 +62,18 @@ def restoreformer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("faces") / "tiny-restoreformer.pth"
     torch.save({key: value.contiguous() for key, value in model.state_dict().items()}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_x4_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A diffusers SD x4 folder (model_index.json + components) with tiny random weights; do not modify."""
+    from studio.engines.diffusion.random_model import (
+        TINY_UNET_CONFIG,
+        TINY_VAE_CONFIG,
+        build_components,
+        save_as_diffusers_folder,
+    )
+
+    folder = tmp_path_factory.mktemp("tiny-sd-x4")
+    save_as_diffusers_folder(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), folder)
+    return str(folder)
