@@ -23,7 +23,11 @@ from studio.engines.diffusion.random_model import (
     save_as_diffusers_folder,
 )
 from studio.engines.diffusion.recipe import Recipe, Request
-from studio.engines.diffusion.upscale_pipeline import UpscaleComponents, UpscalePipeline, UpscaleRequest
+from studio.engines.diffusion.upscale_pipeline import (
+    UpscaleComponents,
+    UpscalePipeline,
+    UpscaleRequest,
+)
 from studio.errors import ModelLoadError, WeightsMissing
 
 CPU = Placement("none", torch.device("cpu"))

@@ -268,7 +268,7 @@ def load_weights_file(path: str | Path, weights_name: str) -> dict[str, torch.Te
         loaded = torch.load(file, map_location="cpu", weights_only=True)
         state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
         if not isinstance(state, dict):
-            raise ValueError(f"holds a {type(loaded).__name__}, not a state dict")
+            raise TypeError(f"holds a {type(loaded).__name__}, not a state dict")
         return state
     except Exception as exc:
         raise ModelLoadError(f"cannot read {file}: {_first_line(exc)}") from exc
