@@ -77,3 +77,14 @@ def tiny_sd_x4_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("tiny-sd-x4")
     save_as_diffusers_folder(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_photo_vae_path() -> Path:
+    """A tiny diffusers AutoencoderKL (SD's shape: 4 latent channels, 8x) trained briefly on real photo crops.
+
+    Its round trip resembles the input (held-out PSNR in its README), unlike a random VAE's, so tests
+    can measure fidelity, tiling and seams with it. Made by scripts/train_tiny_vae.py. Its
+    scaling_factor gives unit-variance latents; SD and SDXL differ from it only in that number.
+    """
+    return Path(__file__).parent / "fixtures" / "tiny_photo_vae"

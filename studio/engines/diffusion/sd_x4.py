@@ -32,8 +32,6 @@ DEFAULT_MODEL = "stabilityai/stable-diffusion-x4-upscaler"
 WEIGHTS_NAME = "sd-x4"
 NATIVE_SCALE = 4
 STRENGTH_TO_NOISE = ((0.0, 0.0), (0.5, 20.0), (0.75, 50.0), (1.0, 350.0))
-AUTO_TILE = 128  # latent (= input) pixels: the size the x4 model was trained at
-AUTO_VAE_TILE = 64  # latent pixels: 256 px decoded tiles
 MIN_SIDE = 8
 
 # Rough cost model of the real SD x4 architecture for --dry-run and automatic tiling: bytes per
@@ -101,18 +99,28 @@ class SDx4Engine(Engine):
             return self.settings.noise_level, "noise_level"
         return noise_level_for_strength(self.settings.strength), f"strength {self.settings.strength}"
 
-    def tiles(self, height: int, width: int, dtype_bytes: int, free_bytes: int) -> tuple[int, int]:
-        """(UNet tile, VAE tile) in latent pixels; 0 = untiled. --tile N sets both (VAE at most 128)."""
+    def tiles(self, height: int, width: int, dtype_bytes: int, free_bytes: int) -> tuple[int, int, int]:
+        """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled. --tile N sets both tiles (VAE at most
+        128); otherwise the shared policy picks the largest tiles that fit in 60% of free memory, dividing the
+        latent evenly. --tile-overlap given on any layer beats the policy's overlap."""
+        from studio.engines.diffusion.latent_tiling import choose_latent_tiles
+        from studio.engines.diffusion.tiled_vae import choose_vae_tile
+        from studio.settings import layer_rank
+
         tile = self.settings.tile
         if tile == 0:
-            return 0, 0
+            return 0, 0, 0
         if tile is not None:
-            return tile, min(tile, 128)
-        budget = free_bytes * 0.6
-        unet_tile = 0 if height * width * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes < budget else AUTO_TILE
-        vae_bytes = height * width * NATIVE_SCALE**2 * VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4  # fp32 VAE
-        vae_tile = 0 if vae_bytes < budget else AUTO_VAE_TILE
-        return unet_tile, vae_tile
+            unet_tile, overlap, vae_tile = tile, self.settings.tile_overlap, min(tile, 128)
+        else:
+            budget = free_bytes * 0.6
+            unet_tile, overlap = choose_latent_tiles(
+                height, width, budget, UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes)
+            vae_cell = VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4 * NATIVE_SCALE**2  # fp32 VAE, 16 pixels a cell
+            vae_tile = choose_vae_tile(height, width, budget, vae_cell)
+            if layer_rank(self.settings.source_of("tile_overlap")) > 0:
+                overlap = self.settings.tile_overlap
+        return unet_tile, min(overlap, max(unet_tile // 2, 0)), vae_tile
 
     def _load(self) -> Any:
         if self._pipeline is None:
@@ -149,14 +157,14 @@ class SDx4Engine(Engine):
         noise_level, noise_from = self.noise_level()
         seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
         dtype_bytes = pipeline.dtype.itemsize
-        unet_tile, vae_tile = self.tiles(*padded.shape[:2], dtype_bytes, free_memory_bytes(pipeline.device))
+        unet_tile, overlap, vae_tile = self.tiles(*padded.shape[:2], dtype_bytes, free_memory_bytes(pipeline.device))
 
         def attempt(unet_tile: int, vae_tile: int) -> tuple[UpscaleRequest, np.ndarray]:
             request = UpscaleRequest(
                 prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt,
                 steps=self.settings.steps, guidance=self.settings.guidance, noise_level=noise_level, seed=seed,
                 scheduler=self.settings.scheduler, unet_tile=unet_tile,
-                tile_overlap=min(self.settings.tile_overlap, max(unet_tile // 2, 0)), vae_tile=vae_tile,
+                tile_overlap=min(overlap, max(unet_tile // 2, 0)), vae_tile=vae_tile,
             )
             return request, pipeline(padded, request, progress)
 
@@ -201,11 +209,10 @@ class SDx4Engine(Engine):
         device = resolve_device(self.settings.device)
         dtype_bytes = 4 if device.type == "cpu" else 2
         padded = (height + -height % 8, width + -width % 8)
-        unet_tile, vae_tile = self.tiles(*padded, dtype_bytes, free_memory_bytes(device))
+        unet_tile, overlap, vae_tile = self.tiles(*padded, dtype_bytes, free_memory_bytes(device))
         unet_px = min(unet_tile, padded[0]) * min(unet_tile, padded[1]) if unet_tile else padded[0] * padded[1]
         vae_px = (min(vae_tile + 32, padded[0]) * min(vae_tile + 32, padded[1]) if vae_tile
                   else padded[0] * padded[1]) * NATIVE_SCALE**2
-        overlap = min(self.settings.tile_overlap, unet_tile // 2) if unet_tile else 0
         covered = _covered_pixels(padded, unet_tile, overlap)
         weights = sum(PARAMS.values()) * dtype_bytes if self.settings.offload == "none" else PARAMS["unet"] * dtype_bytes
         peak = weights + max(unet_px * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes,
@@ -221,8 +228,6 @@ class SDx4Engine(Engine):
 
 def _covered_pixels(size: tuple[int, int], tile: int, overlap: int) -> int:
     """Latent pixels the UNet processes per step, counting tile overlaps twice."""
-    from studio.engines.diffusion.latent_tiling import tile_windows
+    from studio.engines.diffusion.latent_tiling import unet_work
 
-    if not tile:
-        return size[0] * size[1]
-    return sum(w.size[0] * w.size[1] for w in tile_windows(size[0], size[1], tile, overlap))
+    return unet_work(size[0], size[1], tile, overlap)
