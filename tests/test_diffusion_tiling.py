@@ -9,6 +9,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from studio.engines.diffusion import tiled_vae
+from studio.engines.diffusion.conditioning import Conditioning
+from studio.engines.diffusion.guidance import classifier_free_guidance
 from studio.engines.diffusion.latent_tiling import (
     LATENT_OVERLAP,
     choose_latent_tiles,
@@ -50,10 +52,11 @@ def test_tiled_model_under_guidance_blends_both_branches(astronaut: np.ndarray) 
     image = torch.from_numpy(astronaut[::8, ::8].astype(np.float32) / 255).permute(2, 0, 1)[None]
     x = torch.cat([image, image.mean(1, keepdim=True)], 1)  # 64x64, four channels
 
-    def model(x, t, embeds, window=None):
-        return conv(x) + embeds.reshape(-1, 1, 1, 1)
+    def model(x, t, cond, window=None):
+        return conv(x) + cond["bias"].reshape(-1, 1, 1, 1)
 
-    cond, uncond = torch.tensor([[1.0]]), torch.tensor([[0.0]])
+    cond, uncond = Conditioning({"bias": torch.tensor([[1.0]])}), Conditioning({"bias": torch.tensor([[0.0]])})
+    guided = classifier_free_guidance
     with torch.no_grad():
         whole = guided(model, cond, uncond, 3.0)(x, 0, None)
         tiled_model = guided(tiled_denoiser(model, 64, 64, 32, 8), cond, uncond, 3.0)(x, 0, None)

@@ -103,24 +103,22 @@ class SDx4Engine(Engine):
         """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled. --tile N sets both tiles (VAE at most
         128); otherwise the shared policy picks the largest tiles that fit in 60% of free memory, dividing the
         latent evenly. --tile-overlap given on any layer beats the policy's overlap."""
-        from studio.engines.diffusion.latent_tiling import choose_latent_tiles
+        from studio.engines.diffusion.latent_tiling import LATENT_OVERLAP, choose_latent_tiles
         from studio.engines.diffusion.tiled_vae import choose_vae_tile
         from studio.settings import layer_rank
 
         tile = self.settings.tile
+        user_overlap = layer_rank(self.settings.source_of("tile_overlap")) > 0 or tile is not None
+        overlap = self.settings.tile_overlap if user_overlap else LATENT_OVERLAP  # also for out-of-memory retries
         if tile == 0:
-            return 0, 0, 0
+            return 0, overlap, 0
         if tile is not None:
-            unet_tile, overlap, vae_tile = tile, self.settings.tile_overlap, min(tile, 128)
-        else:
-            budget = free_bytes * 0.6
-            unet_tile, overlap = choose_latent_tiles(
-                height, width, budget, UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes)
-            vae_cell = VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4 * NATIVE_SCALE**2  # fp32 VAE, 16 pixels a cell
-            vae_tile = choose_vae_tile(height, width, budget, vae_cell)
-            if layer_rank(self.settings.source_of("tile_overlap")) > 0:
-                overlap = self.settings.tile_overlap
-        return unet_tile, min(overlap, max(unet_tile // 2, 0)), vae_tile
+            return tile, min(overlap, tile // 2), min(tile, 128)
+        budget = free_bytes * 0.6
+        unet_tile, _ = choose_latent_tiles(height, width, budget, UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes)
+        vae_cell = VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4 * NATIVE_SCALE**2  # fp32 VAE, 16 pixels a latent cell
+        vae_tile = choose_vae_tile(height, width, budget, vae_cell)
+        return unet_tile, min(overlap, unet_tile // 4) if unet_tile else overlap, vae_tile
 
     def _load(self) -> Any:
         if self._pipeline is None:
@@ -213,7 +211,7 @@ class SDx4Engine(Engine):
         unet_px = min(unet_tile, padded[0]) * min(unet_tile, padded[1]) if unet_tile else padded[0] * padded[1]
         vae_px = (min(vae_tile + 32, padded[0]) * min(vae_tile + 32, padded[1]) if vae_tile
                   else padded[0] * padded[1]) * NATIVE_SCALE**2
-        covered = _covered_pixels(padded, unet_tile, overlap)
+        covered = _covered_pixels(padded, unet_tile, min(overlap, unet_tile // 2))
         weights = sum(PARAMS.values()) * dtype_bytes if self.settings.offload == "none" else PARAMS["unet"] * dtype_bytes
         peak = weights + max(unet_px * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes,
                              vae_px * VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4)
