@@ -1,0 +1,1 @@
+"""How the low-res image steers a diffusion model: ControlNet, StableSR, SUPIR; official key maps live here."""
