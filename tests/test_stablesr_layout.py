@@ -21,7 +21,7 @@ from studio.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFIGS = Path(__file__).parent.parent / "configs" / "stablesr"
-TINY_ENCODER = EncoderConfig(channels=32, channel_mult=(1, 2), layers_per_level=1, attention_levels=(0,), heads=2,
+TINY_ENCODER = EncoderConfig(channels=32, channel_mult=(1, 2), layers_per_level=1, attention_levels=(0,), heads=4,
                              out_channels=32)
 
 
