@@ -99,9 +99,33 @@ def test_bad_inputs_are_one_line_errors(files: dict[str, Path], tmp_path: Path) 
         engine(model=str(files["base"]), adapter=str(files["adapter"]), cfw=0.5).restore(image(), 1.0)
     with pytest.raises(UsageError, match="--stage1 none: the input must already have the output size"):
         engine(model=str(files["base"]), adapter=str(files["adapter"]), stage1="none").restore(image(), 2.0)
+    with pytest.raises(UsageError, match="--denoise 0.4 with --steps 2 runs no step"):
+        engine(model=str(files["base"]), adapter=str(files["adapter"]), denoise=0.4).restore(image(), 1.0)
     with pytest.raises(UsageError, match="a base model needs --adapter"):
         engine(model=str(files["base"]))
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(UsageError, match="broken.ckpt: not a readable checkpoint"):
         engine(model=str(files["base"]), adapter=str(broken)).restore(image(), 1.0)
+
+
+def test_cli_runs_and_records_the_resolved_knobs(files: dict[str, Path], photo: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    out = tmp_path / "out.png"
+    args = ["restore", str(photo), "--engine", "stablesr", "--model", str(files["base"]), "--adapter",
+            str(files["adapter"]), "--stage1", "lanczos", "--steps", "2", "--scale", "0.5", "--tile", "0",
+            "--seed", "7", "--fidelity", "0.4", "--denoise", "0.9", "-o", str(out)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    details = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)["engine_details"]
+    assert details["pull"] == 0.4 and details["knob_sources"]["pull"] == "fidelity 0.4"
+    assert details["denoise"] == 0.9 and details["knob_sources"]["denoise"] == "cli"
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    bad = CliRunner().invoke(app, [*args[:7], str(broken), *args[8:], "--overwrite"], catch_exceptions=False)
+    assert bad.exit_code == 2 and "not a readable checkpoint" in bad.stderr and "Traceback" not in bad.output

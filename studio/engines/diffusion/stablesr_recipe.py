@@ -85,6 +85,9 @@ class StableSRRecipe(Recipe):
         if isinstance(request, StableSRRequest):
             if request.cfw > 0 and self.cfw is None:
                 raise UsageError(f"--cfw {request.cfw}: needs the CFW weights (vqgan_cfw_00011.ckpt) in --adapter")
+            if int(request.steps * request.strength) < 1:
+                raise UsageError(f"--denoise {request.strength:g} with --steps {request.steps} runs no step; "
+                                 "raise --steps or --denoise")
             if not 0 <= request.pull <= 1:
                 raise UsageError(f"--pull {request.pull}: expected a value from 0 to 1")
 
