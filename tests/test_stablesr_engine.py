@@ -105,7 +105,7 @@ def test_bad_inputs_are_one_line_errors(files: dict[str, Path], tmp_path: Path) 
         engine(model=str(files["base"]))
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(UsageError, match="broken.ckpt: not a readable checkpoint"):
+    with pytest.raises(UsageError, match="cannot read .*broken.ckpt"):
         engine(model=str(files["base"]), adapter=str(broken)).restore(image(), 1.0)
 
 
@@ -128,4 +128,4 @@ def test_cli_runs_and_records_the_resolved_knobs(files: dict[str, Path], photo: 
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
     bad = CliRunner().invoke(app, [*args[:7], str(broken), *args[8:], "--overwrite"], catch_exceptions=False)
-    assert bad.exit_code == 2 and "not a readable checkpoint" in bad.stderr and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "cannot read" in bad.stderr and "Traceback" not in bad.output

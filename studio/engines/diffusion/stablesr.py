@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -144,8 +143,7 @@ class StableSREngine(Engine):
         return self._recipe
 
     def _build(self) -> Any:
-        import torch
-        from diffusers import StableDiffusionPipeline
+        from diffusers import ControlNetModel, StableDiffusionPipeline
 
         from studio.devices import resolve_device
         from studio.engines.diffusion.adapters.stablesr_files import STABLESR_SUFFIXES, apply_file
@@ -164,16 +162,15 @@ class StableSREngine(Engine):
             ref = _registry_hub_or_path(name)
             path = Path(ref).expanduser()
             if path.suffix.lower() in STABLESR_SUFFIXES:
-                if not path.is_file():
-                    raise WeightsMissing(f"--adapter {name}: {path} not found; run `studio weights pull {name}`")
-                loaded = apply_file(path, components.unet, components.vae, components.text_encoder)
+                loaded = apply_file(path, name, components.unet, components.vae, components.text_encoder)
                 adapter = loaded.adapter or adapter
                 if loaded.cfw is not None:
                     cfw = CFWDecoder(loaded.cfw_vae, loaded.cfw)
                 self._loaded.append({"adapter": name, "path": str(path), "layout": loaded.layout})
             else:
-                components.controlnets.append(_controlnet(ref, name, dtype))
-                self._loaded.append({"adapter": name, "kind": "controlnet"})
+                source = loading.resolve_source(ref)
+                components.controlnets.append(loading.load_model(ControlNetModel, source, name, dtype).eval())
+                self._loaded.append({"adapter": name, "kind": "controlnet", "source": source.describe()})
         if adapter is not None and components.controlnets:
             raise UsageError("--adapter: a StableSR checkpoint and a ControlNet cannot steer the same run")
         if cfw is not None and adapter is None:
@@ -304,19 +301,3 @@ def fitted_tile(length: int, tile: int, overlap: int) -> int:
         return tile
     count = math.ceil((length - overlap) / (tile - overlap))
     return math.ceil((length + (count - 1) * overlap) / count)
-
-
-def _controlnet(ref: str, name: str, dtype: Any) -> Any:
-    """A diffusers ControlNetModel from a folder or hub id, with 'weights missing' errors that name it."""
-    from diffusers import ControlNetModel
-
-    source = loading.resolve_source(ref)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    try:
-        if source.kind == "file":
-            return ControlNetModel.from_single_file(source.ref, dtype=dtype, local_files_only=offline).eval()
-        kwargs = {"revision": source.revision, "local_files_only": offline} if source.kind == "hub" else {}
-        return ControlNetModel.from_pretrained(source.ref, dtype=dtype, **kwargs).eval()
-    except (OSError, ValueError) as exc:
-        raise WeightsMissing(f"--adapter {name}: cannot load the ControlNet {source.describe()} "
-                             f"({str(exc).splitlines()[0][:160]}); run `studio weights pull {name}`") from None

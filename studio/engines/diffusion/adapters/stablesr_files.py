@@ -1,8 +1,8 @@
-"""Reading official StableSR files and loading them onto diffusers components, strictly.
+"""Loading official StableSR files onto diffusers components, strictly.
 
-`read_state_dict` opens .ckpt (Lightning, `state_dict` inside) or .safetensors; `encoder_config_from_keys`
-reads the time-aware encoder's shape from the keys (so toy files load as the real ones do); `apply_file`
-puts one file's tensors onto the components and returns what it was.
+`encoder_config_from_keys` reads the time-aware encoder's shape from the keys (so toy files load as the real
+ones do); `apply_file` puts one file's tensors (read by `loading.load_weights_file`) onto the components and
+returns what the file was.
 """
 
 from __future__ import annotations
@@ -20,26 +20,6 @@ if TYPE_CHECKING:
     import torch
 
 STABLESR_SUFFIXES = (".ckpt", ".safetensors", ".pth", ".pt")
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file (memory-mapped where torch allows); one-line errors for bad files."""
-    import torch
-
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: file not found") from None
-    except Exception as exc:  # pickle, zip and safetensors errors: the file is not a usable checkpoint
-        raise UsageError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:160]})") from None
-    state = data.get("state_dict", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
-        raise UsageError(f"{path}: no tensor state dict inside")
-    return state
 
 
 def encoder_config_from_keys(state: Mapping[str, Any]) -> EncoderConfig:
@@ -80,13 +60,15 @@ class LoadedFile:
     cfw: CFWFusion | None = None
 
 
-def apply_file(path: Path, unet: Any, vae: Any, text_encoder: Any) -> LoadedFile:
+def apply_file(path: Path, weights_name: str, unet: Any, vae: Any, text_encoder: Any) -> LoadedFile:
     """Load one official file: a full model replaces the base's UNet/VAE/text weights and yields the adapter;
     an adapter file yields the adapter; a CFW file yields the CFW autoencoder and fusion layers."""
     import torch
     from diffusers import AutoencoderKL
 
-    state = read_state_dict(path)
+    from studio.engines.diffusion.loading import load_weights_file
+
+    state = load_weights_file(path, weights_name)
     layout = layout_of(state)
     if layout == "cfw":
         with torch.device("meta"):
