@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio.settings import Settings  # noqa: E402
+from studio.settings import Settings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "stablesr"
 NATIVE = 64  # latent pixels: the 512 model's training size

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TINY_UNET: dict[str, Any] = dict(
-    sample_size=16, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32)
+TINY_UNET: dict[str, Any] = {
+    "sample_size": 16, "block_out_channels": (32, 64), "layers_per_block": 1, "cross_attention_dim": 32,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"), "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "attention_head_dim": (2, 4), "use_linear_projection": True, "norm_num_groups": 32}
 """The UNet of tests/fixtures/stablesr_keys_tiny.json (toy StableSR: 32/64 channels, 32 groups as ldm)."""
-TINY_VAE: dict[str, Any] = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1, norm_num_groups=32,
-                                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                                scaling_factor=0.18215)
+TINY_VAE: dict[str, Any] = {"block_out_channels": (32, 32, 64, 64), "layers_per_block": 1, "norm_num_groups": 32,
+                                "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+                                "scaling_factor": 0.18215}
 """The autoencoder of the toy CFW file."""
 
 
@@ -54,7 +54,11 @@ def write_base(folder: Path, vae: Any = None, prediction_type: str = "epsilon", 
     import diffusers
     import torch
 
-    from studio.engines.diffusion.random_model import SD_SCHEDULER_CONFIG, tiny_text_encoder, tiny_tokenizer
+    from studio.engines.diffusion.random_model import (
+        SD_SCHEDULER_CONFIG,
+        tiny_text_encoder,
+        tiny_tokenizer,
+    )
 
     torch.manual_seed(seed)
     unet = diffusers.UNet2DConditionModel(**TINY_UNET).eval()

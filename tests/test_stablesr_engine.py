@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from stablesr_tiny import write_base, write_controlnet_base, write_official_files  # noqa: E402
+from stablesr_tiny import write_base, write_controlnet_base, write_official_files
 
-from studio.engines.diffusion.stablesr import StableSREngine, fidelity_knobs  # noqa: E402
-from studio.errors import UsageError  # noqa: E402
-from studio.settings import Settings, apply_layer  # noqa: E402
+from studio.engines.diffusion.stablesr import StableSREngine, fidelity_knobs
+from studio.errors import UsageError
+from studio.settings import Settings, apply_layer
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,11 @@ def engine(**values: object) -> StableSREngine:
 
 
 def test_permissive_variant_equals_diffusers_controlnet_img2img(files: dict[str, Path]) -> None:
-    from diffusers import ControlNetModel, DDIMScheduler, StableDiffusionControlNetImg2ImgPipeline
+    from diffusers import (
+        ControlNetModel,
+        DDIMScheduler,
+        StableDiffusionControlNetImg2ImgPipeline,
+    )
 
     ours = engine(model=str(files["sd15"]), adapter=str(files["controlnet"]), stage1="none", denoise=1.0, pull=0.0,
                   adapter_scale=1.0, scheduler="ddim", guidance=5.0, prompt="a cat", negative_prompt="blur",

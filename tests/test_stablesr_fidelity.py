@@ -13,12 +13,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from stablesr_tiny import write_base, write_official_files  # noqa: E402
+import itertools
 
-from studio.engines.diffusion.stablesr import StableSREngine  # noqa: E402
-from studio.ops.metrics import psnr  # noqa: E402
-from studio.ops.resize import resize  # noqa: E402
-from studio.settings import Settings, apply_layer  # noqa: E402
+from stablesr_tiny import write_base, write_official_files
+
+from studio.engines.diffusion.stablesr import StableSREngine
+from studio.ops.metrics import psnr
+from studio.ops.resize import resize
+from studio.settings import Settings, apply_layer
 
 
 def test_psnr_to_stage1_rises_with_fidelity(tiny_photo_vae_path: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
@@ -36,5 +38,5 @@ def test_psnr_to_stage1_rises_with_fidelity(tiny_photo_vae_path: Path, tmp_path:
                                             "fidelity": fidelity}, "cli")
         out = StableSREngine(settings).restore(low, 2.0)
         scores.append(psnr(out, stage1))
-    assert all(b >= a - 1e-6 for a, b in zip(scores, scores[1:])), scores
+    assert all(b >= a - 1e-6 for a, b in itertools.pairwise(scores)), scores
     assert scores[-1] - scores[0] >= 3.0, scores

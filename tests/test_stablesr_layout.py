@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.engines.diffusion.adapters.stablesr import CFWFusion, EncoderConfig, StableSRAdapter
-from studio.engines.diffusion.adapters.stablesr_keys import StableSRKeyMap, layout_of, map_state_dict
+from studio.engines.diffusion.adapters.stablesr import (
+    CFWFusion,
+    EncoderConfig,
+    StableSRAdapter,
+)
+from studio.engines.diffusion.adapters.stablesr_keys import (
+    StableSRKeyMap,
+    layout_of,
+    map_state_dict,
+)
 from studio.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -23,7 +23,7 @@ HELP = """Restore and upscale images.
   studio restore portrait.jpg --faces codeformer --face-fidelity 0.7
 """
 
-ENGINE_HELP = "auto, classical, fast, sd-x4 (auto: sd-x4 with a GPU and its weights, else fast)."
+ENGINE_HELP = "auto, classical, fast, sd-x4, stablesr (auto: a diffusion engine with a GPU and its weights, else fast)."
 _PANEL_DIFFUSION = "Diffusion"
 _PANEL_FACES = "Faces"
 _PANEL_OUTPUT = "Output"

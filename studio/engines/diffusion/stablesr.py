@@ -146,7 +146,10 @@ class StableSREngine(Engine):
         from diffusers import ControlNetModel, StableDiffusionPipeline
 
         from studio.devices import resolve_device
-        from studio.engines.diffusion.adapters.stablesr_files import STABLESR_SUFFIXES, apply_file
+        from studio.engines.diffusion.adapters.stablesr_files import (
+            STABLESR_SUFFIXES,
+            apply_file,
+        )
         from studio.engines.diffusion.offload import Placement
         from studio.engines.diffusion.recipe import Components
         from studio.engines.diffusion.stablesr_recipe import CFWDecoder, StableSRRecipe

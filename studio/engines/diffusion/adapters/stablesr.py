@@ -13,9 +13,10 @@ Image Super-Resolution"; written from the paper and IceClear/StableSR's code).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -142,7 +143,7 @@ class SpadeLayer(nn.Module):
         return normalized * (1 + self.to_gamma(actv)) + self.to_beta(actv)
 
 
-def spade_sites(unet: "UNet2DConditionModel") -> list[tuple[str, nn.Module]]:
+def spade_sites(unet: UNet2DConditionModel) -> list[tuple[str, nn.Module]]:
     """The UNet's ResBlocks in the reference's order (input blocks, middle, output blocks): one SPADE each."""
     sites = []
     for i, block in enumerate(unet.down_blocks):
@@ -167,11 +168,11 @@ class StableSRAdapter(nn.Module):
         self._handles: list[Any] = []
 
     @classmethod
-    def for_unet(cls, unet: "UNet2DConditionModel", config: EncoderConfig = EncoderConfig()) -> "StableSRAdapter":
+    def for_unet(cls, unet: UNet2DConditionModel, config: EncoderConfig = EncoderConfig()) -> StableSRAdapter:
         channels = [resnet.conv2.out_channels for _, resnet in spade_sites(unet)]
         return cls(channels, config, unet.config.norm_num_groups)
 
-    def attach(self, unet: "UNet2DConditionModel") -> None:
+    def attach(self, unet: UNet2DConditionModel) -> None:
         """Hook every ResBlock's last conv so its output goes through the matching SPADE layer."""
         self.detach()
         sites = spade_sites(unet)
@@ -247,7 +248,7 @@ class _FuseBlock(nn.Module):
         return self.out(self.rrdbs(merged), None)
 
 
-def cfw_levels(vae: "AutoencoderKL") -> list[int]:
+def cfw_levels(vae: AutoencoderKL) -> list[int]:
     """Encoder levels (0 = full resolution) whose features the decoder fuses: all but the first and last."""
     return list(range(1, len(vae.config.block_out_channels) - 1))
 
@@ -263,11 +264,11 @@ class CFWFusion(nn.Module):
         self._handles: list[Any] = []
 
     @classmethod
-    def for_vae(cls, vae: "AutoencoderKL") -> "CFWFusion":
+    def for_vae(cls, vae: AutoencoderKL) -> CFWFusion:
         channels = vae.config.block_out_channels
         return cls({level: channels[level] for level in cfw_levels(vae)}, vae.config.norm_num_groups)
 
-    def attach(self, vae: "AutoencoderKL") -> None:
+    def attach(self, vae: AutoencoderKL) -> None:
         """Capture encoder features before each fused level's downsample; fuse before the decoder's upsample."""
         self.detach()
         last = len(vae.config.block_out_channels) - 1

@@ -8,16 +8,22 @@ returns what the file was.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any
 
-from studio.engines.diffusion.adapters.stablesr import CFWFusion, EncoderConfig, StableSRAdapter
-from studio.engines.diffusion.adapters.stablesr_keys import StableSRKeyMap, layout_of, map_state_dict
+from studio.engines.diffusion.adapters.stablesr import (
+    CFWFusion,
+    EncoderConfig,
+    StableSRAdapter,
+)
+from studio.engines.diffusion.adapters.stablesr_keys import (
+    StableSRKeyMap,
+    layout_of,
+    map_state_dict,
+)
 from studio.errors import UsageError
-
-if TYPE_CHECKING:
-    import torch
 
 STABLESR_SUFFIXES = (".ckpt", ".safetensors", ".pth", ".pt")
 

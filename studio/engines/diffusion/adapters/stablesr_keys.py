@@ -16,7 +16,8 @@ penultimate layer's states), and the CFW file's training loss.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from studio.errors import UsageError
 
@@ -37,11 +38,11 @@ SCHEDULE_BUFFERS = frozenset({
 TEXT_PREFIX = "cond_stage_model.model."
 
 
-def _same(tensor: "torch.Tensor") -> "torch.Tensor":
+def _same(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _squeeze_1x1(tensor: "torch.Tensor") -> "torch.Tensor":
+def _squeeze_1x1(tensor: torch.Tensor) -> torch.Tensor:
     """Conv weights of a 1x1 / conv1d attention projection -> Linear weights."""
     return tensor.reshape(tensor.shape[0], -1) if tensor.dim() > 2 else tensor
 
@@ -53,7 +54,7 @@ def _thirds(index: int) -> Transform:
 
 def _legacy_qkv(index: int, heads: int) -> Transform:
     """One of q, k, v from the reference's QKVAttentionLegacy projection: rows ordered head, (q, k, v), channel."""
-    def take(tensor: "torch.Tensor") -> "torch.Tensor":
+    def take(tensor: torch.Tensor) -> torch.Tensor:
         rows = tensor.shape[0] // 3
         split = tensor.reshape(heads, 3, rows // heads, *tensor.shape[1:])[:, index]
         return _squeeze_1x1(split.reshape(rows, *tensor.shape[1:]))
@@ -83,8 +84,8 @@ def _split_block(rest: str) -> tuple[int, int, str] | None:
 class StableSRKeyMap:
     """Computes where each official key goes, from the shapes of the target modules themselves."""
 
-    def __init__(self, unet: "nn.Module | None", encoder: "EncoderConfig", vae: "nn.Module | None" = None,
-                 text_encoder: "nn.Module | None" = None) -> None:
+    def __init__(self, unet: nn.Module | None, encoder: EncoderConfig, vae: nn.Module | None = None,
+                 text_encoder: nn.Module | None = None) -> None:
         from studio.engines.diffusion.adapters.stablesr import spade_sites
 
         self.layers = unet.config.layers_per_block if unet is not None else 0
@@ -280,7 +281,7 @@ class StableSRKeyMap:
         return None
 
 
-def layout_of(keys: "list[str] | set[str]") -> str:
+def layout_of(keys: list[str] | set[str]) -> str:
     """'full', 'adapter' or 'cfw' from the keys alone; UsageError if none fits."""
     keys = set(keys)
     if any(k.startswith("decoder.fusion_layer_") for k in keys):
@@ -292,14 +293,14 @@ def layout_of(keys: "list[str] | set[str]") -> str:
     raise UsageError("not a StableSR checkpoint: no SPADE/structcond keys and no CFW fusion layers")
 
 
-def map_state_dict(state: Mapping[str, "torch.Tensor"], modules: Mapping[str, "nn.Module"], key_map: StableSRKeyMap,
-                   source: str) -> dict[str, dict[str, "torch.Tensor"]]:
+def map_state_dict(state: Mapping[str, torch.Tensor], modules: Mapping[str, nn.Module], key_map: StableSRKeyMap,
+                   source: str) -> dict[str, dict[str, torch.Tensor]]:
     """Official `state` -> one state dict per target module, checked key by key against `modules`.
 
     Raises UsageError naming `source` and the first key that has no place, does not fit, or is missing.
     """
     targets = {name: module.state_dict() for name, module in modules.items()}
-    mapped: dict[str, dict[str, "torch.Tensor"]] = {name: {} for name in modules}
+    mapped: dict[str, dict[str, torch.Tensor]] = {name: {} for name in modules}
     origin: dict[tuple[str, str], str] = {}
     for key, tensor in state.items():
         placements = key_map.place(key)
