@@ -82,12 +82,15 @@ def test_sizes_for_2x_4x_and_fractional_scales(files: dict[str, Path]) -> None:
 
 
 def test_tiled_sampling_agrees_with_untiled(files: dict[str, Path]) -> None:
-    picture = image((128, 96))
+    """Aggregation sampling (Gaussian-blended tiles, one scheduler step on the whole latent)."""
+    picture = image((96, 64))
     untiled = engine(model=str(files["base"]), adapter=str(files["adapter"])).restore(picture, 1.0)
-    tiled_run = engine(model=str(files["base"]), adapter=str(files["adapter"]), tile=64, tile_overlap=32)
+    tiled_run = engine(model=str(files["base"]), adapter=str(files["adapter"]), tile=48, tile_overlap=32)
     tiled = tiled_run.restore(picture, 1.0)
-    assert tiled_run.provenance()["tile"] == 8
-    assert np.abs(tiled - untiled).mean() < 0.02
+    assert tiled_run.provenance()["tile"] == 6 and tiled_run.provenance()["tile_overlap"] == 3
+    other_seed = engine(model=str(files["base"]), adapter=str(files["adapter"]), seed=4).restore(picture, 1.0)
+    # tiles change the result far less than a new seed does (toy 6-latent-px tiles: the worst case)
+    assert np.abs(tiled - untiled).mean() < 0.5 * np.abs(other_seed - untiled).mean()
 
 
 def test_fidelity_mapping_and_raw_flags_beating_it() -> None:
@@ -133,3 +136,22 @@ def test_cli_runs_and_records_the_resolved_knobs(files: dict[str, Path], photo: 
     broken.write_bytes(b"not a checkpoint")
     bad = CliRunner().invoke(app, [*args[:7], str(broken), *args[8:], "--overwrite"], catch_exceptions=False)
     assert bad.exit_code == 2 and "cannot read" in bad.stderr and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_pull_moves_the_implied_clean_latent_by_exactly_its_amount(prediction_type: str) -> None:
+    from diffusers import DDIMScheduler
+
+    from studio.engines.diffusion.stablesr_recipe import pulled
+
+    alphas = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod
+    generator = torch.Generator().manual_seed(0)
+    x, pred, target = (torch.randn(1, 4, 6, 6, generator=generator) for _ in range(3))
+    t = torch.tensor(600)
+    sa, sb = alphas[600].sqrt(), (1 - alphas[600]).sqrt()
+
+    def x0_of(prediction: torch.Tensor) -> torch.Tensor:
+        return sa * x - sb * prediction if prediction_type == "v_prediction" else (x - sb * prediction) / sa
+
+    out = pulled(lambda *_: pred, target, 0.3, alphas, prediction_type)(x, t, None)
+    torch.testing.assert_close(x0_of(out), x0_of(pred) + 0.3 * (target - x0_of(pred)), atol=1e-5, rtol=1e-5)
