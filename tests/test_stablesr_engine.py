@@ -155,3 +155,13 @@ def test_pull_moves_the_implied_clean_latent_by_exactly_its_amount(prediction_ty
 
     out = pulled(lambda *_: pred, target, 0.3, alphas, prediction_type)(x, t, None)
     torch.testing.assert_close(x0_of(out), x0_of(pred) + 0.3 * (target - x0_of(pred)), atol=1e-5, rtol=1e-5)
+
+
+def test_stage1_fast_runs_the_fast_engine_to_the_output_size(files: dict[str, Path], astronaut: np.ndarray) -> None:
+    from studio.ops.resize import resize
+
+    picture = resize(astronaut[100:164, 200:264].astype(np.float32) / 255.0, 16, 16, "area")
+    run = engine(model=str(files["base"]), adapter=str(files["adapter"]), stage1="fast")
+    stage1, mode = run.stage1(picture, 2.0)
+    assert mode == "fast" and stage1.shape == (32, 32, 3)
+    assert np.abs(stage1 - resize(picture, 32, 32, "lanczos")).mean() > 1e-3  # Real-ESRGAN, not a resize
