@@ -10,7 +10,7 @@ import torch
 
 from studio.errors import OutOfMemory
 from studio.ops.tiling import (
-    Tile,
+    Window,
     blend_weights,
     retry_smaller_tiles,
     retry_tiles,
@@ -29,38 +29,52 @@ def test_grid_covers_everything_with_the_requested_overlap(
     grid = tile_grid(height, width, tile, overlap)
     covered = np.zeros((height, width), dtype=int)
     for t in grid:
-        assert 0 <= t.y0 < t.y1 <= height and 0 <= t.x0 < t.x1 <= width
+        assert 0 <= t.top < t.bottom <= height and 0 <= t.left < t.right <= width
         assert t.height <= tile and t.width <= tile
-        covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+        covered[t.slices] += 1
     assert covered.min() >= 1
-    xs = sorted({(t.x0, t.x1) for t in grid})
+    xs = sorted({(t.left, t.right) for t in grid})
     for (_a0, a1), (b0, _) in itertools.pairwise(xs):
         assert a1 - b0 >= overlap  # neighbours share at least `overlap` columns
 
 
 def test_grid_single_tile_when_off_or_large() -> None:
-    assert tile_grid(40, 50, 0, 16) == [Tile(0, 40, 0, 50)]
-    assert tile_grid(40, 50, 64, 16) == [Tile(0, 40, 0, 50)]
+    assert tile_grid(40, 50, 0, 16) == [Window(0, 40, 0, 50)]
+    assert tile_grid(40, 50, 64, 16) == [Window(0, 40, 0, 50)]
     with pytest.raises(ValueError, match="overlap"):
         tile_grid(100, 100, 32, 32)
+
+
+def test_windows_map_between_spaces_and_grow_by_their_context() -> None:
+    window = Window(2, 6, 3, 9)
+    assert window.size == (4, 6) and window.slices == (slice(2, 6), slice(3, 9))
+    assert window.scaled(4) == Window(8, 24, 12, 36)
+    assert window.padded(4, 8, 10) == Window(0, 8, 0, 10)  # clipped to the area
+
+
+def test_grid_divides_evenly_into_multiples() -> None:
+    """The count comes first, then the size: 512 in tiles of <= 200 with 16 shared -> 3 windows of 184."""
+    grid = tile_grid(512, 512, 200, 16, multiple=8)
+    assert {w.size for w in grid} == {(184, 184)} and len(grid) == 9
+    assert sum(w.height * w.width for w in grid) / 512**2 < 1.2
 
 
 def test_feathered_weights_cross_fade_and_ignore_the_margin() -> None:
     grid = tile_grid(10, 100, 40, 16)
     width = grid[0].width
-    left = blend_weights(grid[0], overlap=16, margin=4)
+    left = blend_weights(grid[0], (10, 100), overlap=16, margin=4)
     assert left.shape == (10, width) and width <= 40
     assert np.all(
         left[:, : width - 16] == 1.0
     )  # image border and interior keep full weight
     assert np.all(left[:, -4:] == 0.0)  # the margin at the shared edge is ignored
     assert np.all(np.diff(left[0, -16:]) <= 0)  # and it ramps down towards it
-    scaled = blend_weights(grid[0], overlap=16, scale=4, margin=4)
+    scaled = blend_weights(grid[0], (10, 100), overlap=16, scale=4, margin=4)
     assert scaled.shape == (40, 4 * width)
 
 
 def test_gaussian_weights_peak_in_the_centre() -> None:
-    w = blend_weights(Tile(0, 32, 0, 48), overlap=8, mode="gaussian")
+    w = blend_weights(Window(0, 32, 0, 48), (32, 96), overlap=8, mode="gaussian")
     assert w.min() > 0
     assert np.unravel_index(w.argmax(), w.shape) in {
         (15, 23),
@@ -70,7 +84,7 @@ def test_gaussian_weights_peak_in_the_centre() -> None:
     }
     np.testing.assert_allclose(w, w[::-1, ::-1], rtol=1e-6)
     with pytest.raises(ValueError, match="unknown mode"):
-        blend_weights(Tile(0, 4, 0, 4), overlap=2, mode="box")
+        blend_weights(Window(0, 4, 0, 4), (4, 4), overlap=2, mode="box")
 
 
 def _nearest(scale: int):

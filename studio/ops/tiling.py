@@ -1,9 +1,10 @@
 """Tile grids, blend weights and tiled wrappers, so any callable can run on images bigger than memory.
 
-Everything here is unit-agnostic: a grid is laid over an (H, W) size in pixels or latent cells, and
-blend weights are plain arrays. `tiled_apply` runs a pixel-space callable (e.g. a super-resolution
-network of any integer scale) tile by tile and merges the results by weight normalisation;
-`retry_smaller_tiles` re-runs any tile-size-parametrised callable after an out-of-memory.
+One implementation for pixel and latent space alike: a grid of `Window`s is laid over an (H, W) size
+in pixels or latent cells (`Window.scaled(k)` maps a window between the two), and blend weights are
+plain arrays. `tiled_apply` runs a pixel-space callable (e.g. a super-resolution network of any
+integer scale) tile by tile; the diffusion engines' latent tiling and tiled VAE use the same grid and
+weights; `retry_smaller_tiles` re-runs any tile-size-parametrised callable after an out-of-memory.
 
 The merge: each tile's output is multiplied by its blend weight and accumulated, together with the
 weights; the sum is divided by the accumulated weight at the end. Feathered weights are zero in a
@@ -32,72 +33,73 @@ RETRY_TILES = (0, 512, 400, 256, 128)
 
 
 @dataclass(frozen=True)
-class Tile:
-    """One window of the grid: rows y0:y1, columns x0:x1, and which of its sides touch a neighbour."""
+class Window:
+    """A rectangle [top, bottom) x [left, right) of an image or latent, in whatever unit its grid used."""
 
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-    top: bool = False
-    bottom: bool = False
-    left: bool = False
-    right: bool = False
+    top: int
+    bottom: int
+    left: int
+    right: int
 
     @property
     def height(self) -> int:
-        return self.y1 - self.y0
+        return self.bottom - self.top
 
     @property
     def width(self) -> int:
-        return self.x1 - self.x0
+        return self.right - self.left
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """(rows, columns) to cut this window out of an array: `x[..., rows, cols]`."""
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+    def scaled(self, k: int) -> Window:
+        """The same window in a space `k` times larger (latent -> pixels for a control image)."""
+        return Window(self.top * k, self.bottom * k, self.left * k, self.right * k)
+
+    def padded(self, pad: int, height: int, width: int) -> Window:
+        """The window grown by `pad` on every side, clipped to a (height, width) area: its context."""
+        return Window(
+            max(0, self.top - pad), min(height, self.bottom + pad), max(0, self.left - pad), min(width, self.right + pad)
+        )
 
 
-def _spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+def spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
     """(start, end) of the fewest equal windows of at most `tile` covering `length` with >= `overlap` shared.
 
-    The windows shrink to the smallest size that still covers the length, so no work is wasted on
-    overlaps wider than asked for (a 512 line in 192 tiles with overlap 32 gets three windows of 192;
-    with 288 tiles, two of 272).
+    The count is chosen first, then the windows shrink to the smallest size (rounded up to `multiple`)
+    that still covers the length, so no work goes into overlaps wider than asked for: a 512 line in
+    192 tiles with overlap 32 gets three windows of 192; with 288 tiles, two of 272. Starts are spread
+    evenly, so the overlaps are equal to within one unit.
     """
     if tile <= 0 or tile >= length:
         return [(0, length)]
     count = math.ceil((length - overlap) / (tile - overlap))
-    size = min(tile, math.ceil((length + (count - 1) * overlap) / count))
+    size = math.ceil((length + (count - 1) * overlap) / count)
+    size = min(tile, length, math.ceil(size / multiple) * multiple)
     span = length - size
-    return [
-        (start, start + size)
-        for start in (round(i * span / (count - 1)) for i in range(count))
-    ]
+    return [(start, start + size) for start in (round(i * span / (count - 1)) for i in range(count))]
 
 
-def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
-    """Cover an (height, width) area with equal windows of at most `tile` x `tile`, neighbours sharing >= `overlap`.
+def tile_grid(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> list[Window]:
+    """Row-major windows of at most `tile` x `tile` covering (height, width), neighbours sharing >= `overlap`.
 
-    `tile` 0 (or at least the size) gives one window. Windows are spread evenly, so the overlaps are
-    equal to within one unit, whatever the image size.
+    `tile` 0 (or at least the size) gives one window. Window sides are multiples of `multiple` (for
+    networks that downsample) unless the whole side is shorter.
     """
     if height < 1 or width < 1:
         raise ValueError(f"tile_grid: size must be positive, got {height}x{width}")
     if tile > 0 and not (0 <= overlap < tile):
-        raise ValueError(
-            f"tile_grid: overlap {overlap} must be at least 0 and smaller than tile {tile}"
-        )
-    rows = _spans(height, tile, overlap)
-    cols = _spans(width, tile, overlap)
+        raise ValueError(f"tile_grid: overlap {overlap} must be at least 0 and smaller than tile {tile}")
     return [
-        Tile(
-            y0=y0,
-            y1=y1,
-            x0=x0,
-            x1=x1,
-            top=i > 0,
-            bottom=i < len(rows) - 1,
-            left=j > 0,
-            right=j < len(cols) - 1,
-        )
-        for i, (y0, y1) in enumerate(rows)
-        for j, (x0, x1) in enumerate(cols)
+        Window(top, bottom, left, right)
+        for top, bottom in spans(height, tile, overlap, multiple)
+        for left, right in spans(width, tile, overlap, multiple)
     ]
 
 
@@ -114,63 +116,60 @@ def _ramp(length: int, overlap: int, margin: int, start: bool, end: bool) -> np.
     return profile
 
 
+def _bell(length: int, sigma: float) -> np.ndarray:
+    position = (np.arange(length, dtype=np.float64) + 0.5) / length - 0.5
+    return np.exp(-0.5 * (position / sigma) ** 2)
+
+
 def blend_weights(
-    tile: Tile,
+    window: Window,
+    area: tuple[int, int],
     overlap: int,
     scale: int = 1,
     mode: str = "feather",
     margin: int = 0,
+    sigma: float = 0.3,
 ) -> np.ndarray:
-    """The (h*scale, w*scale) float32 weight of one tile's output for a weight-normalised merge.
+    """The (h*scale, w*scale) float32 weight of one window's output for a weight-normalised merge.
 
-    feather: flat 1 inside and on the image border, linear ramps only on sides shared with a neighbour
-    (zero for `margin` cells at the edge). gaussian: a centred bell (sigma = a quarter of the size), the
-    MultiDiffusion-style choice for latent tiles; it never reaches zero, so any overlap works.
-    `overlap` and `margin` are in the grid's units; `scale` stretches the weights to output units.
+    feather: flat 1 inside and on the border of the (height, width) `area`, linear ramps only on sides
+    shared with a neighbour (zero for `margin` cells at the edge), so neighbours cross-fade inside the
+    overlap and sum to one. gaussian: a centred bell (`sigma` a fraction of each side), the
+    MultiDiffusion-style choice; it never reaches zero, so any overlap works, but it mixes neighbours
+    over the whole window. `overlap` and `margin` are in the grid's units; `scale` stretches to output units.
     """
-    h, w = tile.height * scale, tile.width * scale
+    h, w = window.height * scale, window.width * scale
     if mode == "gaussian":
-        ys = np.exp(-0.5 * ((np.arange(h) - (h - 1) / 2) / (h / 4)) ** 2)
-        xs = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / (w / 4)) ** 2)
-        return np.outer(ys, xs).astype(np.float32)
+        return np.outer(_bell(h, sigma), _bell(w, sigma)).astype(np.float32)
     if mode != "feather":
-        raise ValueError(
-            f"blend_weights: unknown mode {mode!r}; expected feather or gaussian"
-        )
+        raise ValueError(f"blend_weights: unknown mode {mode!r}; expected feather or gaussian")
+    height, width = area
     ov, mg = overlap * scale, margin * scale
-    ys = _ramp(h, ov, mg, tile.top, tile.bottom)
-    xs = _ramp(w, ov, mg, tile.left, tile.right)
+    ys = _ramp(h, ov, mg, window.top > 0, window.bottom < height)
+    xs = _ramp(w, ov, mg, window.left > 0, window.right < width)
     return np.outer(ys, xs)
 
 
 class TiledMerger:
-    """Weight-normalised accumulation of tile outputs into one (C, H, W) torch tensor."""
+    """Weight-normalised accumulation of window outputs into one (..., H, W) float32 torch tensor."""
 
-    def __init__(
-        self, channels: int, height: int, width: int, device: torch.device | str = "cpu"
-    ) -> None:
+    def __init__(self, shape: Sequence[int], device: torch.device | str = "cpu") -> None:
         import torch
 
-        self.sum = torch.zeros(
-            (channels, height, width), dtype=torch.float32, device=device
-        )
-        self.weight = torch.zeros(
-            (1, height, width), dtype=torch.float32, device=device
-        )
+        self.sum = torch.zeros(tuple(shape), dtype=torch.float32, device=device)
+        self.weight = torch.zeros(tuple(shape[-2:]), dtype=torch.float32, device=device)
 
-    def add(self, values: torch.Tensor, weight: np.ndarray, y0: int, x0: int) -> None:
-        """Accumulate `values` (C, h, w) with `weight` (h, w) at output position (y0, x0)."""
+    def add(self, values: torch.Tensor, weight: torch.Tensor | np.ndarray, window: Window) -> None:
+        """Accumulate `values` (..., h, w) times `weight` (h, w) into `window` (output units)."""
         import torch
 
-        h, w = values.shape[-2:]
-        wt = torch.from_numpy(weight).to(self.sum.device)
-        self.sum[:, y0 : y0 + h, x0 : x0 + w].addcmul_(
-            values.to(self.sum.device, torch.float32), wt
-        )
-        self.weight[:, y0 : y0 + h, x0 : x0 + w] += wt
+        wt = torch.as_tensor(weight, device=self.sum.device)
+        rows, cols = window.slices
+        self.sum[..., rows, cols].addcmul_(values.to(self.sum.device, torch.float32), wt)
+        self.weight[rows, cols] += wt
 
     def result(self) -> torch.Tensor:
-        """The merged tensor; cells no tile reached (impossible with a tile_grid) would divide by zero."""
+        """The merged tensor; cells no window reached (impossible with a tile_grid) would divide by zero."""
         return self.sum.div_(self.weight.clamp_(min=1e-8))
 
 
@@ -191,9 +190,7 @@ def tiled_apply(
     reliable where it lacked context). The result lives on `image`'s device in float32.
     """
     if image.ndim != 4 or image.shape[0] != 1:
-        raise ValueError(
-            f"tiled_apply: expected a (1, C, H, W) tensor, got shape {tuple(image.shape)}"
-        )
+        raise ValueError(f"tiled_apply: expected a (1, C, H, W) tensor, got shape {tuple(image.shape)}")
     _, _, height, width = image.shape
     if tile > 0:
         overlap = min(overlap, tile // 2)
@@ -205,26 +202,22 @@ def tiled_apply(
         return out.float()
     margin = max(0, overlap // 2 - 1) if margin is None else margin
     merger: TiledMerger | None = None
-    for done, t in enumerate(grid, start=1):
-        out = fn(image[:, :, t.y0 : t.y1, t.x0 : t.x1])
-        if out.shape[-2:] != (t.height * scale, t.width * scale):
+    for done, window in enumerate(grid, start=1):
+        rows, cols = window.slices
+        out = fn(image[:, :, rows, cols])
+        if out.shape[-2:] != (window.height * scale, window.width * scale):
             raise ValueError(
-                f"tiled_apply: fn returned {tuple(out.shape[-2:])} for a {t.height}x{t.width} tile at scale {scale}"
+                f"tiled_apply: fn returned {tuple(out.shape[-2:])} for a {window.height}x{window.width} tile"
+                f" at scale {scale}"
             )
         if merger is None:
-            merger = TiledMerger(
-                out.shape[1], height * scale, width * scale, device=image.device
-            )
-        merger.add(
-            out[0],
-            blend_weights(t, overlap, scale, "feather", margin),
-            t.y0 * scale,
-            t.x0 * scale,
-        )
+            merger = TiledMerger(out.shape[:2] + (height * scale, width * scale), device=image.device)
+        weight = blend_weights(window, (height, width), overlap, scale, "feather", margin)
+        merger.add(out, weight, window.scaled(scale))
         if progress:
             progress(done, len(grid))
     assert merger is not None
-    return merger.result().unsqueeze(0)
+    return merger.result()
 
 
 def retry_tiles(start: int) -> list[int]:

@@ -1,96 +1,101 @@
-"""Latent tiling for denoisers: overlapping windows whose predictions are blended with Gaussian weights.
+"""Latent tiling for denoisers, and the policy that picks the tile and overlap.
 
-Each step, the denoiser runs on every window and the outputs are averaged with weights that peak at
-the window centre (StableSR's aggregation sampling; MultiDiffusion, Bar-Tal et al. 2023). Blending the
+Each step the model runs on every window of the latent and the predictions are blended by weight
+normalisation (MultiDiffusion, Bar-Tal et al. 2023; StableSR's aggregation sampling). Blending the
 model output, not the sampled latent, keeps one scheduler step on the whole latent, so multistep and
-ancestral samplers behave as without tiling and the random draws do not depend on the tiling.
+ancestral samplers behave as without tiling and the random draws do not depend on the tiling. The
+grid, windows and weights are the ones in `studio.ops.tiling`, shared with pixel-space tiling.
+
+The policy (`choose_latent_tiles`) runs untiled when the whole latent fits, else takes the largest
+tile that fits, then the fewest windows that cover the latent with LATENT_OVERLAP shared cells, and
+shrinks them to divide the latent evenly: that keeps UNet work within ~1.3x of the no-overlap minimum
+(benchmarks/bench_tiling.py measures both the work and the seams).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from studio.ops.tiling import Window, blend_weights, tile_grid
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
-    from studio.engines.diffusion.guidance import Denoiser
+__all__ = ["LATENT_BLEND", "LATENT_OVERLAP", "Window", "choose_latent_tiles", "tiled_denoiser", "unet_work"]
+
+LATENT_OVERLAP = 16
+"""Latent cells shared by neighbouring windows: the smallest overlap without a visible seam in the benchmark."""
+LATENT_BLEND = "feather"
+"""Blend profile: zero weight on the outer quarter of the overlap, a linear cross-fade across the middle
+half, full weight elsewhere (see the benchmark for the Gaussian alternative)."""
+MIN_LATENT_TILE = 64
+"""Smaller windows would be mostly overlap; below this the policy still returns this size."""
 
 
-@dataclass(frozen=True)
-class Window:
-    """A rectangle [top, bottom) x [left, right) of the latent."""
+def tiled_denoiser(
+    model: Callable[..., torch.Tensor], height: int, width: int, tile: int, overlap: int, blend: str = LATENT_BLEND
+) -> Any:
+    """Wrap `model(x, t, cond, window)` so it runs window by window over a (height, width) latent.
 
-    top: int
-    bottom: int
-    left: int
-    right: int
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.top, self.bottom), slice(self.left, self.right)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.bottom - self.top, self.right - self.left
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets covering [0, length) with windows of `tile`, spread evenly, overlapping >= `overlap`."""
-    if length <= tile:
-        return [0]
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap {overlap} must be at least 0 and below the tile size {tile}")
-    count = math.ceil((length - overlap) / (tile - overlap))
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
-
-
-def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[Window]:
-    """Row-major grid of windows over a (height, width) latent."""
-    return [
-        Window(top, min(top + tile, height), left, min(left + tile, width))
-        for top in tile_starts(height, tile, overlap)
-        for left in tile_starts(width, tile, overlap)
-    ]
-
-
-def gaussian_weights(height: int, width: int, sigma: float = 0.3) -> torch.Tensor:
-    """(1, 1, h, w) separable Gaussian peaking at the centre; sigma is a fraction of each side."""
-    import torch
-
-    def axis(n: int) -> torch.Tensor:
-        pos = (torch.arange(n, dtype=torch.float32) + 0.5) / n - 0.5
-        return torch.exp(-0.5 * (pos / sigma) ** 2)
-
-    return (axis(height)[:, None] * axis(width)[None, :])[None, None]
-
-
-def tiled_denoiser(denoiser: Denoiser, height: int, width: int, tile: int, overlap: int) -> Denoiser:
-    """Wrap `denoiser` so it runs window by window over a (height, width) latent and blends the results.
-
-    With one window (tile >= latent) the denoiser is returned unchanged, so output equals untiled.
+    The wrapper has the model's signature. Whatever sits between `t` and the window (a conditioning,
+    or nothing for a guided denoiser `(x, t, window)`) goes through untouched; the model crops what of
+    it is spatial with the window it gets (`Window.scaled(k)` for pixel-space maps). Windows are
+    multiples of 8 (the UNet's downsampling). With one window the model itself is returned, so the
+    result equals untiled. `blend` is a `studio.ops.tiling.blend_weights` mode.
     """
-    windows = tile_windows(height, width, tile, overlap)
+    windows = tile_grid(height, width, tile, overlap, multiple=8)
     if len(windows) == 1:
-        return denoiser
-    weights: dict[tuple[int, int], torch.Tensor] = {}
+        return model
+    margin = overlap // 4  # a window's outermost cells saw padding, not neighbours: they get no weight
+    profiles = [blend_weights(w, (height, width), overlap, mode=blend, margin=margin) for w in windows]
 
-    def denoise(x: torch.Tensor, t: torch.Tensor, window: Window | None = None) -> torch.Tensor:
+    def denoise(x: torch.Tensor, t: torch.Tensor, *rest: Any) -> torch.Tensor:
         import torch
 
-        total: torch.Tensor | None = None
-        weight_sum = torch.zeros((1, 1, height, width), dtype=torch.float32, device=x.device)
-        for win in windows:
+        from studio.ops.tiling import TiledMerger
+
+        passed, window = (rest[:-1], rest[-1]) if rest and (rest[-1] is None or isinstance(rest[-1], Window)) else (
+            rest, None)
+        if window is not None or x.shape[-2:] != (height, width):
+            raise ValueError(f"tiled_denoiser: built for a whole {height}x{width} latent, got {tuple(x.shape)}")
+        merger: TiledMerger | None = None
+        for win, profile in zip(windows, profiles, strict=True):
             rows, cols = win.slices
-            pred = denoiser(x[..., rows, cols], t, win).float()
-            if win.size not in weights:
-                weights[win.size] = gaussian_weights(*win.size).to(x.device)
-            weight = weights[win.size]
-            if total is None:
-                total = torch.zeros((x.shape[0], pred.shape[1], height, width), dtype=torch.float32, device=x.device)
-            total[..., rows, cols] += pred * weight
-            weight_sum[..., rows, cols] += weight
-        return (total / weight_sum).to(x.dtype)  # type: ignore[operator]
+            pred = model(x[..., rows, cols], t, *passed, win)
+            if merger is None:
+                merger = TiledMerger((*pred.shape[:-2], height, width), device=x.device)
+            merger.add(pred, torch.from_numpy(profile), win)
+        assert merger is not None
+        return merger.result().to(x.dtype)
 
     return denoise
+
+
+def choose_latent_tiles(
+    height: int,
+    width: int,
+    free_bytes: float,
+    bytes_per_pixel: float,
+    overlap: int = LATENT_OVERLAP,
+    multiple: int = 8,
+) -> tuple[int, int]:
+    """(tile, overlap) in latent cells for a (height, width) latent; tile 0 means untiled.
+
+    `bytes_per_pixel` is the model call's memory per latent cell (activations of one guided call);
+    the whole latent runs at once when it fits in `free_bytes`, else the largest square tile that
+    fits (a multiple of `multiple`, at least MIN_LATENT_TILE) with `overlap`. The grid then divides
+    the latent evenly (`studio.ops.tiling.spans`), so the tile is an upper bound, not the window size.
+    """
+    if height * width * bytes_per_pixel <= free_bytes:
+        return 0, 0
+    side = math.isqrt(int(free_bytes / bytes_per_pixel)) // multiple * multiple
+    tile = max(side, MIN_LATENT_TILE)
+    return tile, min(overlap, tile // 4)
+
+
+def unet_work(height: int, width: int, tile: int, overlap: int) -> int:
+    """Latent cells the model processes per step under a tiling (overlaps counted each time they run)."""
+    return sum(w.height * w.width for w in tile_grid(height, width, tile, overlap, multiple=8))

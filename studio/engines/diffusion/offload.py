@@ -5,7 +5,9 @@
   then UNet, then VAE), so the peak is the largest component plus activations.
 - sequential: accelerate's per-submodule offload; weights stream to the device layer by layer
   (slowest, smallest footprint).
-On CPU there is nothing to offload to, so every mode behaves like none.
+On CPU there is nothing to offload to, so every mode behaves like none, unless `even_on_cpu` asks
+for the mode anyway (accelerate accepts the CPU as execution device): the tests exercise the real
+hooks that way, catching offload bugs that would otherwise only show on a GPU.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ if TYPE_CHECKING:
 class Placement:
     """Applies one offload mode to a set of modules; `using(module)` brackets each use."""
 
-    def __init__(self, mode: str, device: torch.device) -> None:
-        self.mode = mode if device.type != "cpu" else "none"
+    def __init__(self, mode: str, device: torch.device, even_on_cpu: bool = False) -> None:
+        self.mode = mode if device.type != "cpu" or even_on_cpu else "none"
         self.device = device
 
     def prepare(self, modules: list[torch.nn.Module]) -> None:

@@ -221,8 +221,6 @@ class SDx4Engine(Engine):
 
 def _covered_pixels(size: tuple[int, int], tile: int, overlap: int) -> int:
     """Latent pixels the UNet processes per step, counting tile overlaps twice."""
-    from studio.engines.diffusion.latent_tiling import tile_windows
+    from studio.engines.diffusion.latent_tiling import unet_work
 
-    if not tile:
-        return size[0] * size[1]
-    return sum(w.size[0] * w.size[1] for w in tile_windows(size[0], size[1], tile, overlap))
+    return unet_work(size[0], size[1], tile, overlap)
