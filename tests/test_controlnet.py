@@ -63,6 +63,26 @@ def test_two_controlnets_match_diffusers_multicontrolnet(components: Components)
     assert np.abs(ours - theirs).max() == 0.0
 
 
+def test_img2img_strength_matches_diffusers_controlnet_img2img_pipeline(components: Components) -> None:
+    """strength < 1: the image's VAE latents noised to the first remaining timestep, then the later steps."""
+    from diffusers import StableDiffusionControlNetImg2ImgPipeline
+
+    ours = run_recipe(components, 1, steps=4, strength=0.5, control_scales=(0.9,))
+    pipe = StableDiffusionControlNetImg2ImgPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
+        unet=components.unet, controlnet=components.controlnets[0],
+        scheduler=type(components.scheduler).from_config(components.scheduler.config), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    image = torch.from_numpy(control_image().transpose(2, 0, 1).copy())[None]
+    theirs = pipe(prompt="a cat", negative_prompt="blur", image=image * 2 - 1, control_image=image, height=64,
+                  width=64, strength=0.5, num_inference_steps=4, guidance_scale=5.0,
+                  controlnet_conditioning_scale=0.9, generator=torch.Generator("cpu").manual_seed(11),
+                  output_type="np").images[0]
+    assert np.abs(ours - theirs).max() == 0.0
+
+
 def test_scale_per_step_zero_is_the_plain_unet_and_nonzero_steers(components: Components) -> None:
     plain = run_recipe(components, 0)
     off = run_recipe(components, 1, control_scales=(lambda t: 0.0,))
