@@ -274,33 +274,22 @@ def default_tiling(settings: Settings, latent: tuple[int, int], factor: int, nat
                    free_bytes: int) -> tuple[int, int, int]:
     """(UNet tile, overlap, VAE tile) in latent pixels; --tile/--tile-overlap are output pixels, 0 = off.
 
-    Default: tiles of the UNet's native size (64 for the 512 model), overlap 1/8 of it, shrunk to fit the
-    image (`fitted_tile`), which keeps UNet work per output pixel near the no-overlap minimum; the VAE is
-    tiled (64 latent px) when a whole-image decode would take more than half the free memory.
+    Default: windows of at most twice the UNet's native size (128 latent px = 1024 px for the 512 model),
+    neighbours sharing LATENT_OVERLAP cells (the smallest seam-free overlap the tiling benchmark measured);
+    the shared grid shrinks the windows to divide the latent evenly. The reference's 64/32 windows cost
+    2.3-3.5x the no-overlap minimum of UNet work (benchmarks/bench_stablesr.py); `--tile 512 --tile-overlap
+    128` restores them. The VAE is tiled (64 latent px) when a whole-image decode would take more than half
+    the free memory.
     """
+    from studio.engines.diffusion.latent_tiling import LATENT_OVERLAP
+
     if settings.tile == 0:
         return 0, 0, 0
-    tile = settings.tile // factor if settings.tile else native
+    tile = settings.tile // factor if settings.tile else 2 * native
     if settings.source_of("tile_overlap") in ("default", "config:defaults.toml"):
-        overlap = max(tile // 8, 1)
+        overlap = min(LATENT_OVERLAP, tile // 4)
     else:
         overlap = min(settings.tile_overlap // factor, tile // 2)
-    if not settings.tile:
-        tile = fitted_tile(max(latent), tile, overlap)
     unet_tile = tile if max(latent) > tile else 0
     vae_tile = VAE_TILE if latent[0] * latent[1] * factor**2 * 4_000 > free_bytes * 0.5 else 0
     return unet_tile, overlap if unet_tile else 0, vae_tile
-
-
-def fitted_tile(length: int, tile: int, overlap: int) -> int:
-    """The smallest tile (at most `tile`) that covers `length` with as few windows as `tile` needs.
-
-    Shrinking the tiles to fit spends the overlap only where it is needed: 128 latent px with 64-px tiles
-    and overlap 8 take 3 windows either way, but 48-px windows process 144 px per row instead of 192.
-    """
-    import math
-
-    if length <= tile:
-        return tile
-    count = math.ceil((length - overlap) / (tile - overlap))
-    return math.ceil((length + (count - 1) * overlap) / count)
