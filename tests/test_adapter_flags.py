@@ -31,3 +31,14 @@ def test_adapter_flags_out_of_range_are_one_line_usage_errors(photo: Path) -> No
         result = studio("restore", photo, "--engine", "classical", flag, value, "--dry-run")
         assert result.exit_code == 2, (flag, result.output)
         assert flag in result.stderr and "Traceback" not in result.output
+
+
+def test_stablesr_composites_name_their_parts_and_pull_says_what_is_missing() -> None:
+    from studio import weights
+
+    assert weights.composite_members(weights.get("stablesr-512")) == ["sd-2.1-base", "stablesr-000117", "stablesr-cfw"]
+    assert weights.composite_members(weights.get("stablesr-tile-sd15")) == ["sd-1.5", "controlnet-tile-sd15"]
+    assert "non-commercial" in weights.get("stablesr-cfw").license
+    assert all(check.name != "stablesr-512" for check in weights.verify())  # its parts have their own lines
+    result = studio("weights", "pull", "stablesr-tile-sd15")  # offline: the first part cannot come
+    assert result.exit_code == 3 and "stable-diffusion-v1-5" in result.output and "Traceback" not in result.output
