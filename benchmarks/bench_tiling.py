@@ -12,10 +12,12 @@ Prints one JSON object with three parts:
   with DDIM by the tiny UNet, whole and tiled at several overlaps and both blend profiles. Reported:
   the mean and max difference tiled - whole of the decoded images (8-bit levels), and the seam excess:
   how much larger the pixel-to-pixel jump is across window edges in the tiled image than at the same
-  places in the whole one (8-bit levels; 0 = no seam). Random UNet weights: the numbers show how the
+  places in the whole one (8-bit levels; 0 = no seam), and the seam ratio: how much more the error
+  tiled - whole jumps across window edges than between any two neighbouring pixels (1 = no seam).
+  Random UNet weights: the numbers show how the
   blend and overlap behave at tile borders, not a trained model's exact ones.
 
-    python benchmarks/bench_tiling.py              # ~1-2 minutes on 2 CPU cores
+    python benchmarks/bench_tiling.py              # a few minutes on one CPU thread
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ TINY_UNET = {
     "sample_size": 32, "in_channels": 8, "out_channels": 4, "layers_per_block": 1,
     "block_out_channels": [32, 64, 64, 64], "norm_num_groups": 8, "cross_attention_dim": 32,
     "attention_head_dim": 8,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
 }
-"""SD 1.x/2.x's UNet layout (four levels, 8x, attention on three) at toy width; latent + condition in."""
+"""The SD x4 UNet's layout (four levels, attention on the three lower ones) at toy width; latent + condition in."""
 
 
 def work_table() -> list[dict[str, Any]]:
@@ -156,12 +158,20 @@ def denoise(model: Any, latent: Any, embeds: Any, steps: int) -> Any:
 
 def seam_excess(tiled: np.ndarray, whole: np.ndarray, edges_y: list[int], edges_x: list[int]) -> float:
     """Mean |jump| across window edges in `tiled` minus the same in `whole`, in 8-bit levels."""
-    def jumps(image: np.ndarray) -> float:
-        rows = np.abs(image[edges_y] - image[[e - 1 for e in edges_y]]).mean() if edges_y else 0.0
-        cols = np.abs(image[:, edges_x] - image[:, [e - 1 for e in edges_x]]).mean() if edges_x else 0.0
-        return float(rows + cols) / (bool(edges_y) + bool(edges_x))
+    return round(255 * (_edge_jump(tiled, edges_y, edges_x) - _edge_jump(whole, edges_y, edges_x)), 3)
 
-    return round(255 * (jumps(tiled) - jumps(whole)), 3)
+
+def seam_ratio(tiled: np.ndarray, whole: np.ndarray, edges_y: list[int], edges_x: list[int]) -> float:
+    """How much the error tiled - whole jumps across window edges relative to everywhere (1: no seam)."""
+    error = tiled - whole
+    everywhere = (np.abs(np.diff(error, axis=0)).mean() + np.abs(np.diff(error, axis=1)).mean()) / 2
+    return round(_edge_jump(error, edges_y, edges_x) / float(everywhere), 3)
+
+
+def _edge_jump(image: np.ndarray, edges_y: list[int], edges_x: list[int]) -> float:
+    rows = np.abs(image[edges_y] - image[[e - 1 for e in edges_y]]).mean() if edges_y else 0.0
+    cols = np.abs(image[:, edges_x] - image[:, [e - 1 for e in edges_x]]).mean() if edges_x else 0.0
+    return float(rows + cols) / (bool(edges_y) + bool(edges_x))
 
 
 def seam_table(tile: int, overlaps: tuple[int, ...], steps: int) -> list[dict[str, Any]]:
@@ -195,13 +205,14 @@ def seam_table(tile: int, overlaps: tuple[int, ...], steps: int) -> list[dict[st
                     "mean_diff_8bit": round(float(np.abs(tiled - whole).mean()) * 255, 3),
                     "max_diff_8bit": round(float(np.abs(tiled - whole).max()) * 255, 2),
                     "seam_excess_8bit": seam_excess(tiled, whole, edges_y, edges_x),
+                    "seam_ratio": seam_ratio(tiled, whole, edges_y, edges_x),
                 })
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="1: on a shared machine more threads spin against each other")
     parser.add_argument("--time-sides", default="64,96,128", help="latent sides timed whole vs tiled")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seam-tile", type=int, default=64, help="latent tile for the seam runs (128x128 latent)")
