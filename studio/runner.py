@@ -45,8 +45,9 @@ from studio.messages import notice, warn
 from studio.ops.resize import resize
 from studio.settings import Settings
 
-DIFFUSION_ENGINES = ("sd-x4",)
-DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload")
+DIFFUSION_ENGINES = ("sd-x4", "stablesr")
+DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload",
+                  "adapter", "adapter_scale", "denoise", "pull", "cfw", "stage1")
 LOW_PSNR_WARNING_DB = 20.0
 QUALITY_MAX_PIXELS = 2_000_000
 
@@ -276,7 +277,7 @@ def restore_picture(
     out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
     if result.shape[:2] != (out_h, out_w):
         raise StudioError(f"engine {engine.name} returned {result.shape[1]}x{result.shape[0]}, expected {out_w}x{out_h}")
-    if settings.fidelity:
+    if settings.fidelity and not engine.owns_fidelity:
         # --fidelity pulls the engine's invented detail back toward a plain Lanczos upscale of the input
         baseline = resize(rgb, out_h, out_w, "lanczos")
         result = baseline + (1.0 - settings.fidelity) * (result - baseline)

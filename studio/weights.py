@@ -306,12 +306,21 @@ def _download(url: str, part: Path, progress: ProgressFn | None) -> None:
                     progress(done, total)
 
 
+def composite_members(spec: WeightSpec) -> list[str]:
+    """A composite entry names a base and adapters (other entries) instead of one file: their names."""
+    base = spec.extra.get("base")
+    return [str(base), *(str(a) for a in spec.extra.get("adapters", ()))] if base else []
+
+
 def pull(name: str, progress: ProgressFn | None = None) -> Path:
     """Download an entry into the weights folder (resumable, sha256-checked, atomic) and return its path.
 
     Hub repos go through huggingface_hub; an entry with only a bundled ncnn copy is converted.
     """
     spec = get(name)
+    if members := composite_members(spec):
+        paths = [pull(member, progress) for member in members]  # a base + adapters pair: pull each part
+        return paths[0]
     if spec.hub_repo:
         return _hub_snapshot(spec, download=True)
     if not spec.url:
@@ -360,6 +369,8 @@ def verify() -> list[Check]:
     """Hash every registry file on disk against its recorded sha256."""
     checks = []
     for spec in registry():
+        if composite_members(spec):
+            continue  # its parts have lines of their own
         if spec.hub_repo:
             try:
                 checks.append(

@@ -23,7 +23,7 @@ HELP = """Restore and upscale images.
   studio restore portrait.jpg --faces codeformer --face-fidelity 0.7
 """
 
-ENGINE_HELP = "auto, classical, fast, sd-x4 (auto: sd-x4 with a GPU and its weights, else fast)."
+ENGINE_HELP = "auto, classical, fast, sd-x4, stablesr (auto: a diffusion engine with a GPU and its weights, else fast)."
 _PANEL_DIFFUSION = "Diffusion"
 _PANEL_FACES = "Faces"
 _PANEL_OUTPUT = "Output"
@@ -48,6 +48,12 @@ def restore(
     fidelity: Annotated[Optional[float], typer.Option("--fidelity", help="0-1: blend the result toward a Lanczos upscale of the input (1 = Lanczos). Default: the result as is.")] = None,
     strength: Annotated[Optional[float], typer.Option("--strength", help="0-1: how much a diffusion engine may re-invent (sd-x4: sets the noise level). Default: 0.5.", rich_help_panel=_PANEL_DIFFUSION)] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="ddim, dpm++, euler, euler-a, pndm, ddpm, unipc.", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="ControlNet folder or hub id, or an official StableSR/SUPIR checkpoint (detected by its keys).", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    adapter_scale: Annotated[Optional[float], typer.Option("--adapter-scale", help="0-2: ControlNet conditioning / SPADE modulation scale. Default: 1 (or from --fidelity).", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    denoise: Annotated[Optional[float], typer.Option("--denoise", help="0-1: fraction of the schedule run from the noised stage-1 latent (1 = from the last timestep).", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    pull: Annotated[Optional[float], typer.Option("--pull", help="0-1: per-step pull of the predicted clean latent toward the stage-1 latent (0 = off).", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    cfw: Annotated[Optional[float], typer.Option("--cfw", help="0-1: StableSR CFW weight (0 = plain decoder, 1 = follow the input); needs the CFW weights.", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    stage1: Annotated[Optional[str], typer.Option("--stage1", help="fast, lanczos, none: how the input reaches the output size before it conditions the model.", rich_help_panel=_PANEL_DIFFUSION)] = None,
     color_fix: Annotated[Optional[str], typer.Option("--color-fix", help="none, wavelet, wavelet-dwt, adain, histogram, lab (default: wavelet for diffusion, else none).")] = None,
     faces: Annotated[Optional[str], typer.Option("--faces", help="none, gfpgan, codeformer, restoreformer.", rich_help_panel=_PANEL_FACES)] = None,
     face_model: Annotated[Optional[str], typer.Option("--face-model", help="Face weights name or file.", rich_help_panel=_PANEL_FACES)] = None,
@@ -91,7 +97,8 @@ def restore(
         "engine": engine, "model": model, "scale": scale, "preset": preset, "prompt": prompt,
         "negative_prompt": negative_prompt, "variables": parse_vars(var) or None, "seed": seed, "steps": steps,
         "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
-        "scheduler": scheduler, "color_fix": color_fix, "faces": faces, "face_model": face_model,
+        "scheduler": scheduler, "adapter": adapter, "adapter_scale": adapter_scale, "denoise": denoise,
+        "pull": pull, "cfw": cfw, "stage1": stage1, "color_fix": color_fix, "faces": faces, "face_model": face_model,
         "face_fidelity": face_fidelity, "only_center_face": only_center_face, "max_faces": max_faces,
         "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg, "sidecar": sidecar,
         "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,

@@ -37,10 +37,17 @@ def _sd_x4() -> type[Engine]:
     return SDx4Engine
 
 
+def _stablesr() -> type[Engine]:
+    from studio.engines.diffusion.stablesr import StableSREngine
+
+    return StableSREngine
+
+
 ENGINES: tuple[EngineEntry, ...] = (
     EngineEntry("classical", "Lanczos/bicubic resampling; no invented detail, any scale", _classical),
     EngineEntry("fast", "Real-ESRGAN and other spandrel networks; the fast path and the fallback", _fast),
     EngineEntry("sd-x4", "Stable Diffusion x4 upscaler, prompt-steered, tiled latent sampling", _sd_x4),
+    EngineEntry("stablesr", "StableSR (official, non-commercial) or an SD tile-ControlNet; --fidelity steers", _stablesr),
 )
 
 

@@ -37,6 +37,7 @@ class Engine(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     default_color_fix: ClassVar[str] = "none"
+    owns_fidelity: ClassVar[bool] = False  # True: the engine maps --fidelity itself (no Lanczos blend after it)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
