@@ -46,7 +46,8 @@ from studio.ops.resize import resize
 from studio.settings import Settings
 
 DIFFUSION_ENGINES = ("sd-x4",)
-DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload")
+DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload",
+                  "adapter", "adapter_scale", "denoise", "pull", "cfw", "stage1")
 LOW_PSNR_WARNING_DB = 20.0
 QUALITY_MAX_PIXELS = 2_000_000
 

@@ -20,6 +20,7 @@ COLOR_FIXES = ("none", "wavelet", "wavelet-dwt", "adain", "histogram", "lab")
 FORMATS = ("png", "jpg", "webp", "tiff")
 FACE_MODELS = ("none", "gfpgan", "codeformer", "restoreformer")
 OFFLOAD_MODES = ("none", "model", "sequential")
+STAGE1_MODES = ("fast", "lanczos", "none")
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2x its warning threshold)
 
@@ -42,6 +43,13 @@ class Settings:
     fidelity: float | None = None  # None: the engine's result as is; 0-1: blend toward a Lanczos upscale
     strength: float = 0.5
     scheduler: str | None = None
+    # Adapter-guided diffusion engines (stablesr, supir). None: derived from --fidelity or the engine default.
+    adapter: str | None = None  # ControlNet folder/hub id, or an official StableSR/SUPIR checkpoint
+    adapter_scale: float | None = None  # ControlNet conditioning scale / SPADE-ZeroSFT modulation scale
+    denoise: float | None = None  # fraction of the schedule run from the noised stage-1 latent (1: from pure noise level)
+    pull: float | None = None  # per-step pull of the predicted clean latent toward the stage-1 latent (0: off)
+    cfw: float | None = None  # StableSR CFW weight w: 0 plain decoder, 1 follows the input
+    stage1: str | None = None  # how the input reaches the output size: fast, lanczos, none
     color_fix: str | None = None  # None: the engine's own default (wavelet for diffusion, none otherwise)
     faces: str = "none"
     face_model: str | None = None
@@ -77,14 +85,18 @@ class Settings:
         _choice("alpha", self.alpha, ("bicubic", "model"))
         if self.color_fix is not None:
             _choice("color-fix", self.color_fix, COLOR_FIXES)
+        if self.stage1 is not None:
+            _choice("stage1", self.stage1, STAGE1_MODES)
         if self.fallback is not None:
             _choice("fallback", self.fallback, ("none", "fast", "classical"))
         if not (0.25 <= self.scale <= 16):
             raise ConfigError(f"--scale {self.scale}: expected a factor from 0.25 to 16")
-        for name in ("fidelity", "strength", "face_fidelity"):
+        for name in ("fidelity", "strength", "face_fidelity", "denoise", "pull", "cfw"):
             value = getattr(self, name)
             if value is not None and not (0.0 <= value <= 1.0):
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: expected a value from 0 to 1")
+        if self.adapter_scale is not None and not (0.0 <= self.adapter_scale <= 2.0):
+            raise ConfigError(f"--adapter-scale {self.adapter_scale}: expected a value from 0 to 2")
         if self.steps < 1 or self.steps > 1000:
             raise ConfigError(f"--steps {self.steps}: expected 1 to 1000")
         if not (0 <= self.noise_level <= 350):
