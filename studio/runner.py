@@ -47,7 +47,8 @@ from studio.settings import Settings
 
 DIFFUSION_ENGINES = ("sd-x4",)
 DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload",
-                  "adapter", "adapter_scale", "denoise", "pull", "cfw", "stage1")
+                  "adapter", "adapter_scale", "denoise", "pull", "cfw", "stage1", "restore_tau", "cfg_start",
+                  "adapter_scale_start", "churn", "s_noise", "dtype", "min_side", "caption", "caption_model")
 LOW_PSNR_WARNING_DB = 20.0
 QUALITY_MAX_PIXELS = 2_000_000
 
