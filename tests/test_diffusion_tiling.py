@@ -11,7 +11,6 @@ pytest.importorskip("diffusers")
 import itertools
 
 from studio.engines.diffusion import tiled_vae
-from studio.engines.diffusion.guidance import guided
 from studio.engines.diffusion.latent_tiling import (
     gaussian_weights,
     tile_starts,
@@ -46,20 +45,6 @@ def test_tiled_denoiser_equals_whole_for_a_local_model_with_spatial_conditioning
     tiled = tiled_denoiser(denoiser, 40, 56, 16, 6)
     assert len(tile_windows(40, 56, 16, 6)) > 4
     torch.testing.assert_close(tiled(x, 0.5, None), whole)
-
-
-def test_guidance_combines_branches_and_scale_one_skips_the_negative() -> None:
-    calls: list[int] = []
-
-    def model(x, t, embeds, window):
-        calls.append(x.shape[0])
-        return x + embeds.reshape(-1, 1, 1, 1)
-
-    x = torch.zeros(1, 1, 2, 2)
-    cond, uncond = torch.tensor([[1.0]]), torch.tensor([[0.0]])
-    out = guided(model, cond, uncond, 3.0)(x, 0, None)
-    assert torch.allclose(out, torch.full_like(x, 3.0)) and calls == [2]  # 0 + 3 * (1 - 0), one batched call
-    assert torch.allclose(guided(model, cond, uncond, 1.0)(x, 0, None), torch.ones_like(x)) and calls[-1] == 1
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Random-weight SD x4 upscalers for tests and benchmarks: real code paths, no download.
+"""Random-weight diffusion components for tests and benchmarks: real code paths, no download.
+
+SD x4 upscalers (the real architecture or a toy-width one) and toy-width SD 1.x pipelines with
+ControlNets (`build_sd_components`), for tests that compare the recipe with diffusers' own pipelines.
 
 Same architecture as a config gives the same shapes and compute as real weights. The tokenizer is a
 tiny byte-pair vocabulary (letters only), enough for CLIP's interface; the text encoder is one layer
@@ -13,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from studio.engines.diffusion.recipe import Components
 from studio.engines.diffusion.upscale_pipeline import UpscaleComponents
 from studio.settings import project_root
 
@@ -31,6 +35,24 @@ TINY_VAE_CONFIG: dict[str, Any] = {
     "latent_channels": 4, "layers_per_block": 1, "norm_num_groups": 8, "scaling_factor": 0.08333,
 }
 """The x4 VAE's three levels (4x decode) at toy width."""
+TINY_SD_UNET_CONFIG: dict[str, Any] = {
+    "block_out_channels": [32, 64], "layers_per_block": 1, "sample_size": 8, "in_channels": 4, "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 32, "attention_head_dim": 8, "norm_num_groups": 8,
+}
+"""An SD 1.x UNet at toy width (text cross-attention, epsilon prediction)."""
+TINY_SD_VAE_CONFIG: dict[str, Any] = {
+    "block_out_channels": [16, 16, 16, 16], "in_channels": 3, "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "latent_channels": 4, "layers_per_block": 1, "norm_num_groups": 8, "scaling_factor": 0.18215,
+}
+"""SD's four-level VAE (8x) at toy width."""
+SD_SCHEDULER_CONFIG: dict[str, Any] = {
+    "_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000, "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False,
+    "prediction_type": "epsilon",
+}
+"""Stable Diffusion 1.5's scheduler settings."""
 
 
 def real_configs() -> dict[str, dict[str, Any]]:
@@ -63,7 +85,6 @@ def build_components(
     """Instantiate every component with random weights (seeded) from configs."""
     import diffusers
     import torch
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     configs = real_configs()
     scheduler_config = scheduler_config or configs["scheduler"]
@@ -72,15 +93,52 @@ def build_components(
     unet = diffusers.UNet2DConditionModel.from_config(unet_config).eval()
     vae = diffusers.AutoencoderKL.from_config(vae_config).eval()
     tokenizer = tiny_tokenizer()
-    text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=unet_config["cross_attention_dim"], intermediate_size=64,
-        num_attention_heads=4, num_hidden_layers=1, max_position_embeddings=77, bos_token_id=0,
-        eos_token_id=1, pad_token_id=1,
-    )
-    text_encoder = CLIPTextModel(text_config).eval()
+    text_encoder = tiny_text_encoder(len(tokenizer), unet_config["cross_attention_dim"])
     scheduler = getattr(diffusers, scheduler_config["_class_name"]).from_config(scheduler_config)
     low_res = getattr(diffusers, low_res_scheduler_config["_class_name"]).from_config(low_res_scheduler_config)
     return UpscaleComponents(vae, text_encoder, tokenizer, unet, scheduler, low_res)
+
+
+def tiny_text_encoder(vocab_size: int, width: int) -> Any:
+    """A one-layer CLIP text encoder of the width the UNet's cross-attention expects."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=width, intermediate_size=64, num_attention_heads=4, num_hidden_layers=1,
+        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )
+    return CLIPTextModel(config).eval()
+
+
+def tiny_controlnet(unet: Any, seed: int) -> Any:
+    """A ControlNet copied from `unet` (as diffusers' from_unet does) with its zero-initialised output
+    convolutions drawn at random, so that it actually changes the UNet's output in tests."""
+    import torch
+    from diffusers import ControlNetModel
+
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)).eval()
+    generator = torch.Generator().manual_seed(seed)
+    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                  controlnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for conv in zero_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.1)
+    return controlnet
+
+
+def build_sd_components(controlnets: int = 1, seed: int = 0) -> Components:
+    """A toy-width SD 1.x text-to-image pipeline's modules with `controlnets` random ControlNets."""
+    import diffusers
+    import torch
+
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DConditionModel.from_config(TINY_SD_UNET_CONFIG).eval()
+    vae = diffusers.AutoencoderKL.from_config(TINY_SD_VAE_CONFIG).eval()
+    tokenizer = tiny_tokenizer()
+    text_encoder = tiny_text_encoder(len(tokenizer), TINY_SD_UNET_CONFIG["cross_attention_dim"])
+    scheduler = diffusers.DDIMScheduler.from_config(SD_SCHEDULER_CONFIG)
+    nets = [tiny_controlnet(unet, seed + 1 + index) for index in range(controlnets)]
+    return Components(vae, text_encoder, tokenizer, unet, scheduler, controlnets=nets)
 
 
 def save_as_diffusers_folder(components: UpscaleComponents, folder: Path) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 
 from studio.engines.base import Availability, Engine, ProgressFn, output_size
 from studio.engines.diffusion import loading
-from studio.engines.diffusion.schedulers import check_scheduler_name
+from studio.engines.diffusion.samplers.schedulers import check_scheduler_name
 from studio.errors import InputError, WeightsMissing
 from studio.messages import notice
 from studio.ops.resize import resize
@@ -167,7 +167,7 @@ class SDx4Engine(Engine):
 
     def provenance(self) -> dict[str, Any]:
         """Everything needed to reproduce the last restore (seed included when it was drawn at random)."""
-        from studio.engines.diffusion.schedulers import scheduler_label
+        from studio.engines.diffusion.samplers.schedulers import scheduler_label
 
         info: dict[str, Any] = {"engine": self.name, "model": self.source.ref, "model_kind": self.source.kind,
                                 "revision": self._last.get("revision", self.source.revision)}
