@@ -37,10 +37,18 @@ def _sd_x4() -> type[Engine]:
     return SDx4Engine
 
 
+def _supir() -> type[Engine]:
+    from studio.engines.diffusion.supir import SupirEngine
+
+    return SupirEngine
+
+
 ENGINES: tuple[EngineEntry, ...] = (
     EngineEntry("classical", "Lanczos/bicubic resampling; no invented detail, any scale", _classical),
     EngineEntry("fast", "Real-ESRGAN and other spandrel networks; the fast path and the fallback", _fast),
     EngineEntry("sd-x4", "Stable Diffusion x4 upscaler, prompt-steered, tiled latent sampling", _sd_x4),
+    EngineEntry("supir", "SDXL restoration, SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)",
+                _supir),
 )
 
 
