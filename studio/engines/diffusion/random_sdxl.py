@@ -27,19 +27,22 @@ SDXL_VAE_CONFIG: dict[str, Any] = {
 }
 """SDXL's VAE (the SD VAE architecture with SDXL's scaling factor)."""
 TINY_UNET_CONFIG: dict[str, Any] = {
-    "sample_size": 16, "in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64], "layers_per_block": 2,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-    "attention_head_dim": [2, 4], "use_linear_projection": True, "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 8, "transformer_layers_per_block": [1, 2], "projection_class_embeddings_input_dim": 80,
+    "sample_size": 16, "in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64, 64],
+    "layers_per_block": 2, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "attention_head_dim": [2, 4, 4],
+    "use_linear_projection": True, "addition_embed_type": "text_time", "addition_time_embed_dim": 8,
+    "transformer_layers_per_block": [1, 1, 1], "projection_class_embeddings_input_dim": 80,
     "cross_attention_dim": 64, "norm_num_groups": 32,
 }
-"""SDXL's UNet at toy width: 6 x 8 time-id features + 32 pooled text features = 80 added inputs."""
+"""SDXL's UNet layout at toy width (the widths of tests/fixtures/supir_tiny_keys.json): 6 x 8 time-id
+features + 32 pooled text features = 80 added inputs."""
 TINY_VAE_CONFIG: dict[str, Any] = {
-    "block_out_channels": [16, 32], "in_channels": 3, "out_channels": 3,
+    "block_out_channels": [32, 64], "in_channels": 3, "out_channels": 3,
     "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2,
-    "latent_channels": 4, "layers_per_block": 1, "norm_num_groups": 8, "scaling_factor": 0.13025,
+    "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "scaling_factor": 0.13025,
 }
-"""A random toy VAE (2x): wiring only; tests that measure fidelity use the trained tiny photo VAE."""
+"""A random toy VAE (2x) matching the tiny SUPIR fixture's denoise encoder: wiring only; tests that
+measure fidelity use the trained tiny photo VAE."""
 SDXL_SCHEDULER_CONFIG: dict[str, Any] = {
     "_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
     "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
@@ -85,14 +88,15 @@ def build_base(unet_config: dict[str, Any], vae: Any = None, vae_config: dict[st
     )
 
 
-def build_controlnet(unet: Any, seed: int = 0) -> Any:
-    """A ControlNet shaped like `unet` with random (not zero) output convolutions, so it visibly steers."""
+def build_controlnet(unet: Any, vae_scale_factor: int, seed: int = 0) -> Any:
+    """A ControlNet shaped like `unet` whose control-image embedding downsamples by the VAE's factor, with
+    random (not zero) output convolutions, so it visibly steers."""
     import torch
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[
-        : len(unet.config.block_out_channels)]).eval()
+    levels = vae_scale_factor.bit_length()  # factor 8 -> 4 widths (3 downsamplings), as SDXL's ControlNets
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels]).eval()
     with torch.no_grad():
         for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
             torch.nn.init.normal_(conv.weight, std=0.02)

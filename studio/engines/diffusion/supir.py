@@ -41,10 +41,8 @@ from studio.errors import InputError, UsageError, WeightsMissing
 from studio.ops.resize import resize
 from studio.settings import Settings, layer_rank
 
-DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
-DEFAULT_ADAPTER = "xinsir/controlnet-tile-sdxl-1.0"
-BASE_WEIGHTS = "sdxl-base"
-ADAPTER_WEIGHTS = "controlnet-tile-sdxl"
+BASE_WEIGHTS = "sdxl-base"  # stabilityai/stable-diffusion-xl-base-1.0 (configs/weights.toml)
+ADAPTER_WEIGHTS = "controlnet-tile-sdxl"  # xinsir/controlnet-tile-sdxl-1.0, Apache-2.0
 SIZE_MULTIPLE = 64
 MIN_INPUT_SIDE = 8
 AUTO_TILE = 128  # latent pixels (1024 px): SUPIR's sampling tile
@@ -52,6 +50,7 @@ AUTO_VAE_TILE = 64  # latent pixels: SUPIR's decoder tile
 # Estimated device bytes per latent pixel of one guided (batch 2) SDXL UNet + ControlNet call, per byte of
 # dtype, and parameters of UNet + ControlNet + text encoders + VAE: used to choose tiles from free memory.
 UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE = 60_000
+VAE_BYTES_PER_PIXEL = 4_000  # the SDXL VAE decoder in bf16/fp32, per output pixel
 PARAMS = 2_567_000_000 + 1_251_000_000 + 817_000_000 + 84_000_000
 
 
@@ -98,8 +97,9 @@ class SupirEngine(Engine):
         super().__init__(settings)
         if settings.scheduler not in (None, "edm-euler"):
             raise UsageError(f"--scheduler {settings.scheduler!r}: the supir engine samples with edm-euler")
-        self.source = loading.resolve_source(settings.model or DEFAULT_MODEL)
-        self.adapter_ref = settings.adapter or DEFAULT_ADAPTER
+        base, self.adapter_ref = resolve_pair(settings.model, settings.adapter)
+        self.source = loading.resolve_source(base)
+        self.official = Path(self.adapter_ref).is_file()
         self._recipe: Any = None
         self._last: dict[str, Any] = {}
         self._color_reference: np.ndarray | None = None
@@ -110,7 +110,7 @@ class SupirEngine(Engine):
         if importlib.util.find_spec("diffusers") is None:
             return Availability(False, "diffusers is not installed (pip install diffusers transformers accelerate)")
         try:
-            source = loading.resolve_source(settings.model or DEFAULT_MODEL)
+            source = loading.resolve_source(resolve_pair(settings.model, settings.adapter)[0])
         except WeightsMissing as exc:
             return Availability(False, str(exc))
         if reason := loading.missing_reason(source, BASE_WEIGHTS):
@@ -152,17 +152,22 @@ class SupirEngine(Engine):
         bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
         return dtype, torch.bfloat16 if bf16_ok else torch.float32
 
-    def tiles(self, latent_h: int, latent_w: int, dtype_bytes: int, free_bytes: int) -> tuple[int, int]:
-        """(UNet tile, VAE tile) in latent pixels; 0 = untiled. --tile N sets both (VAE at most 64)."""
+    def tiles(self, latent_h: int, latent_w: int, factor: int, dtype_bytes: int, free_bytes: int) -> tuple[int, int, int]:
+        """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled. --tile and --tile-overlap are in
+        image pixels (1024 = SUPIR's 128-latent tile); the overlap is at least a quarter of the tile."""
         tile = self.settings.tile
         if tile == 0:
-            return 0, 0
-        if tile is not None:
-            return tile, min(tile, AUTO_VAE_TILE)
-        budget = free_bytes * 0.6
-        whole = latent_h * latent_w * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes < budget
-        vae_whole = latent_h * latent_w * 64 * 4_000 < budget
-        return (0 if whole else AUTO_TILE), (0 if vae_whole else AUTO_VAE_TILE)
+            return 0, 0, 0
+        if tile is None:
+            budget = free_bytes * 0.6
+            whole = latent_h * latent_w * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes < budget
+            vae_whole = latent_h * latent_w * factor**2 * VAE_BYTES_PER_PIXEL < budget
+            unet_tile, vae_tile = (0 if whole else AUTO_TILE), (0 if vae_whole else AUTO_VAE_TILE)
+        else:
+            unet_tile = max(tile // factor, 1)
+            vae_tile = min(unet_tile, AUTO_VAE_TILE)
+        overlap = max(self.settings.tile_overlap // factor, unet_tile // 4) if unet_tile else 0
+        return unet_tile, min(overlap, unet_tile // 2), vae_tile
 
     # ------------------------------------------------------------------------------ loading
     def _load(self) -> Any:
@@ -176,8 +181,11 @@ class SupirEngine(Engine):
             device = resolve_device(self.settings.device)
             dtype, vae_dtype = self.dtypes(device)
             pipe = loading.load_pipeline(StableDiffusionXLPipeline, self.source, BASE_WEIGHTS, dtype)
-            controlnet = load_controlnet(self.adapter_ref, dtype)
-            components = SDXLComponents.from_pipeline(pipe, controlnets=[controlnet])
+            if self.official:
+                components = SDXLComponents.from_pipeline(pipe, adaptor=load_supir(self.adapter_ref, pipe, dtype,
+                                                                                   vae_dtype))
+            else:
+                components = SDXLComponents.from_pipeline(pipe, controlnets=[load_controlnet(self.adapter_ref, dtype)])
             attention = loading.enable_fast_attention(components.unet, device)
             self._recipe = SupirRecipe(components, Placement(self.settings.offload, device), dtype, vae_dtype)
             self._last.update(attention=attention, revision=loading.snapshot_revision(self.source),
@@ -188,7 +196,8 @@ class SupirEngine(Engine):
     def stage1(self, image: np.ndarray, scale: float, out_h: int, out_w: int) -> tuple[np.ndarray, str]:
         """The input brought to the output size: the fast engine (default when the runner provides it),
         Lanczos, or as is (`none`, only when it already has the output size)."""
-        mode = self.settings.stage1 or ("fast" if self.stage1_upscaler is not None else "lanczos")
+        fast_default = self.stage1_upscaler is not None and not self.official  # official: the denoise encoder
+        mode = self.settings.stage1 or ("fast" if fast_default else "lanczos")
         if mode == "none":
             if image.shape[:2] != (out_h, out_w):
                 raise UsageError(f"--stage1 none: the input must already have the output size {out_w}x{out_h} "
@@ -215,8 +224,8 @@ class SupirEngine(Engine):
         factor = recipe.components.vae_scale_factor
         resolved = self.resolved()
         seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
-        unet_tile, vae_tile = self.tiles(work_h // factor, work_w // factor, recipe.dtype.itemsize,
-                                         free_memory_bytes(recipe.device))
+        unet_tile, overlap, vae_tile = self.tiles(work_h // factor, work_w // factor, factor, recipe.dtype.itemsize,
+                                                  free_memory_bytes(recipe.device))
         top = recipe.sigma_max
         control: Any = resolved.control_scale
         if resolved.control_scale_start is not None:
@@ -226,11 +235,11 @@ class SupirEngine(Engine):
             prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt, steps=self.settings.steps,
             guidance=_schedule(recipe, resolved.cfg_start, resolved.guidance, top), seed=seed,
             control_scales=(control,), unet_tile=unet_tile,
-            tile_overlap=min(self.settings.tile_overlap, unet_tile // 2) if unet_tile else 0, vae_tile=vae_tile,
+            tile_overlap=overlap, vae_tile=vae_tile,
             tau=resolved.tau, churn=self.settings.churn, s_noise=self.settings.s_noise,
         )
         result = recipe(resize(x1, work_h, work_w), request, progress)
-        self._color_reference = x1
+        self._color_reference = x1 if recipe.stage1_image is None else resize(recipe.stage1_image, out_h, out_w)
         self._last.update(request=request, resolved=resolved, stage1=stage1_mode, work_size=[work_w, work_h])
         return resize(result, out_h, out_w)
 
@@ -266,7 +275,7 @@ class SupirEngine(Engine):
         dtype_bytes = 4 if device.type == "cpu" and self.settings.dtype in (None, "fp32") else 2
         out_h, out_w = output_size(height, width, scale)
         work_h, work_w = working_size(out_h, out_w, self.settings.min_side, 32)
-        unet_tile, vae_tile = self.tiles(work_h // 8, work_w // 8, dtype_bytes, free_memory_bytes(device))
+        unet_tile, _, vae_tile = self.tiles(work_h // 8, work_w // 8, 8, dtype_bytes, free_memory_bytes(device))
         resolved = self.resolved()
         plan = super().plan(height, width, scale)
         plan.update(model=self.source.describe(), adapter=self.adapter_ref, device=str(device),
@@ -291,14 +300,44 @@ def _name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
+def resolve_pair(model: str | None, adapter: str | None) -> tuple[str, str]:
+    """(base, adapter) as hub ids, folders or files: registry names are looked up, and a composite name
+    (e.g. supir-q = sdxl-base + supir-v0q) selects both; --adapter overrides the composite's adapter."""
+    from studio import weights
+
+    base, default_adapter = model or BASE_WEIGHTS, ADAPTER_WEIGHTS
+    spec = weights.find(base)
+    if spec is not None and spec.kind == "composite":
+        base, default_adapter = str(spec.extra["base"]), str(spec.extra["adapter"])
+    return _registry_ref(base), _registry_ref(adapter or default_adapter)
+
+
+def _registry_ref(ref: str) -> str:
+    from studio import weights
+
+    spec = weights.find(ref)
+    if spec is None:
+        return ref
+    return spec.hub_repo or str(weights.resolve(spec.name, spec.kind))
+
+
+def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:
+    """SUPIR-v0Q/v0F (adaptor, connectors, denoise encoder) on top of the SDXL base, strictly mapped."""
+    from studio.engines.diffusion.adapters import supir as official
+
+    if not official.is_official_checkpoint(Path(path)):
+        raise UsageError(f"--adapter {path}: not a SUPIR checkpoint (no model.control_model / project_modules "
+                         "keys); give SUPIR-v0Q/v0F or a diffusers ControlNet folder")
+    adapter = official.load_official(Path(path), pipe.unet.config, pipe.vae.config, dtype)
+    adapter.denoise_encoder.to(vae_dtype)
+    return adapter
+
+
 def load_controlnet(ref: str, dtype: Any) -> Any:
     """A diffusers ControlNet from a folder or hub id (the tile ControlNet is the permissive adaptor)."""
     from diffusers import ControlNetModel
 
     source = loading.resolve_source(ref)
-    if source.kind == "file":
-        raise UsageError(f"--adapter {ref}: a single file is an official SUPIR checkpoint, which this engine "
-                         "loads through the official-weights path (not available in this build)")
     if source.kind == "folder" and not (Path(source.ref) / "config.json").is_file():
         raise WeightsMissing(f"--adapter {ref}: not a diffusers ControlNet folder (no config.json)")
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -96,6 +96,7 @@ class SupirRecipe(Recipe):
         if components.vae.dtype != vae_dtype:
             components.vae.to(dtype=vae_dtype)  # fp16 overflows in SDXL's VAE; bf16 does not (SUPIR's choice)
         self._target: torch.Tensor | None = None
+        self.stage1_image: np.ndarray | None = None  # x1 = D(z_LQ) of the last call, with official weights
 
     @property
     def size_multiple(self) -> int:
@@ -140,15 +141,19 @@ class SupirRecipe(Recipe):
     # 3 -------------------------------------------------------------------------------------------
     def prepare_conditioning(self, image: np.ndarray, request: Request, cond: Conditioning, uncond: Conditioning,
                              generator: torch.Generator) -> tuple[Conditioning, Conditioning]:
-        """x1 as the ControlNet's control image (or z_LQ for the official adaptor); z1 = E(x1) as the target."""
-        self._target = self.encode_mode(image)
-        if self.components.adaptor is not None:
-            control = self.components.adaptor.stage1_latent(self, image)
-            extra, spatial = {"z_lq": control}, {"z_lq": 1}
+        """x1 as the ControlNet's control image, or for the official adaptor z_LQ from the denoise encoder and
+        x1 = D(z_LQ); z1 = E(x1) is the restoration guidance target."""
+        adaptor, vae = self.components.adaptor, self.components.vae
+        if adaptor is not None:
+            with self.placement.using(adaptor), self.placement.using(vae):
+                z_lq = adaptor.stage1_latent(vae, image_tensor(image, self.device, vae.dtype) * 2.0 - 1.0)
+                self.stage1_image = image = self.decode(z_lq, request)
+            extra, spatial = {"z_lq": z_lq.to(self.dtype)}, {"z_lq": 1}
         else:
             pixels = image_tensor(image, self.device, self.dtype)
             extra = {control_key(i): pixels for i in range(len(self.components.controlnets))}
             spatial = dict.fromkeys(extra, self.components.vae_scale_factor)
+        self._target = self.encode_mode(image)
         return cond.with_tensors(extra, spatial), uncond.with_tensors(extra, spatial)
 
     def encode_mode(self, image: np.ndarray) -> torch.Tensor:
@@ -182,6 +187,13 @@ class SupirRecipe(Recipe):
         return ((1 - abar) / abar) ** 0.5
 
     # 6 -------------------------------------------------------------------------------------------
+    def denoise(self, sampler: Sampler, denoiser: Any, latents: torch.Tensor, progress: Any, on_step: Any) -> Any:
+        """The shared loop, with the official adaptor on the device while it runs (model offload)."""
+        if self.components.adaptor is None:
+            return super().denoise(sampler, denoiser, latents, progress, on_step)
+        with self.placement.using(self.components.adaptor):
+            return super().denoise(sampler, denoiser, latents, progress, on_step)
+
     def conditioned_model(self, request: Request) -> ConditionedModel:
         """The SDXL UNet steered by the official adaptor + connectors, or by the tile ControlNet."""
         scale = request.control_scales[0] if request.control_scales else 1.0
