@@ -13,7 +13,7 @@ The linear CFG and control-scale schedules are functions of the timestep the mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -104,7 +104,9 @@ class SupirRecipe(Recipe):
         return self.components.vae_scale_factor * 2 ** (len(self.components.unet.config.block_out_channels) - 1)
 
     def check_inputs(self, image: np.ndarray, request: Request) -> None:
-        super().check_inputs(image, request)
+        """The base checks; the official adaptor takes one control scale like a single ControlNet."""
+        official = self.components.adaptor is not None
+        super().check_inputs(image, replace(request, control_scales=()) if official else request)
         if not isinstance(request, SupirRequest):
             raise UsageError("the supir recipe needs a SupirRequest")
         if request.strength != 1:
