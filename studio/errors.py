@@ -53,3 +53,8 @@ class OutOfMemory(StudioError):
     """Raised by engines when even the smallest tile does not fit; callers may fall back."""
 
     exit_code = 3
+
+
+class ModelLoadError(UsageError):
+    """Weights are present but cannot be loaded (corrupt file, wrong architecture, bad config): not a
+    reason to fall back silently; the message names the source and the cause is chained."""

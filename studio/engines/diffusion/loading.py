@@ -2,18 +2,23 @@
 
 `settings.model` is a hub repo id (resolved through the Hugging Face cache, honouring HF_HOME and
 HF_HUB_OFFLINE), a local diffusers folder (with model_index.json), or a single-file checkpoint
-(.safetensors/.ckpt) which diffusers converts using the hub configs of the architecture.
+(.safetensors/.ckpt) which diffusers converts using the hub configs of the architecture. The same holds
+for single models such as ControlNets (`load_model`). A source whose weights are stored only as the fp16
+variant counts as present and loads that variant. Only absent weights raise `WeightsMissing` (the
+runner may fall back); weights that are there but fail to load raise `ModelLoadError` with the cause.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.errors import WeightsMissing
+from studio.errors import ModelLoadError, WeightsMissing
 from studio.messages import notice
 
 if TYPE_CHECKING:
@@ -49,24 +54,72 @@ def resolve_source(model: str) -> ModelSource:
     return ModelSource("hub", repo, revision or None)
 
 
-def missing_reason(source: ModelSource, weights_name: str) -> str | None:
-    """Why `source` cannot be loaded offline right now (None: it can). Cheap: file checks only."""
-    hint = f"run `studio weights pull {weights_name}` or pass --model FOLDER"
+@dataclass(frozen=True)
+class Layout:
+    """How a diffusers source is laid out: the index file, and the folder holding the main weights."""
+
+    index: str
+    weights_folder: str
+
+
+PIPELINE = Layout("model_index.json", "unet/")
+"""A whole pipeline (model_index.json + one folder per component); its UNet weights decide presence."""
+SINGLE_MODEL = Layout("config.json", "")
+"""One model (a ControlNet, a UNet): config.json next to its weights."""
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+HALF_VARIANT = "fp16"
+
+
+def _variant_name(name: str, variant: str) -> str:
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}.{variant}.{suffix}"
+
+
+def allow_patterns(variant: str | None = None) -> list[str]:
+    """What a pipeline download needs: indexes, configs, tokenizer files and one set of weights
+    (safetensors; the fp16 variant when `variant` says so), never the repo's other checkpoints."""
+    suffix = f".{variant}" if variant else ""
+    return ["model_index.json", "*.json", "*.txt", "*/*.json", "*/*.txt", "*/*.model",
+            f"*/diffusion_pytorch_model{suffix}.safetensors", f"*/diffusion_pytorch_model{suffix}-*.safetensors",
+            f"*/model{suffix}.safetensors", f"*/model{suffix}-*.safetensors", f"diffusion_pytorch_model{suffix}.safetensors"]
+
+
+def _present(source: ModelSource, relative: str) -> bool:
     if source.kind == "folder":
-        if not (Path(source.ref) / "model_index.json").is_file():
-            return f"{source.ref}: not a diffusers folder (no model_index.json); {hint}"
-        return None
-    if source.kind == "file":
-        return None if Path(source.ref).is_file() else f"{source.ref}: checkpoint file not found; {hint}"
+        return (Path(source.ref) / relative).is_file()
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(source.ref, "model_index.json", revision=source.revision)
-    if not isinstance(found, str):
+    return isinstance(try_to_load_from_cache(source.ref, relative, revision=source.revision), str)
+
+
+def stored_variant(source: ModelSource, layout: Layout = PIPELINE) -> str | None:
+    """'fp16' when only the fp16 variant of the weights is stored (a cache filled with variant='fp16'),
+    else None (full-precision files, or nothing: `missing_reason` says which)."""
+    if source.kind == "file":
+        return None
+    if any(_present(source, layout.weights_folder + name) for name in WEIGHT_FILES):
+        return None
+    halves = (_variant_name(name, HALF_VARIANT) for name in WEIGHT_FILES)
+    return HALF_VARIANT if any(_present(source, layout.weights_folder + name) for name in halves) else None
+
+
+def missing_reason(source: ModelSource, weights_name: str, layout: Layout = PIPELINE) -> str | None:
+    """Why `source` cannot be loaded offline right now (None: it can). Cheap: file checks only.
+
+    The weights count as present in full precision or as the fp16 variant alone.
+    """
+    hint = f"run `studio weights pull {weights_name}` or pass --model FOLDER"
+    if source.kind == "file":
+        return None if Path(source.ref).is_file() else f"{source.ref}: checkpoint file not found; {hint}"
+    if not _present(source, layout.index):
+        if source.kind == "folder":
+            return f"{source.ref}: not a diffusers folder (no {layout.index}); {hint}"
         return f"{source.describe()} is not in the Hugging Face cache; {hint}"
-    for name in ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin"):
-        if isinstance(try_to_load_from_cache(source.ref, name, revision=source.revision), str):
-            return None
-    return f"{source.describe()}: the cache holds its index but not the UNet weights; {hint}"
+    names = [*WEIGHT_FILES, *(_variant_name(name, HALF_VARIANT) for name in WEIGHT_FILES)]
+    if not any(_present(source, layout.weights_folder + name) for name in names):
+        where = "the cache holds" if source.kind == "hub" else "the folder holds"
+        return f"{source.describe()}: {where} its {layout.index} but not the weights; {hint}"
+    return None
 
 
 def snapshot_revision(source: ModelSource) -> str | None:
@@ -80,57 +133,120 @@ def snapshot_revision(source: ModelSource) -> str | None:
 
 
 def load_pipeline(pipeline_cls: Any, source: ModelSource, weights_name: str, dtype: torch.dtype) -> Any:
-    """Load a diffusers pipeline from `source`, turning every 'cannot get the weights' into WeightsMissing.
+    """A diffusers pipeline from `source` in `dtype` (a container of components: engines run their own loop)."""
+    return _load(pipeline_cls, source, weights_name, dtype, PIPELINE)
 
-    The pipeline object is only a container of components here: engines run their own loop on them.
-    """
-    hint = f"run `studio weights pull {weights_name}` or pass --model FOLDER"
-    if source.kind != "hub" and (reason := missing_reason(source, weights_name)):
+
+def load_model(model_cls: Any, source: ModelSource, weights_name: str, dtype: torch.dtype) -> Any:
+    """One diffusers model (e.g. `ControlNetModel`, SD 1.5/2.x or SDXL) from a hub id, folder or single file."""
+    return _load(model_cls, source, weights_name, dtype, SINGLE_MODEL)
+
+
+def _load(cls: Any, source: ModelSource, weights_name: str, dtype: torch.dtype, layout: Layout) -> Any:
+    """Absent weights -> WeightsMissing; anything else that fails -> ModelLoadError chained to its cause
+    (a broken folder is not an absent one). The result is checked to really hold `dtype`."""
+    if source.kind != "hub" and (reason := missing_reason(source, weights_name, layout)):
         raise WeightsMissing(reason)  # hub ids are checked by from_pretrained itself (it may download)
-    kwargs: dict[str, Any] = {"dtype": dtype}
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    with _quiet_diffusers():
+        try:
+            if source.kind == "file":
+                loaded = cls.from_single_file(source.ref, local_files_only=offline, **kwargs)
+            else:
+                if source.kind == "hub":
+                    kwargs.update(revision=source.revision, local_files_only=offline)
+                variant = stored_variant(source, layout)
+                loaded = cls.from_pretrained(source.ref, variant=variant, **kwargs)
+        except Exception as exc:
+            if _is_absent(exc) or (source.kind == "hub" and missing_reason(source, weights_name, layout)):
+                reason = missing_reason(source, weights_name, layout) or f"{source.describe()}: {_first_line(exc)}"
+                raise WeightsMissing(f"{reason.split(';')[0]} and could not be downloaded; "
+                                     f"run `studio weights pull {weights_name}` or pass --model FOLDER") from exc
+            raise ModelLoadError(f"cannot load {source.describe()}: {_first_line(exc)} "
+                                 "(the files are there but unusable; re-download or check the folder)") from exc
+    _check_dtype(loaded, dtype, source)
+    return loaded
+
+
+@contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """No "couldn't connect" chatter or loading bars: studio says it in one line and shows its own progress."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     verbosity = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # studio says it in one line; no "couldn't connect" chatter
-    diffusers_logging.disable_progress_bar()  # studio shows its own progress
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:
-        if source.kind == "file":
-            return pipeline_cls.from_single_file(source.ref, local_files_only=offline, **kwargs)
-        if source.kind == "hub":
-            kwargs.update(revision=source.revision, local_files_only=offline)
-        return pipeline_cls.from_pretrained(source.ref, **kwargs)
-    except Exception as exc:  # hub, file-system and conversion errors all mean "no usable weights"
-        if not _is_weights_problem(exc):
-            raise
-        if source.kind == "hub" and (reason := missing_reason(source, weights_name)):
-            raise WeightsMissing(f"{reason.split(';')[0]} and could not be downloaded; {hint}") from None
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsMissing(f"cannot load {source.describe()} ({first_line[:160]}); {hint}") from None
+        yield
     finally:
         diffusers_logging.set_verbosity(verbosity)
         diffusers_logging.enable_progress_bar()
         transformers_logging.enable_progress_bar()
 
 
-def _is_weights_problem(exc: BaseException) -> bool:
-    from huggingface_hub.errors import HfHubHTTPError
+def _is_absent(exc: BaseException) -> bool:
+    """Hub errors that mean 'not there' (not cached offline, no such repo, file or revision)."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
-    return isinstance(exc, OSError | HfHubHTTPError | ValueError | KeyError)
+    absent = (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, absent):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _check_dtype(loaded: Any, dtype: torch.dtype, source: ModelSource) -> None:
+    """The denoising network's weights really in `dtype`: diffusers before 0.40 silently ignored `dtype=`,
+    leaving fp32 weights while provenance said bf16."""
+    import torch
+
+    if isinstance(loaded, torch.nn.Module):
+        modules = [loaded]
+    else:
+        modules = [getattr(loaded, name) for name in ("unet", "transformer") if getattr(loaded, name, None) is not None]
+    for module in modules:
+        wrong = {p.dtype for p in module.parameters() if p.is_floating_point() and p.dtype != dtype}
+        if wrong:
+            raise ModelLoadError(f"{source.describe()}: {type(module).__name__} loaded in {sorted(map(str, wrong))} "
+                                 f"instead of {dtype}; upgrade diffusers (pip install -U diffusers)")
 
 
 def choose_dtype(device: torch.device) -> torch.dtype:
-    """fp32 on CPU; fp16 on MPS; on CUDA bf16 where the GPU runs it natively (no fp16 overflow in the
-    x4 UNet's attention), else fp16."""
+    """fp32 on CPU; fp16 on MPS; on CUDA bf16 where the chosen GPU runs it natively (no fp16 overflow in
+    the x4 UNet's attention), else fp16."""
     import torch
 
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     if device.type == "mps":
         return torch.float16
     return torch.float32
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 in hardware on this CUDA device (compute capability 8.0, Ampere, or newer), not emulated.
+
+    `torch.cuda.is_bf16_supported()` asks about the current device and may count emulation, which runs
+    bf16 far slower than fp16; the capability of the chosen device answers the real question.
+    """
+    import torch
+
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def enable_fast_attention(unet: Any, device: torch.device) -> str:
@@ -143,3 +259,25 @@ def enable_fast_attention(unet: Any, device: torch.device) -> str:
         else:
             return "xformers"
     return "sdpa"
+
+
+def load_weights_file(path: str | Path, weights_name: str) -> dict[str, torch.Tensor]:
+    """An extra weights file (adapter, fine-tune) as a flat state dict: .safetensors, or a torch
+    checkpoint (.ckpt/.pt/.pth/.bin, unwrapping Lightning's 'state_dict'); loaded without running code."""
+    import torch
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise WeightsMissing(f"{file}: weights file not found; run `studio weights pull {weights_name}`")
+    try:
+        if file.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(file))
+        loaded = torch.load(file, map_location="cpu", weights_only=True)
+        state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a {type(loaded).__name__}, not a state dict")
+        return state
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read {file}: {_first_line(exc)}") from exc

@@ -137,6 +137,7 @@ class SDx4Engine(Engine):
     def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
         """4x with the diffusion model (on a copy padded to the UNet's size multiple), then crop and resize."""
         from studio.devices import free_memory_bytes
+        from studio.engines.diffusion.memory import run_shrinking_tiles, tile_ladder
         from studio.engines.diffusion.upscale_pipeline import UpscaleRequest
 
         height, width = image.shape[:2]
@@ -149,15 +150,21 @@ class SDx4Engine(Engine):
         seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
         dtype_bytes = pipeline.dtype.itemsize
         unet_tile, vae_tile = self.tiles(*padded.shape[:2], dtype_bytes, free_memory_bytes(pipeline.device))
-        request = UpscaleRequest(
-            prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt, steps=self.settings.steps,
-            guidance=self.settings.guidance, noise_level=noise_level, seed=seed, scheduler=self.settings.scheduler,
-            unet_tile=unet_tile, tile_overlap=min(self.settings.tile_overlap, max(unet_tile // 2, 0)),
-            vae_tile=vae_tile,
-        )
-        result = pipeline(padded, request, progress)[: height * NATIVE_SCALE, : width * NATIVE_SCALE]
-        self._last.update(request=request, noise_from=noise_from, device=str(pipeline.device),
-                          dtype=str(pipeline.dtype).replace("torch.", ""))
+
+        def attempt(unet_tile: int, vae_tile: int) -> tuple[UpscaleRequest, np.ndarray]:
+            request = UpscaleRequest(
+                prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt,
+                steps=self.settings.steps, guidance=self.settings.guidance, noise_level=noise_level, seed=seed,
+                scheduler=self.settings.scheduler, unet_tile=unet_tile,
+                tile_overlap=min(self.settings.tile_overlap, max(unet_tile // 2, 0)), vae_tile=vae_tile,
+            )
+            return request, pipeline(padded, request, progress)
+
+        attempts = tile_ladder(unet_tile, vae_tile, *padded.shape[:2])
+        (request, result), retries = run_shrinking_tiles(attempt, attempts, pipeline.device, self.name)
+        result = result[: height * NATIVE_SCALE, : width * NATIVE_SCALE]
+        self._last.update(request=request, noise_from=noise_from, device=str(pipeline.device), memory_retries=retries,
+                          dtype=str(pipeline.components.unet.dtype).replace("torch.", ""))
         out_h, out_w = output_size(height, width, scale)
         if (out_h, out_w) != result.shape[:2]:
             if scale > NATIVE_SCALE:
@@ -183,6 +190,8 @@ class SDx4Engine(Engine):
             vae_tile=request.vae_tile, dtype=self._last["dtype"], device=self._last["device"],
             offload=pipeline.placement.mode, attention=self._last["attention"],
         )
+        if self._last["memory_retries"]:
+            info["memory_retries"] = self._last["memory_retries"]
         return info
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Keep pyproject's floors true: install exactly the lowest diffusers, transformers and huggingface_hub it
+# allows into a separate folder (pip --target, no dependencies; tokenizers pinned to what transformers'
+# floor accepts), put that folder first on the path and rerun the diffusion tests that touch their APIs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+floors_dir=$(mktemp -d)
+trap 'rm -rf "$floors_dir"' EXIT
+pins=$(python - <<'PY'
+import re, tomllib
+names = {"diffusers", "transformers", "huggingface_hub"}
+for dep in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]:
+    name, floor = re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([^,;\s]+)", dep).groups() if ">=" in dep else (dep, None)
+    if name in names:
+        print(f"{name}=={floor}")
+PY
+)
+pip install -q --no-deps --target "$floors_dir" $pins tokenizers==0.22.2
+PYTHONPATH="$floors_dir${PYTHONPATH:+:$PYTHONPATH}" python -m pytest -q -p no:cacheprovider tests/test_controlnet.py tests/test_diffusion_loading.py \
+    tests/test_edm_sampler.py tests/test_sd_x4.py -k "diffusers or bfloat16 or fp16 or broken or controlnet or edm or euler"
