@@ -67,7 +67,9 @@ def test_tiny_official_checkpoint_loads_strictly_and_runs(tiny_official: tuple[P
     from studio.settings import resolve
 
     base, checkpoint = tiny_official
-    assert official.is_official_checkpoint(checkpoint)
+    from safetensors.torch import load_file
+
+    assert official.is_official_checkpoint(load_file(checkpoint))
     engine = SupirEngine(resolve({"model": str(base), "adapter": str(checkpoint), "min_side": 0, "steps": 1,
                                   "seed": 2, "strength": 0.2}))
     image = resize(astronaut.astype(np.float32) / 255.0, 12, 10)
@@ -79,21 +81,19 @@ def test_tiny_official_checkpoint_loads_strictly_and_runs(tiny_official: tuple[P
 
 
 def test_wrong_key_or_shape_gives_one_line(tiny_official: tuple[Path, Path], tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     unet_config, vae_config = configs(random_sdxl.TINY_UNET_CONFIG, random_sdxl.TINY_VAE_CONFIG)
     state = load_file(tiny_official[1])
     renamed = dict(state)
     renamed["model.diffusion_model.project_modules.0.zero_mul.weightx"] = renamed.pop(
         "model.diffusion_model.project_modules.0.zero_mul.weight")
-    save_file(renamed, tmp_path / "renamed.safetensors")
     with pytest.raises(UsageError, match=r"^\S+renamed.safetensors: missing SUPIR key for 'connectors.0.zero_mul"):
-        official.load_official(tmp_path / "renamed.safetensors", unet_config, vae_config, torch.float32)
+        official.load_official(renamed, str(tmp_path / "renamed.safetensors"), unet_config, vae_config, torch.float32)
     reshaped = dict(state)
     reshaped["model.control_model.input_hint_block.0.weight"] = torch.zeros(32, 4, 1, 1)
-    save_file(reshaped, tmp_path / "reshaped.safetensors")
     with pytest.raises(UsageError, match=r"'adaptor.hint.weight' has shape \(32, 4, 1, 1\), expected \(32, 4, 3, 3\)"):
-        official.load_official(tmp_path / "reshaped.safetensors", unet_config, vae_config, torch.float32)
+        official.load_official(reshaped, "reshaped.safetensors", unet_config, vae_config, torch.float32)
     with pytest.raises(UsageError, match="no 'first_stage_model.denoise_encoder"):
         official.to_studio_keys({k: v for k, v in state.items() if not k.startswith("first_stage")},
                                 unet_config, vae_config)

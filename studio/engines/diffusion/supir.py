@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +171,7 @@ class SupirEngine(Engine):
     # ------------------------------------------------------------------------------ loading
     def _load(self) -> Any:
         if self._recipe is None:
-            from diffusers import StableDiffusionXLPipeline
+            from diffusers import ControlNetModel, StableDiffusionXLPipeline
 
             from studio.devices import resolve_device
             from studio.engines.diffusion.offload import Placement
@@ -185,7 +184,9 @@ class SupirEngine(Engine):
                 components = SDXLComponents.from_pipeline(pipe, adaptor=load_supir(self.adapter_ref, pipe, dtype,
                                                                                    vae_dtype))
             else:
-                components = SDXLComponents.from_pipeline(pipe, controlnets=[load_controlnet(self.adapter_ref, dtype)])
+                controlnet = loading.load_model(ControlNetModel, loading.resolve_source(self.adapter_ref),
+                                                ADAPTER_WEIGHTS, dtype)
+                components = SDXLComponents.from_pipeline(pipe, controlnets=[controlnet])
             attention = loading.enable_fast_attention(components.unet, device)
             self._recipe = SupirRecipe(components, Placement(self.settings.offload, device), dtype, vae_dtype)
             self._last.update(attention=attention, revision=loading.snapshot_revision(self.source),
@@ -212,6 +213,7 @@ class SupirEngine(Engine):
     def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
         """Stage 1 to the output size, diffusion at the working size, Lanczos back to the output size."""
         from studio.devices import free_memory_bytes
+        from studio.engines.diffusion.memory import run_shrinking_tiles, tile_ladder
         from studio.engines.diffusion.supir_recipe import SupirRequest
 
         height, width = image.shape[:2]
@@ -229,18 +231,24 @@ class SupirEngine(Engine):
         top = recipe.sigma_max
         control: Any = resolved.control_scale
         if resolved.control_scale_start is not None:
-            start, end = resolved.control_scale_start, resolved.control_scale
-            control = _schedule(recipe, start, end, top)
-        request = SupirRequest(
-            prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt, steps=self.settings.steps,
-            guidance=_schedule(recipe, resolved.cfg_start, resolved.guidance, top), seed=seed,
-            control_scales=(control,), unet_tile=unet_tile,
-            tile_overlap=overlap, vae_tile=vae_tile,
-            tau=resolved.tau, churn=self.settings.churn, s_noise=self.settings.s_noise,
-        )
-        result = recipe(resize(x1, work_h, work_w), request, progress)
+            control = _schedule(recipe, resolved.control_scale_start, resolved.control_scale, top)
+        guidance = _schedule(recipe, resolved.cfg_start, resolved.guidance, top)
+        conditioning_image = resize(x1, work_h, work_w)
+
+        def attempt(unet_tile: int, vae_tile: int) -> tuple[SupirRequest, np.ndarray]:
+            request = SupirRequest(
+                prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt,
+                steps=self.settings.steps, guidance=guidance, seed=seed, control_scales=(control,),
+                unet_tile=unet_tile, tile_overlap=min(overlap, unet_tile // 2), vae_tile=vae_tile,
+                tau=resolved.tau, churn=self.settings.churn, s_noise=self.settings.s_noise,
+            )
+            return request, recipe(conditioning_image, request, progress)
+
+        attempts = tile_ladder(unet_tile, vae_tile, work_h // factor, work_w // factor)
+        (request, result), retries = run_shrinking_tiles(attempt, attempts, recipe.device, self.name)
         self._color_reference = x1 if recipe.stage1_image is None else resize(recipe.stage1_image, out_h, out_w)
-        self._last.update(request=request, resolved=resolved, stage1=stage1_mode, work_size=[work_w, work_h])
+        self._last.update(request=request, resolved=resolved, stage1=stage1_mode, work_size=[work_w, work_h],
+                          memory_retries=retries)
         return resize(result, out_h, out_w)
 
     def color_reference(self) -> np.ndarray | None:
@@ -265,6 +273,8 @@ class SupirEngine(Engine):
             vae_tile=request.vae_tile, dtype=self._last["dtype"], vae_dtype=self._last["vae_dtype"],
             device=self._last["device"], offload=self.settings.offload, attention=self._last["attention"],
         )
+        if self._last["memory_retries"]:
+            info["memory_retries"] = self._last["memory_retries"]
         return info
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
@@ -325,25 +335,10 @@ def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:
     """SUPIR-v0Q/v0F (adaptor, connectors, denoise encoder) on top of the SDXL base, strictly mapped."""
     from studio.engines.diffusion.adapters import supir as official
 
-    if not official.is_official_checkpoint(Path(path)):
+    state = loading.load_weights_file(path, "supir-v0q")
+    if not official.is_official_checkpoint(state):
         raise UsageError(f"--adapter {path}: not a SUPIR checkpoint (no model.control_model / project_modules "
                          "keys); give SUPIR-v0Q/v0F or a diffusers ControlNet folder")
-    adapter = official.load_official(Path(path), pipe.unet.config, pipe.vae.config, dtype)
+    adapter = official.load_official(state, path, pipe.unet.config, pipe.vae.config, dtype)
     adapter.denoise_encoder.to(vae_dtype)
     return adapter
-
-
-def load_controlnet(ref: str, dtype: Any) -> Any:
-    """A diffusers ControlNet from a folder or hub id (the tile ControlNet is the permissive adaptor)."""
-    from diffusers import ControlNetModel
-
-    source = loading.resolve_source(ref)
-    if source.kind == "folder" and not (Path(source.ref) / "config.json").is_file():
-        raise WeightsMissing(f"--adapter {ref}: not a diffusers ControlNet folder (no config.json)")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    try:
-        return ControlNetModel.from_pretrained(source.ref, revision=source.revision, torch_dtype=dtype,
-                                               local_files_only=source.kind != "hub" or offline)
-    except OSError as exc:
-        raise WeightsMissing(f"--adapter {ref}: cannot load the ControlNet ({str(exc).splitlines()[0][:160]}); "
-                             f"run `studio weights pull {ADAPTER_WEIGHTS}` or pass a folder") from None

@@ -13,7 +13,6 @@ the ldm layout with diffusers' own converter) and the decoder pass reuses the SD
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -223,30 +222,10 @@ def controlled_forward(unet: Any, connectors: nn.ModuleList, x: torch.Tensor, t:
 
 
 # ------------------------------------------------------------------------------------------ key map
-def is_official_checkpoint(path: Path) -> bool:
-    """A file whose keys include SUPIR's adaptor and connectors (read lazily for safetensors)."""
-    keys = _keys(path)
-    return any(k.startswith(PREFIXES["adaptor"]) for k in keys) and any(
-        k.startswith(PREFIXES["connectors"]) for k in keys)
-
-
-def _keys(path: Path) -> list[str]:
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            return list(handle.keys())
-    return list(read_state_dict(path))
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file or a (Lightning) .ckpt (weights only, never pickled code)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    return data.get("state_dict", data)
+def is_official_checkpoint(state: dict[str, Any]) -> bool:
+    """A state dict holding SUPIR's adaptor and connectors."""
+    return any(k.startswith(PREFIXES["adaptor"]) for k in state) and any(
+        k.startswith(PREFIXES["connectors"]) for k in state)
 
 
 def to_studio_keys(state: dict[str, Any], unet_config: Any, vae_config: Any) -> dict[str, Any]:
@@ -293,9 +272,10 @@ def load_strict(adapter: SupirAdapter, mapped: dict[str, torch.Tensor], origin: 
     adapter.load_state_dict(mapped, strict=True, assign=True)
 
 
-def load_official(path: Path, unet_config: Any, vae_config: Any, dtype: torch.dtype) -> SupirAdapter:
-    """A SupirAdapter with the weights of a published SUPIR checkpoint, strictly mapped."""
+def load_official(state: dict[str, torch.Tensor], origin: str, unet_config: Any, vae_config: Any,
+                  dtype: torch.dtype) -> SupirAdapter:
+    """A SupirAdapter with the weights of a published SUPIR checkpoint's state dict, strictly mapped."""
     adapter = SupirAdapter(unet_config, vae_config)
-    state = {k: v.to(dtype) for k, v in to_studio_keys(read_state_dict(path), unet_config, vae_config).items()}
-    load_strict(adapter, state, str(path))
+    mapped = {k: v.to(dtype) for k, v in to_studio_keys(state, unet_config, vae_config).items()}
+    load_strict(adapter, mapped, origin)
     return adapter.eval()
