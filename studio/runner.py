@@ -50,6 +50,7 @@ DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level
                   "adapter", "adapter_scale", "denoise", "pull", "cfw", "stage1", "restore_tau", "cfg_start",
                   "adapter_scale_start", "churn", "s_noise", "dtype", "min_side", "caption", "caption_model")
 LOW_PSNR_WARNING_DB = 20.0
+CAPTION_PLACEHOLDER = "{caption}"
 QUALITY_MAX_PIXELS = 2_000_000
 
 
@@ -488,7 +489,10 @@ def prepare_settings(
         preset = get_preset(settings.preset, preset_dirs or [])
         origin = f"preset:{preset.name}"
         settings = resolve(cli, config_file, preset.parameters_for(engine_name), origin)
-        positive, negative = preset.render(settings.prompt, settings.variables)
+        variables = settings.variables
+        if settings.caption and "caption" in preset.variable_names and "caption" not in variables:
+            variables = {**variables, "caption": CAPTION_PLACEHOLDER}  # the engine fills it per image
+        positive, negative = preset.render(settings.prompt, variables)
         user_negative = settings.negative_prompt
         settings = replace(settings, prompt=positive, negative_prompt=", ".join(filter(None, [negative, user_negative])))
         settings.sources = {**settings.sources, "prompt": origin, "negative_prompt": origin}

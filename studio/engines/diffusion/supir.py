@@ -102,6 +102,7 @@ class SupirEngine(Engine):
         self._recipe: Any = None
         self._last: dict[str, Any] = {}
         self._color_reference: np.ndarray | None = None
+        self._captioner: Any = None
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
@@ -234,10 +235,11 @@ class SupirEngine(Engine):
             control = _schedule(recipe, resolved.control_scale_start, resolved.control_scale, top)
         guidance = _schedule(recipe, resolved.cfg_start, resolved.guidance, top)
         conditioning_image = resize(x1, work_h, work_w)
+        prompt, caption = self.prompt_for(image, recipe.device)
 
         def attempt(unet_tile: int, vae_tile: int) -> tuple[SupirRequest, np.ndarray]:
             request = SupirRequest(
-                prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt,
+                prompt=prompt, negative_prompt=self.settings.negative_prompt,
                 steps=self.settings.steps, guidance=guidance, seed=seed, control_scales=(control,),
                 unet_tile=unet_tile, tile_overlap=min(overlap, unet_tile // 2), vae_tile=vae_tile,
                 tau=resolved.tau, churn=self.settings.churn, s_noise=self.settings.s_noise,
@@ -248,8 +250,19 @@ class SupirEngine(Engine):
         (request, result), retries = run_shrinking_tiles(attempt, attempts, recipe.device, self.name)
         self._color_reference = x1 if recipe.stage1_image is None else resize(recipe.stage1_image, out_h, out_w)
         self._last.update(request=request, resolved=resolved, stage1=stage1_mode, work_size=[work_w, work_h],
-                          memory_retries=retries)
+                          memory_retries=retries, caption=caption)
         return resize(result, out_h, out_w)
+
+    def prompt_for(self, image: np.ndarray, device: Any) -> tuple[str, str | None]:
+        """(prompt, caption): with --caption the captioner fills {caption} (or leads the prompt)."""
+        from studio.engines.diffusion.caption import Captioner, fill_caption
+
+        if not self.settings.caption:
+            return fill_caption(self.settings.prompt, ""), None
+        if self._captioner is None:
+            self._captioner = Captioner(self.settings.caption_model, device)
+        caption = self._captioner.caption(image)
+        return fill_caption(self.settings.prompt, caption), caption
 
     def color_reference(self) -> np.ndarray | None:
         """SUPIR fixes colour against the stage-1 image x1 (at the output size), not a bicubic upscale."""
@@ -275,6 +288,8 @@ class SupirEngine(Engine):
         )
         if self._last["memory_retries"]:
             info["memory_retries"] = self._last["memory_retries"]
+        if self._last["caption"] is not None:
+            info.update(caption=self._last["caption"], caption_model=self._captioner.model_ref)
         return info
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
