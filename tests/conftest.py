@@ -62,3 +62,14 @@ def restoreformer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("faces") / "tiny-restoreformer.pth"
     torch.save({key: value.contiguous() for key, value in model.state_dict().items()}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_photo_vae_path() -> Path:
+    """A tiny diffusers AutoencoderKL (SD's shape: 4 latent channels, 8x) trained briefly on real photo crops.
+
+    Its round trip resembles the input (held-out PSNR in its README), unlike a random VAE's, so tests
+    can measure fidelity, tiling and seams with it. Made by scripts/train_tiny_vae.py. Its
+    scaling_factor gives unit-variance latents; SD and SDXL differ from it only in that number.
+    """
+    return Path(__file__).parent / "fixtures" / "tiny_photo_vae"
