@@ -191,7 +191,6 @@ def test_strength_moves_monotonically_away_from_the_stage1_image(tiny_photo_vae_
     from studio.ops.resize import resize
 
     vae = AutoencoderKL.from_pretrained(tiny_photo_vae_path)
-    vae.register_to_config(scaling_factor=vae.config.scaling_factor)
     pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG, vae=vae)
     random_sdxl.save_base(pipe, tmp_path / "base")
     random_sdxl.build_controlnet(pipe.unet, pipe.vae_scale_factor).save_pretrained(tmp_path / "controlnet")
