@@ -31,7 +31,9 @@ class Captioner:
     def _load(self) -> tuple[Any, Any] | None:
         if self._parts is None and not self._failed:
             from transformers import AutoModelForImageTextToText, AutoProcessor
+            from transformers.utils import logging as transformers_logging
 
+            transformers_logging.disable_progress_bar()  # studio shows its own progress
             try:
                 processor = AutoProcessor.from_pretrained(self.model_ref)
                 model = AutoModelForImageTextToText.from_pretrained(self.model_ref).to(self.device).eval()

@@ -44,7 +44,8 @@ BASE_WEIGHTS = "sdxl-base"  # stabilityai/stable-diffusion-xl-base-1.0 (configs/
 ADAPTER_WEIGHTS = "controlnet-tile-sdxl"  # xinsir/controlnet-tile-sdxl-1.0, Apache-2.0
 SIZE_MULTIPLE = 64
 MIN_INPUT_SIDE = 8
-AUTO_TILE = 128  # latent pixels (1024 px): SUPIR's sampling tile
+AUTO_TILE = 128  # latent pixels (1024 px): SUPIR's sampling tile, the smallest automatic tile
+OVERLAP = 32  # latent pixels blended between tiles (SUPIR blends 64; the seam check is in the README)
 AUTO_VAE_TILE = 64  # latent pixels: SUPIR's decoder tile
 # Estimated device bytes per latent pixel of one guided (batch 2) SDXL UNet + ControlNet call, per byte of
 # dtype, and parameters of UNet + ControlNet + text encoders + VAE: used to choose tiles from free memory.
@@ -75,6 +76,14 @@ def from_strength(strength: float) -> dict[str, float]:
                    for (s0, t0), (s1, t1) in zip(tau_points, [*tau_points[1:], (1.0, 8.0)]) if strength <= s1)
     return {"restore_tau": tau, "guidance": 4.0 + 3.5 * strength, "cfg_start": 1.0 + 3.0 * strength,
             "adapter_scale": 1.0 - 0.1 * strength}
+
+
+def fitted_tile(length: int, largest: int, overlap: int) -> int:
+    """The smallest tile <= `largest` that covers `length` with as few tiles as `largest` needs, each pair
+    overlapping by `overlap`: the UNet then does (length + (n - 1) overlap) / length of the minimum work
+    per side instead of n * largest / length."""
+    count = max(1, math.ceil((length - overlap) / (largest - overlap)))
+    return min(largest, math.ceil((length + (count - 1) * overlap) / count))
 
 
 def working_size(out_h: int, out_w: int, min_side: int, model_multiple: int = 8) -> tuple[int, int]:
@@ -153,21 +162,27 @@ class SupirEngine(Engine):
         return dtype, torch.bfloat16 if bf16_ok else torch.float32
 
     def tiles(self, latent_h: int, latent_w: int, factor: int, dtype_bytes: int, free_bytes: int) -> tuple[int, int, int]:
-        """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled. --tile and --tile-overlap are in
-        image pixels (1024 = SUPIR's 128-latent tile); the overlap is at least a quarter of the tile."""
+        """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled.
+
+        --tile and --tile-overlap are in image pixels. Automatic: the whole latent when it fits the memory
+        estimate, else the largest square tile that fits (at least SUPIR's 128), fitted to the latent so
+        the fewest tiles cover it with OVERLAP of blending (`fitted_tile`)."""
         tile = self.settings.tile
         if tile == 0:
             return 0, 0, 0
+        longest = max(latent_h, latent_w)
+        budget = free_bytes * 0.6
         if tile is None:
-            budget = free_bytes * 0.6
-            whole = latent_h * latent_w * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes < budget
+            per_pixel = UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes
+            largest = max(AUTO_TILE, math.isqrt(int(budget // per_pixel)) // 8 * 8)
+            overlap = max(self.settings.tile_overlap // factor, OVERLAP) if self.settings.source_of(
+                "tile_overlap") != "default" else OVERLAP
+            unet_tile = 0 if largest >= longest else fitted_tile(longest, largest, overlap)
             vae_whole = latent_h * latent_w * factor**2 * VAE_BYTES_PER_PIXEL < budget
-            unet_tile, vae_tile = (0 if whole else AUTO_TILE), (0 if vae_whole else AUTO_VAE_TILE)
-        else:
-            unet_tile = max(tile // factor, 1)
-            vae_tile = min(unet_tile, AUTO_VAE_TILE)
-        overlap = max(self.settings.tile_overlap // factor, unet_tile // 4) if unet_tile else 0
-        return unet_tile, min(overlap, unet_tile // 2), vae_tile
+            return unet_tile, (overlap if unet_tile else 0), (0 if vae_whole else AUTO_VAE_TILE)
+        unet_tile = max(tile // factor, 1)
+        overlap = min(self.settings.tile_overlap // factor, unet_tile // 2)
+        return (0, 0, 0) if unet_tile >= longest else (unet_tile, overlap, min(unet_tile, AUTO_VAE_TILE))
 
     # ------------------------------------------------------------------------------ loading
     def _load(self) -> Any:
