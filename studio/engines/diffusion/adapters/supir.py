@@ -125,16 +125,21 @@ class SupirAdaptor(nn.Module):
         """The ten features for the noisy latent x (already scaled by c_in) at timestep t."""
         context = cond["encoder_hidden_states"]
         emb = embedding(self, x, t, cond)
-        h = self.conv_in(x) + self.hint(z_lq.to(x.dtype))
-        features = [h]
-        for block in self.down_blocks:
-            if getattr(block, "has_cross_attention", False):
-                h, res = block(hidden_states=h, temb=emb, encoder_hidden_states=context)
-            else:
-                h, res = block(hidden_states=h, temb=emb)
-            features.extend(res)
-        features.append(self.mid_block(h, emb, encoder_hidden_states=context))
-        return features
+        h, features = run_encoder(self, self.conv_in(x) + self.hint(z_lq.to(x.dtype)), emb, context)
+        return [*features, self.mid_block(h, emb, encoder_hidden_states=context)]
+
+
+def run_encoder(parts: Any, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """SDXL's down blocks from conv_in's output h: (last hidden state, every stage's output incl. h)."""
+    outputs = [h]
+    for block in parts.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            h, res = block(hidden_states=h, temb=emb, encoder_hidden_states=context)
+        else:
+            h, res = block(hidden_states=h, temb=emb)
+        outputs.extend(res)
+    return h, outputs
 
 
 def embedding(parts: Any, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
@@ -189,14 +194,7 @@ def controlled_forward(unet: Any, connectors: nn.ModuleList, x: torch.Tensor, t:
     each upsampler reading the same feature (connectors 7 and 3 for SDXL)."""
     context = cond["encoder_hidden_states"]
     emb = embedding(unet, x, t, cond)
-    h = unet.conv_in(x)
-    skips = [h]
-    for block in unet.down_blocks:
-        if getattr(block, "has_cross_attention", False):
-            h, res = block(hidden_states=h, temb=emb, encoder_hidden_states=context)
-        else:
-            h, res = block(hidden_states=h, temb=emb)
-        skips.extend(res)
+    h, skips = run_encoder(unet, unet.conv_in(x), emb, context)
     h = unet.mid_block(h, emb, encoder_hidden_states=context)
     index = len(connectors) - 1
     h = connectors[index](features[-1], h, None, scale)
