@@ -65,6 +65,21 @@ def test_restoration_guided_euler_step_matches_hand_computation() -> None:
     assert out.flatten().tolist() == pytest.approx(expected, rel=1e-5)
 
 
+def test_dpmpp_2m_karras_steps_exactly_onto_a_point_mass() -> None:
+    """For a denoiser that always answers c, DPM-Solver++(2M) interpolates x toward c in closed form."""
+    from studio.engines.diffusion.samplers.dpmpp import karras_sigmas, sample_dpmpp_2m
+
+    sigmas = karras_sigmas(0.03, 14.6146, 4)
+    assert float(sigmas[0]) == pytest.approx(14.6146) and float(sigmas[-2]) == pytest.approx(0.03)
+    assert float(sigmas[-1]) == 0.0
+    c, x0 = torch.full((1, 1, 1, 1), 0.25), torch.full((1, 1, 1, 1), 3.0)
+    seen = []
+    out = sample_dpmpp_2m(lambda x, s: c, x0, sigmas, on_step=lambda i, x: seen.append(float(x)))
+    ratio = float(sigmas[1] / sigmas[0])
+    assert seen[0] == pytest.approx(ratio * 3.0 + (1 - ratio) * 0.25, rel=1e-5)
+    assert float(out) == pytest.approx(0.25)
+
+
 def test_guidance_hook_tau_zero_holds_negative_is_off_and_stops_at_low_noise() -> None:
     from studio.engines.diffusion.samplers.edm import EDMStep
 
@@ -147,14 +162,14 @@ def test_tiled_matches_untiled(tiny_sdxl: tuple[Path, Path], astronaut: np.ndarr
 
 
 def test_bfloat16_on_cpu_and_provenance(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
-    engine = make_engine(tiny_sdxl, dtype="bf16", strength=0.3)
+    engine = make_engine(tiny_sdxl, dtype="bf16", strength=0.3, scheduler="dpm++-2m-karras")
     out = engine.restore(small_image, 2.0)
     assert np.isfinite(out).all()
     info = engine.provenance()
     assert info["dtype"] == "bfloat16" and info["vae_dtype"] == "bfloat16"
     assert info["restore_tau"] == pytest.approx(from_strength(0.3)["restore_tau"])
     assert info["resolved_from"]["guidance"] == "strength 0.3"
-    assert info["work_size"] == [24, 24] and info["scheduler"] == "edm-euler" and info["seed"] == 3
+    assert info["work_size"] == [24, 24] and info["scheduler"] == "dpm++-2m-karras" and info["seed"] == 3
 
 
 def test_stage1_none_needs_the_output_size(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:

@@ -47,7 +47,7 @@ def restore(
     noise_level: Annotated[Optional[int], typer.Option("--noise-level", help="SD x4 noise level 0-350. Default: 20 (or from --strength).", rich_help_panel=_PANEL_DIFFUSION)] = None,
     fidelity: Annotated[Optional[float], typer.Option("--fidelity", help="0-1: blend the result toward a Lanczos upscale of the input (1 = Lanczos). Default: the result as is.")] = None,
     strength: Annotated[Optional[float], typer.Option("--strength", help="0-1: how much a diffusion engine may re-invent (sd-x4: sets the noise level). Default: 0.5.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="ddim, dpm++, euler, euler-a, pndm, ddpm, unipc.", rich_help_panel=_PANEL_DIFFUSION)] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="ddim, dpm++, euler, euler-a, pndm, ddpm, unipc; supir: edm-euler, dpm++-2m-karras.", rich_help_panel=_PANEL_DIFFUSION)] = None,
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="ControlNet folder or hub id, or an official StableSR/SUPIR checkpoint (detected by its keys).", rich_help_panel=_PANEL_DIFFUSION)] = None,
     adapter_scale: Annotated[Optional[float], typer.Option("--adapter-scale", help="0-2: ControlNet conditioning / SPADE modulation scale. Default: 1 (or from --fidelity).", rich_help_panel=_PANEL_DIFFUSION)] = None,
     denoise: Annotated[Optional[float], typer.Option("--denoise", help="0-1: fraction of the schedule run from the noised stage-1 latent (1 = from the last timestep).", rich_help_panel=_PANEL_DIFFUSION)] = None,

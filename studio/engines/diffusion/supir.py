@@ -103,8 +103,11 @@ class SupirEngine(Engine):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        if settings.scheduler not in (None, "edm-euler"):
-            raise UsageError(f"--scheduler {settings.scheduler!r}: the supir engine samples with edm-euler")
+        from studio.engines.diffusion.supir_recipe import SCHEDULERS
+
+        if settings.scheduler not in (None, *SCHEDULERS):
+            raise UsageError(f"--scheduler {settings.scheduler!r}: the supir engine samples with "
+                             f"{' or '.join(SCHEDULERS)}")
         base, self.adapter_ref = resolve_pair(settings.model, settings.adapter)
         self.source = loading.resolve_source(base)
         self.official = Path(self.adapter_ref).is_file()
@@ -256,6 +259,7 @@ class SupirEngine(Engine):
             request = SupirRequest(
                 prompt=prompt, negative_prompt=self.settings.negative_prompt,
                 steps=self.settings.steps, guidance=guidance, seed=seed, control_scales=(control,),
+                scheduler=self.settings.scheduler or "edm-euler",
                 unet_tile=unet_tile, tile_overlap=min(overlap, unet_tile // 2), vae_tile=vae_tile,
                 tau=resolved.tau, churn=self.settings.churn, s_noise=self.settings.s_noise,
             )
@@ -292,7 +296,7 @@ class SupirEngine(Engine):
             return info
         resolved: Resolved = self._last["resolved"]
         info.update(
-            scheduler="edm-euler", steps=request.steps, seed=request.seed, prompt=request.prompt,
+            scheduler=request.scheduler, steps=request.steps, seed=request.seed, prompt=request.prompt,
             negative_prompt=request.negative_prompt, restore_tau=resolved.tau, guidance=resolved.guidance,
             cfg_start=resolved.cfg_start, adapter_scale=resolved.control_scale,
             adapter_scale_start=resolved.control_scale_start, resolved_from=resolved.sources,

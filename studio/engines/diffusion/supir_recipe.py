@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 SIZE_CONDITIONING = (1024, 1024, 0, 0, 1024, 1024)
 """SDXL time ids SUPIR always uses: original size, crop top-left, target size."""
+SCHEDULERS = ("edm-euler", "dpm++-2m-karras")
+"""--scheduler values of the supir engine: SUPIR's Euler with churn (default), or DPM-Solver++(2M) Karras."""
+DPM_SCHEDULER = SCHEDULERS[1]
 GUIDANCE_SIGMA_MIN = 0.05  # SUPIR stops pulling toward z1 once the next sigma is this small
 
 
@@ -168,12 +171,17 @@ class SupirRecipe(Recipe):
 
     # 4 -------------------------------------------------------------------------------------------
     def make_sampler(self, request: Request, generator: torch.Generator) -> Sampler:
-        """Euler with churn on SDXL's sigmas, the clean estimate pulled toward z1 each step."""
+        """Euler with churn on SDXL's sigmas (SUPIR's), or DPM-Solver++(2M) Karras for few steps; either way
+        the clean estimate is pulled toward z1 each step."""
         from studio.engines.diffusion.samplers.edm import Churn, EDMSampler
 
         tau, churn, s_noise = (request.tau, request.churn, request.s_noise) if isinstance(request, SupirRequest) \
             else (-1.0, 0.0, 1.0)
         hook = restoration_guidance(self._target, self.sigma_max, tau) if self._target is not None else None
+        if request.scheduler == DPM_SCHEDULER:
+            from studio.engines.diffusion.samplers.dpmpp import DPMSolverSampler
+
+            return DPMSolverSampler(self.components.scheduler, request.steps, hook)
         return EDMSampler(self.components.scheduler, request.steps, generator,
                           churn=Churn(churn, s_noise=s_noise), hook=hook)
 
