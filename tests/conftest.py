@@ -73,3 +73,18 @@ def tiny_photo_vae_path() -> Path:
     scaling_factor gives unit-variance latents; SD and SDXL differ from it only in that number.
     """
     return Path(__file__).parent / "fixtures" / "tiny_photo_vae"
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_x4_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A diffusers SD x4 folder (model_index.json + components) with tiny random weights; do not modify."""
+    from studio.engines.diffusion.random_model import (
+        TINY_UNET_CONFIG,
+        TINY_VAE_CONFIG,
+        build_components,
+        save_as_diffusers_folder,
+    )
+
+    folder = tmp_path_factory.mktemp("tiny-sd-x4")
+    save_as_diffusers_folder(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), folder)
+    return str(folder)

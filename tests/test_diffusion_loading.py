@@ -23,7 +23,11 @@ from studio.engines.diffusion.random_model import (
     save_as_diffusers_folder,
 )
 from studio.engines.diffusion.recipe import Recipe, Request
-from studio.engines.diffusion.upscale_pipeline import UpscaleComponents, UpscalePipeline, UpscaleRequest
+from studio.engines.diffusion.upscale_pipeline import (
+    UpscaleComponents,
+    UpscalePipeline,
+    UpscaleRequest,
+)
 from studio.errors import ModelLoadError, WeightsMissing
 
 CPU = Placement("none", torch.device("cpu"))
@@ -114,19 +118,21 @@ def test_extra_weights_files_load_as_state_dicts_and_bad_ones_say_why(tmp_path: 
         loading.load_weights_file(tmp_path / "absent.safetensors", "x")
 
 
-def test_hub_downloads_only_what_the_pipeline_needs() -> None:
+def test_weights_pull_downloads_only_what_the_pipeline_needs() -> None:
     from huggingface_hub.utils import filter_repo_objects
+
+    from studio.weights import diffusers_allow_patterns
 
     listing = ["model_index.json", "x4-upscaler-ema.ckpt", "README.md", "unet/config.json",
                "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin",
                "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.safetensors",
                "text_encoder/pytorch_model.bin", "tokenizer/merges.txt", "tokenizer/vocab.json",
                "scheduler/scheduler_config.json"]
-    full = set(filter_repo_objects(listing, allow_patterns=loading.allow_patterns()))
+    full = set(filter_repo_objects(listing, allow_patterns=diffusers_allow_patterns()))
     assert full == {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                     "text_encoder/model.safetensors", "tokenizer/merges.txt", "tokenizer/vocab.json",
                     "scheduler/scheduler_config.json"}
-    half = set(filter_repo_objects(listing, allow_patterns=loading.allow_patterns("fp16")))
+    half = set(filter_repo_objects(listing, allow_patterns=diffusers_allow_patterns("fp16")))
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in half
     assert "unet/diffusion_pytorch_model.safetensors" not in half
 

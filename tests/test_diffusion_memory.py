@@ -17,22 +17,14 @@ pytest.importorskip("diffusers")
 
 from studio.cli import app
 from studio.engines.diffusion.memory import MIN_TILE, tile_ladder
-from studio.engines.diffusion.random_model import (
-    TINY_UNET_CONFIG,
-    TINY_VAE_CONFIG,
-    build_components,
-    save_as_diffusers_folder,
-)
 from studio.engines.diffusion.sd_x4 import SDx4Engine
 from studio.errors import OutOfMemory
 from studio.settings import Settings
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("tiny-sd-x4-oom")
-    save_as_diffusers_folder(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), folder)
-    return str(folder)
+@pytest.fixture
+def tiny_folder(tiny_sd_x4_folder: str) -> str:
+    return tiny_sd_x4_folder
 
 
 @pytest.fixture

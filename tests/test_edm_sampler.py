@@ -80,7 +80,7 @@ def test_x0_wrappers_recover_x0_from_exact_eps_and_v_predictions() -> None:
 
     torch.testing.assert_close(X0Denoiser(eps_model, discrete, "epsilon")(x0 + sigma * noise, sigma), x0)
     torch.testing.assert_close(inputs[0], a * x0 + b * noise)  # c_in brought x back to the VP sample
-    v_model = lambda x, t, window: a * noise - b * x0  # noqa: E731
+    v_model = lambda x, t, window: a * noise - b * x0
     torch.testing.assert_close(X0Denoiser(v_model, discrete, "v_prediction")(x0 + sigma * noise, sigma), x0)
     with pytest.raises(ValueError, match="prediction type"):
         X0Denoiser(eps_model, discrete, "sample")

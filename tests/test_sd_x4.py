@@ -11,24 +11,15 @@ pytest.importorskip("diffusers")
 
 from studio.engines.base import output_size
 from studio.engines.diffusion import loading
-from studio.engines.diffusion.random_model import (
-    TINY_UNET_CONFIG,
-    TINY_VAE_CONFIG,
-    build_components,
-    save_as_diffusers_folder,
-)
 from studio.engines.diffusion.samplers.schedulers import make_scheduler
 from studio.engines.diffusion.sd_x4 import SDx4Engine, noise_level_for_strength
 from studio.errors import InputError, UsageError, WeightsMissing
 from studio.settings import Settings, apply_layer
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A diffusers folder (model_index.json + components) with tiny random weights."""
-    folder = tmp_path_factory.mktemp("tiny-sd-x4")
-    save_as_diffusers_folder(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), folder)
-    return str(folder)
+@pytest.fixture
+def tiny_folder(tiny_sd_x4_folder: str) -> str:
+    return tiny_sd_x4_folder
 
 
 def blocky_image(height: int, width: int, seed: int = 0) -> np.ndarray:

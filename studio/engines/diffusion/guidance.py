@@ -13,7 +13,7 @@ grows linearly with sigma: map t to sigma inside the function).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 ConditionedModel = Callable[["torch.Tensor", "torch.Tensor", "Conditioning", Optional["Window"]], "torch.Tensor"]
 Denoiser = Callable[["torch.Tensor", "torch.Tensor", Optional["Window"]], "torch.Tensor"]
-Scale = Union[float, Callable[["torch.Tensor"], float]]
+Scale = float | Callable[["torch.Tensor"], float]
 """A constant, or a function of the timestep tensor (a schedule over the steps)."""
 
 

@@ -75,15 +75,6 @@ def _variant_name(name: str, variant: str) -> str:
     return f"{stem}.{variant}.{suffix}"
 
 
-def allow_patterns(variant: str | None = None) -> list[str]:
-    """What a pipeline download needs: indexes, configs, tokenizer files and one set of weights
-    (safetensors; the fp16 variant when `variant` says so), never the repo's other checkpoints."""
-    suffix = f".{variant}" if variant else ""
-    return ["model_index.json", "*.json", "*.txt", "*/*.json", "*/*.txt", "*/*.model",
-            f"*/diffusion_pytorch_model{suffix}.safetensors", f"*/diffusion_pytorch_model{suffix}-*.safetensors",
-            f"*/model{suffix}.safetensors", f"*/model{suffix}-*.safetensors", f"diffusion_pytorch_model{suffix}.safetensors"]
-
-
 def _present(source: ModelSource, relative: str) -> bool:
     if source.kind == "folder":
         return (Path(source.ref) / relative).is_file()
@@ -277,7 +268,7 @@ def load_weights_file(path: str | Path, weights_name: str) -> dict[str, torch.Te
         loaded = torch.load(file, map_location="cpu", weights_only=True)
         state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
         if not isinstance(state, dict):
-            raise ValueError(f"holds a {type(loaded).__name__}, not a state dict")
+            raise TypeError(f"holds a {type(loaded).__name__}, not a state dict")
         return state
     except Exception as exc:
         raise ModelLoadError(f"cannot read {file}: {_first_line(exc)}") from exc

@@ -30,10 +30,19 @@ from studio.engines.base import ProgressFn
 from studio.engines.diffusion import tiled_vae
 from studio.engines.diffusion.adapters.controlnet import control_key, controlled_unet
 from studio.engines.diffusion.conditioning import Conditioning, unet_kwargs
-from studio.engines.diffusion.guidance import ConditionedModel, Denoiser, Scale, guided, uses_negative
+from studio.engines.diffusion.guidance import (
+    ConditionedModel,
+    Denoiser,
+    Scale,
+    guided,
+    uses_negative,
+)
 from studio.engines.diffusion.latent_tiling import tiled_denoiser
 from studio.engines.diffusion.offload import Placement
-from studio.engines.diffusion.samplers.schedulers import SchedulerSampler, make_scheduler
+from studio.engines.diffusion.samplers.schedulers import (
+    SchedulerSampler,
+    make_scheduler,
+)
 from studio.errors import InputError, UsageError
 from studio.messages import warn
 

@@ -15,6 +15,7 @@ Latents here live in the variance-exploding space x = x0 + sigma * noise (k-diff
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ def sample_euler(
 
     values = [float(s) for s in sigmas]
     gamma_max = min(churn.s_churn / (len(values) - 1), math.sqrt(2) - 1)
-    for index, (sigma, sigma_next) in enumerate(zip(values[:-1], values[1:])):
+    for index, (sigma, sigma_next) in enumerate(itertools.pairwise(values)):
         gamma = gamma_max if churn.s_tmin <= sigma <= churn.s_tmax else 0.0
         sigma_hat = sigma * (1 + gamma)
         if gamma > 0:
