@@ -45,10 +45,12 @@ from studio.messages import notice, warn
 from studio.ops.resize import resize
 from studio.settings import Settings
 
-DIFFUSION_ENGINES = ("sd-x4", "stablesr")
+DIFFUSION_ENGINES = ("sd-x4", "stablesr", "supir")
 DIFFUSION_ONLY = ("prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload",
-                  "adapter", "adapter_scale", "denoise", "pull", "cfw", "stage1")
+                  "adapter", "adapter_scale", "denoise", "pull", "cfw", "stage1", "restore_tau", "cfg_start",
+                  "adapter_scale_start", "churn", "s_noise", "dtype", "min_side", "caption", "caption_model")
 LOW_PSNR_WARNING_DB = 20.0
+CAPTION_PLACEHOLDER = "{caption}"
 QUALITY_MAX_PIXELS = 2_000_000
 
 
@@ -216,7 +218,10 @@ class EngineCache:
         """The engine `name`; a fallback engine gets its own default model, not the primary's --model."""
         if name not in self._engines:
             model = self.settings.model if name == self.primary else None
-            self._engines[name] = engine_class(name)(replace(self.settings, engine=name, model=model))
+            engine = engine_class(name)(replace(self.settings, engine=name, model=model))
+            if name != "fast":
+                engine.stage1_upscaler = lambda image, scale: self.get("fast").restore(image, scale)
+            self._engines[name] = engine
         return self._engines[name]
 
     def faces(self) -> Any:
@@ -301,7 +306,9 @@ def restore_picture(
     if color_fix != "none":
         from studio.ops.colorfix import apply_color_fix
 
-        reference = resize(rgb, out_h, out_w, "bicubic")
+        reference = engine.color_reference()
+        if reference is None:
+            reference = resize(rgb, out_h, out_w, "bicubic")
         result = apply_color_fix(color_fix, result, reference)
     result = np.clip(result, 0.0, 1.0).astype(np.float32)
 
@@ -482,7 +489,10 @@ def prepare_settings(
         preset = get_preset(settings.preset, preset_dirs or [])
         origin = f"preset:{preset.name}"
         settings = resolve(cli, config_file, preset.parameters_for(engine_name), origin)
-        positive, negative = preset.render(settings.prompt, settings.variables)
+        variables = settings.variables
+        if settings.caption and "caption" in preset.variable_names and "caption" not in variables:
+            variables = {**variables, "caption": CAPTION_PLACEHOLDER}  # the engine fills it per image
+        positive, negative = preset.render(settings.prompt, variables)
         user_negative = settings.negative_prompt
         settings = replace(settings, prompt=positive, negative_prompt=", ".join(filter(None, [negative, user_negative])))
         settings.sources = {**settings.sources, "prompt": origin, "negative_prompt": origin}

@@ -21,6 +21,7 @@ FORMATS = ("png", "jpg", "webp", "tiff")
 FACE_MODELS = ("none", "gfpgan", "codeformer", "restoreformer")
 OFFLOAD_MODES = ("none", "model", "sequential")
 STAGE1_MODES = ("fast", "lanczos", "none")
+DTYPES = ("fp16", "bf16", "fp32")
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2x its warning threshold)
 
@@ -50,6 +51,16 @@ class Settings:
     pull: float | None = None  # per-step pull of the predicted clean latent toward the stage-1 latent (0: off)
     cfw: float | None = None  # StableSR CFW weight w: 0 plain decoder, 1 follows the input
     stage1: str | None = None  # how the input reaches the output size: fast, lanczos, none
+    # SUPIR's sampler. None: derived from --strength (see engines/diffusion/supir.py).
+    restore_tau: float | None = None  # restoration guidance exponent tau; negative: off
+    cfg_start: float | None = None  # CFG at the highest noise, running linearly to --guidance at the lowest
+    adapter_scale_start: float | None = None  # control scale at the highest noise (None: constant --adapter-scale)
+    churn: float = 5.0  # EDM s_churn: noise re-added each step (0: deterministic Euler)
+    s_noise: float = 1.003  # EDM s_noise: scale of the churn noise
+    dtype: str | None = None  # diffusion dtype fp16, bf16, fp32 (None: fp16 on CUDA, fp32 on CPU)
+    min_side: int = 1024  # diffusion works with the short side at least this (0: at the output size)
+    caption: bool = False  # fill {caption} in the prompt from an image captioner
+    caption_model: str | None = None  # transformers image-to-text model (None: a small default)
     color_fix: str | None = None  # None: the engine's own default (wavelet for diffusion, none otherwise)
     faces: str = "none"
     face_model: str | None = None
@@ -87,6 +98,16 @@ class Settings:
             _choice("color-fix", self.color_fix, COLOR_FIXES)
         if self.stage1 is not None:
             _choice("stage1", self.stage1, STAGE1_MODES)
+        if self.dtype is not None:
+            _choice("dtype", self.dtype, DTYPES)
+        if self.churn < 0 or self.s_noise < 0:
+            raise ConfigError(f"--churn {self.churn} / --s-noise {self.s_noise}: expected 0 or more")
+        if self.min_side < 0 or self.min_side > 4096:
+            raise ConfigError(f"--min-side {self.min_side}: expected 0 (off) to 4096 pixels")
+        if self.cfg_start is not None and self.cfg_start < 0:
+            raise ConfigError(f"--cfg-start {self.cfg_start}: expected 0 or more")
+        if self.adapter_scale_start is not None and not (0.0 <= self.adapter_scale_start <= 2.0):
+            raise ConfigError(f"--adapter-scale-start {self.adapter_scale_start}: expected a value from 0 to 2")
         if self.fallback is not None:
             _choice("fallback", self.fallback, ("none", "fast", "classical"))
         if not (0.25 <= self.scale <= 16):

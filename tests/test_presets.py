@@ -24,6 +24,7 @@ from studio.settings import Settings, apply_layer
 
 SHIPPED = (
     "old-photo", "portrait", "landscape", "product", "anime", "text-document", "print-max-detail", "faithful",
+    "supir-quality", "supir-fidelity",
 )  # fmt: skip
 
 
@@ -66,6 +67,8 @@ def test_every_shipped_preset_loads_renders_and_suits_every_engine():
 def test_shipped_parameters_follow_the_guides_ranges():
     presets = load_presets()
     for preset in presets.values():
+        if preset.name.startswith("supir-"):  # SUPIR's own settings, for the supir engine only
+            continue
         sd = preset.parameters_for("sd-x4")
         assert 20 <= sd["steps"] <= 50 and 2.0 <= sd["guidance"] <= 6.0 and 20 <= sd["noise_level"] <= 50
         assert 0.0 <= preset.parameters_for("supir")["strength"] <= 1.0
@@ -75,6 +78,9 @@ def test_shipped_parameters_follow_the_guides_ranges():
     assert faithful.parameters_for("sd-x4")["noise_level"] < detail.parameters_for("sd-x4")["noise_level"]
     assert faithful.parameters_for("stablesr")["fidelity"] > detail.parameters_for("stablesr")["fidelity"]
     assert presets["anime"].parameters_for("fast")["model"] == "realesrgan-x4plus-anime-6b"
+    quality, fidelity = presets["supir-quality"].parameters_for("supir"), presets["supir-fidelity"].parameters_for("supir")
+    assert (quality["cfg_start"], quality["guidance"]) == (4.0, 7.5)  # SUPIR's options/SUPIR_v0.yaml
+    assert (fidelity["cfg_start"], fidelity["guidance"]) == (1.0, 4.0)
 
 
 def test_variables_fill_from_vars_then_defaults_then_empty():

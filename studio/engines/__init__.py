@@ -41,6 +41,10 @@ def _stablesr() -> type[Engine]:
     from studio.engines.diffusion.stablesr import StableSREngine
 
     return StableSREngine
+def _supir() -> type[Engine]:
+    from studio.engines.diffusion.supir import SupirEngine
+
+    return SupirEngine
 
 
 ENGINES: tuple[EngineEntry, ...] = (
@@ -48,6 +52,8 @@ ENGINES: tuple[EngineEntry, ...] = (
     EngineEntry("fast", "Real-ESRGAN and other spandrel networks; the fast path and the fallback", _fast),
     EngineEntry("sd-x4", "Stable Diffusion x4 upscaler, prompt-steered, tiled latent sampling", _sd_x4),
     EngineEntry("stablesr", "StableSR (official, non-commercial) or an SD tile-ControlNet; --fidelity steers", _stablesr),
+    EngineEntry("supir", "SDXL restoration, SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)",
+                _supir),
 )
 
 

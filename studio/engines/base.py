@@ -16,6 +16,8 @@ from studio.settings import Settings
 
 ProgressFn = Callable[[int, int], None]
 """progress(done, total): called as work units (tiles, steps) finish."""
+Upscaler = Callable[[np.ndarray, float], np.ndarray]
+"""upscale(image, scale) -> image at output_size(H, W, scale): another engine, lent by the runner."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Engine(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.stage1_upscaler: Upscaler | None = None  # the runner lends the fast engine (--stage1 fast)
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
@@ -50,6 +53,10 @@ class Engine(ABC):
     @abstractmethod
     def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
         """Restore `image` (H, W, 3 float32 in [0, 1]) and return it at `output_size(H, W, scale)`."""
+
+    def color_reference(self) -> np.ndarray | None:
+        """The image (at the output size) the colour fix should match; None: the runner's bicubic upscale."""
+        return None
 
     def provenance(self) -> dict[str, Any]:
         """What made the result: model name, weights sha256, engine-specific resolved parameters."""

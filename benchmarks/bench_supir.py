@@ -1,0 +1,123 @@
+"""supir engine: tiling work, per-step overhead outside the networks, on the real SDXL architecture.
+
+Prints one JSON object:
+- `tiling`: UNet evaluations per output megapixel at the engine's automatic tiling, as a ratio to the
+  no-overlap minimum, for 1-16 MP outputs and 12 / 24 GB of free GPU memory (fp16), from the engine's
+  own tile planner and the shared tile grid (arithmetic, no model runs);
+- `overhead`: the real SDXL UNet + a tile ControlNet of SDXL's shape (random weights), two CLIP encoders
+  at toy width and SDXL's VAE, one restore at a small size on this machine's CPU per dtype: seconds per
+  step, seconds inside the UNet and ControlNet forwards, and the share of a step spent outside them
+  (guidance, churn, restoration guidance, tiling, schedules). Each dtype runs in a fresh process; a dtype
+  whose weights do not fit the free memory is skipped and says so.
+
+    python benchmarks/bench_supir.py [--size 128] [--steps 2] [--dtypes bf16 fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GB = 1024**3
+PARAMETERS = 2_567_463_684 + 1_251_011_908  # SDXL UNet + its ControlNet
+
+
+def tiling_table() -> list[dict]:
+    """Latent pixels the UNet processes per step over the latent's own pixels (1.0 = no overlap)."""
+    from studio.engines.diffusion.latent_tiling import tile_windows
+    from studio.engines.diffusion.supir import SupirEngine
+    from studio.settings import resolve
+
+    engine = SupirEngine(resolve({}))
+    rows = []
+    for side in (1024, 2048, 3072, 4096):
+        latent = side // 8
+        for free_gb in (12, 24):
+            tile, overlap, vae_tile = engine.tiles(latent, latent, 8, 2, free_gb * GB)
+            covered = sum(w.size[0] * w.size[1] for w in tile_windows(latent, latent, tile, overlap)) if tile \
+                else latent * latent
+            rows.append({"output_mp": round(side * side / 1e6, 1), "free_gpu_gb": free_gb, "latent_tile": tile,
+                         "overlap": overlap, "vae_tile": vae_tile,
+                         "unet_work_vs_minimum": round(covered / (latent * latent), 3)})
+    return rows
+
+
+def measure(dtype: str, size: int, steps: int) -> dict:
+    """One restore with the real SDXL UNet and ControlNet shapes; times inside the networks by hooks."""
+    import gc
+
+    import numpy as np
+    import torch
+
+    from studio.devices import free_memory_bytes
+    from studio.engines.diffusion import random_sdxl
+    from studio.engines.diffusion.supir import SupirEngine
+    from studio.settings import resolve
+
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    need = PARAMETERS * torch_dtype.itemsize * 1.3
+    available = free_memory_bytes(torch.device("cpu"))
+    if available < need:
+        return {"dtype": dtype, "skipped": f"needs ~{need / GB:.0f} GB free, {available / GB:.0f} GB available"}
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        torch.set_default_dtype(torch_dtype)  # build the random networks directly in the measured dtype
+        pipe = random_sdxl.build_base(random_sdxl.SDXL_UNET_CONFIG, vae_config=random_sdxl.SDXL_VAE_CONFIG)
+        random_sdxl.save_base(pipe, Path(folder) / "base")
+        random_sdxl.build_controlnet(pipe.unet, 8).save_pretrained(Path(folder) / "controlnet")
+        torch.set_default_dtype(torch.float32)
+        del pipe
+        gc.collect()
+        engine = SupirEngine(resolve({"model": str(Path(folder) / "base"), "adapter": str(Path(folder) / "controlnet"),
+                                      "min_side": 0, "steps": steps, "seed": 0, "dtype": dtype, "tile": 0,
+                                      "stage1": "lanczos", "prompt": "a photo"}))
+        recipe = engine._load()
+        inside = [0.0]
+        started: dict[int, float] = {}
+        for module in (recipe.components.unet, *recipe.components.controlnets):
+            module.register_forward_pre_hook(lambda m, a: started.__setitem__(id(m), time.perf_counter()))
+            module.register_forward_hook(
+                lambda m, a, o: inside.__setitem__(0, inside[0] + time.perf_counter() - started[id(m)]))
+        stamps: list[float] = []
+        image = np.random.default_rng(0).random((size // 2, size // 2, 3)).astype(np.float32)
+        begin = time.perf_counter()
+        engine.restore(image, 2.0, progress=lambda done, total: stamps.append(time.perf_counter()))
+        total = time.perf_counter() - begin
+    step_times = [b - a for a, b in zip([begin, *stamps], stamps)][:steps]
+    loop = sum(step_times[1:]) if steps > 1 else step_times[0]  # the first step includes conditioning
+    inside_loop = inside[0] * (steps - 1) / steps if steps > 1 else inside[0]
+    return {"dtype": dtype, "output_px": size, "latent_px": size // 8, "steps": steps,
+            "seconds_per_step": round(loop / max(steps - 1, 1), 2),
+            "seconds_in_networks_per_step": round(inside_loop / max(steps - 1, 1), 2),
+            "outside_networks_share": round(1 - inside_loop / loop, 4), "total_seconds": round(total, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=128, help="output side in pixels (latent = size / 8)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"])
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.size, args.steps)))
+        return
+    import torch
+
+    overhead = []
+    for dtype in args.dtypes:
+        run = subprocess.run([sys.executable, __file__, "--one", dtype, "--size", str(args.size), "--steps",
+                              str(args.steps)], capture_output=True, text=True)
+        lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+        overhead.append(json.loads(lines[-1]) if lines else {"dtype": dtype, "failed": run.stderr[-400:]})
+    print(json.dumps({"machine": {"cpu_threads": torch.get_num_threads()}, "tiling": tiling_table(),
+                      "overhead": overhead}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
