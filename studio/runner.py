@@ -180,7 +180,12 @@ def choose_engine(settings: Settings) -> str:
     """Resolve `auto`: a diffusion engine when a GPU and its weights are here, else the fast engine."""
     if settings.engine != "auto":
         engine_class(settings.engine)  # validates the name
+        if settings.engine != "fast" and (settings.ensemble or settings.task != "sr"):
+            what = "several --model (an ensemble)" if settings.ensemble else f"--task {settings.task}"
+            raise UsageError(f"{what} runs on the fast engine, not {settings.engine}; use --engine fast or auto")
         return settings.engine
+    if settings.ensemble or settings.task != "sr":
+        return "fast"  # ensembles and SwinIR task models are fast-engine features
     from studio.devices import has_gpu
 
     if has_gpu():
@@ -210,12 +215,18 @@ class EngineCache:
         self._engines: dict[str, Engine] = {}
         self._faces: Any = None
         self.missing: dict[str, str] = {}  # engines whose weights are missing: not retried per file
+        self.jpeg_quality: int | None = None  # of the picture being restored (Picture.jpeg_quality)
 
     def get(self, name: str) -> Engine:
         """The engine `name`; a fallback engine gets its own default model, not the primary's --model."""
         if name not in self._engines:
-            model = self.settings.model if name == self.primary else None
-            self._engines[name] = engine_class(name)(replace(self.settings, engine=name, model=model))
+            own = name == self.primary
+            model, ensemble, blend = (
+                (self.settings.model, self.settings.ensemble, self.settings.blend) if own else (None, None, None)
+            )
+            self._engines[name] = engine_class(name)(
+                replace(self.settings, engine=name, model=model, ensemble=ensemble, blend=blend)
+            )
         return self._engines[name]
 
     def faces(self) -> Any:
@@ -239,6 +250,7 @@ def run_engine(
         return run_engine(cache, target, rgb, scale, progress, notes)
     try:
         engine = cache.get(name)
+        engine.source_jpeg_quality = cache.jpeg_quality
         return engine, engine.restore(rgb, scale, progress)
     except (WeightsMissing, OutOfMemory) as exc:
         if target is None:
@@ -272,6 +284,7 @@ def restore_picture(
     settings = cache.settings
     notes: list[str] = list(picture.notes)
     rgb = picture.rgb if picture.alpha is None else bleed_colors(picture.rgb, picture.alpha)
+    cache.jpeg_quality = picture.jpeg_quality
     engine, result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes)
     out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
     if result.shape[:2] != (out_h, out_w):
@@ -362,8 +375,14 @@ def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
     for name, value in settings.to_dict().items():
         if name in ("preset", "variables", "sidecar") or value == defaults[name]:
             continue
+        if name == "model" and settings.ensemble:
+            continue  # written as one --model per ensemble member
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
+        if name == "ensemble":
+            args += [part for member in value for part in ("--model", member)]
+        elif name == "blend":
+            args += [flag, ",".join(f"{w:g}" for w in value)]
+        elif isinstance(value, bool):
             args.append(flag)
         else:
             args += [flag, str(value)]

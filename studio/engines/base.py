@@ -38,6 +38,10 @@ class Engine(ABC):
     summary: ClassVar[str]
     default_color_fix: ClassVar[str] = "none"
 
+    source_jpeg_quality: int | None = None
+    """Set by the runner before `restore`: the input file's JPEG quality from its quantisation tables
+    (None for other formats). Engines that remove JPEG artefacts choose their model by it."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

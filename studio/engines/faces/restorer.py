@@ -31,6 +31,7 @@ from studio.engines.faces.detect import (
 )
 from studio.engines.faces.networks import DEFAULT_MODEL, FaceNetwork
 from studio.errors import InputError, OutOfMemory, UsageError, WeightsMissing
+from studio.ops.metrics import looks_grayscale
 from studio.settings import Settings
 
 
@@ -119,7 +120,7 @@ class FaceRestorer:
         network = self._get_network()
         scale_y = background.shape[0] / source.shape[0]
         scale_x = background.shape[1] / source.shape[1]
-        gray = _is_gray(source)
+        gray = looks_grayscale(source)
         result = np.ascontiguousarray(background, dtype=np.float32)
         for done, face in enumerate(faces, start=1):
             crop, matrix = align_face(source, face.landmarks)
@@ -176,10 +177,3 @@ def _check_image(name: str, image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         raise InputError(f"face restoration: {name} must be an (H, W, 3) RGB array, got shape {shape}")
-
-
-def _is_gray(image: np.ndarray) -> bool:
-    """True for black-and-white photos stored as RGB: their restored faces must stay grey."""
-    step = max(1, max(image.shape[:2]) // 256)
-    sample = image[::step, ::step]
-    return float(np.abs(sample - sample.mean(axis=2, keepdims=True)).max()) < 2.0 / 255.0
