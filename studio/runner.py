@@ -216,6 +216,7 @@ class EngineCache:
         self._faces: Any = None
         self.missing: dict[str, str] = {}  # engines whose weights are missing: not retried per file
         self.jpeg_quality: int | None = None  # of the picture being restored (Picture.jpeg_quality)
+        self.faces_skipped: str | None = None  # why faces a preset or config asked for cannot run
 
     def get(self, name: str) -> Engine:
         """The engine `name`; a fallback engine gets its own default model, not the primary's --model."""
@@ -305,9 +306,10 @@ def restore_picture(
         except WeightsMissing as exc:
             if settings.source_of("faces") == "cli":
                 raise
-            message = f"face restoration ({settings.faces}, from {settings.source_of('faces')}) skipped: {exc}"
-            warn(message)
-            notes.append(message)
+            if cache.faces_skipped is None:  # said once per batch, noted on every file
+                cache.faces_skipped = faces_skipped_message(settings, exc)
+                warn(cache.faces_skipped)
+            notes.append(cache.faces_skipped)
 
     color_fix = settings.color_fix or engine.default_color_fix
     if color_fix != "none":
@@ -342,6 +344,18 @@ def restore_picture(
         "notes": notes,
     }
     return Restored(with_pixels(picture, result, alpha), provenance, notes, faces, quality_report(rgb, result))
+
+
+def faces_skipped_message(settings: Settings, exc: WeightsMissing) -> str:
+    """One line for faces a preset or config turned on whose weights are missing: how to get them."""
+    from studio import weights
+    from studio.engines.faces.restorer import model_name
+
+    name = model_name(settings)
+    origin = settings.source_of("faces").replace(":", " ", 1)
+    if weights.find(name) is None:
+        return f"faces ({settings.faces}, from {origin}) skipped: {exc}"
+    return f"faces ({settings.faces}, from {origin}) skipped: weights missing; get them with `studio weights pull {name}`"
 
 
 def quality_report(source: np.ndarray, result: np.ndarray) -> dict[str, Any]:

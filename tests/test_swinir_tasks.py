@@ -136,3 +136,25 @@ def test_a_grey_task_model_sees_luma_and_returns_grey_rgb(astronaut: np.ndarray)
     out = engine.restore(noisy, 1.0)
     assert engine.provenance()["cleanup"]["model"].startswith("swinir-gray-denoise-s")
     assert out.shape == noisy.shape and np.array_equal(out[..., 0], out[..., 2])
+
+
+def test_third_party_warnings_are_shown_only_with_debug(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """Building SwinIR makes torch warn about meshgrid; a normal run keeps that off the terminal."""
+    import os
+    import subprocess
+    import sys
+
+    model = save_swinir(tmp_path / "x2.pth", "classical_sr_x2")
+    source = tmp_path / "in.png"
+    Image.fromarray(astronaut[:24, :24]).save(source)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+    def run(*debug: str) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-m", "studio", *debug, "restore", str(source), "--model", str(model),
+                "--scale", "2", "-o", str(tmp_path / f"out{len(debug)}.png")]
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+    quiet, loud = run(), run("--debug")
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "meshgrid" not in quiet.stderr and "Warning" not in quiet.stderr
+    assert "meshgrid" in loud.stderr

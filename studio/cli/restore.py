@@ -154,6 +154,8 @@ def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
 
 def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
          report_path: Path | None, debug: bool) -> None:
+    import warnings
+
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -196,7 +198,9 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
                           f"({result.output_size[0]}x{result.output_size[1]}, {result.engine}, {result.seconds:.1f} s)")
 
     try:
-        with progress:
+        with progress, warnings.catch_warnings():
+            if not debug:  # third-party warnings (torch, diffusers...) are for developers: shown with --debug
+                warnings.simplefilter("ignore")
             batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done, debug)
     finally:
         messages.set_sink(None)
