@@ -158,3 +158,33 @@ def test_third_party_warnings_are_shown_only_with_debug(tmp_path: Path, astronau
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
     assert "meshgrid" not in quiet.stderr and "Warning" not in quiet.stderr
     assert "meshgrid" in loud.stderr
+
+
+def test_cli_task_jpeg_reads_the_files_quality_then_enlarges_only_when_asked(tmp_path: Path, astronaut: np.ndarray) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    _install("swinir-jpeg-q20", "color_jpeg_car", seed=3)
+    source = tmp_path / "scan.jpg"
+    Image.fromarray(astronaut[180:212, 200:236]).save(source, quality=18)
+    runner = CliRunner()
+    same, bigger = tmp_path / "same.png", tmp_path / "bigger.png"
+    result = runner.invoke(app, ["restore", str(source), "--task", "jpeg", "--scale", "1", "-o", str(same), "--sidecar"])
+    assert result.exit_code == 0, result.output
+    details = json.loads((tmp_path / "same.png.json").read_text())["engine_details"]
+    assert details["model"] == "swinir-jpeg-q20" and details["enlarging"] is None
+    assert details["cleanup"]["measured"] == 18.0 and "JPEG quality 18" in result.stderr
+    assert Image.open(same).size == (36, 32)
+
+    result = runner.invoke(app, ["restore", str(source), "--task", "jpeg", "--scale", "2", "-o", str(bigger), "--sidecar",
+                                 "--model", "realesr-animevideov3"])
+    assert result.exit_code == 0, result.output
+    details = json.loads((tmp_path / "bigger.png.json").read_text())["engine_details"]
+    assert details["cleanup"]["model"] == "swinir-jpeg-q20" and details["model"] == "realesr-animevideov3"
+    assert Image.open(bigger).size == (72, 64)
+
+    bad = runner.invoke(app, ["restore", str(source), "--task", "deblur"])
+    assert bad.exit_code == 2 and "--task 'deblur'" in bad.output
