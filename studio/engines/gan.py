@@ -583,6 +583,11 @@ class FastEngine(Engine):
             height * width * model_scale**2 * 4 * 4
         )  # the merged output and its weights
         computed = sum(t.height * t.width for t in grid)
+        if self.settings.task != "sr":
+            measured = "the file's JPEG quality" if self.settings.task == "jpeg" else "the measured noise"
+            info["cleanup"] = f"a SwinIR {self.settings.task} model chosen by {measured}, at the original size"
+            if scale <= 1:
+                name = "none: --scale 1 runs no enlarging pass"
         info.update(
             model=name,
             task=self.settings.task,
