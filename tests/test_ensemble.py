@@ -20,7 +20,7 @@ from studio.cli import app
 from studio.engines.gan import FastEngine
 from studio.ops.blend import blend_linear, linear_to_srgb, srgb_to_linear
 from studio.settings import Settings
-from tests.swinir_fixtures import save_swinir
+from swinir_fixtures import save_swinir
 
 
 @pytest.fixture(scope="module")

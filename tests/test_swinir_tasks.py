@@ -19,7 +19,7 @@ from studio.engines.gan import FastEngine, _load_spandrel
 from studio.engines.swinir_tasks import choose_task_model, noise_sigma, task_models
 from studio.imageio import jpeg_quality, read_image
 from studio.settings import Settings
-from tests.swinir_fixtures import TASK_CONFIGS, save_swinir
+from swinir_fixtures import TASK_CONFIGS, save_swinir
 
 EXPECTED = {  # config: (scale, channels, window)
     "classical_sr_x2": (2, 3, 8),
