@@ -201,8 +201,8 @@ def fallback_for(settings: Settings, engine_name: str) -> str | None:
         return None
     if settings.fallback:
         return settings.fallback if settings.fallback != engine_name else None
-    if settings.task != "sr":
-        return None  # no other engine removes JPEG artefacts or noise: say what is missing instead
+    if settings.task != "sr" or settings.ensemble:
+        return None  # no other engine runs SwinIR tasks or ensembles: say what is missing instead
     if settings.engine == "auto":
         return {"fast": "classical"}.get(engine_name, "fast")
     return None

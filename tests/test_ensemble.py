@@ -110,3 +110,11 @@ def test_cli_rejects_bad_ensembles_in_one_line(tmp_path: Path, photo: Path, extr
     result = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "o.png"), *extra])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_tasks_and_ensembles_never_fall_back_to_an_engine_that_ignores_them() -> None:
+    from studio.runner import fallback_for
+
+    assert fallback_for(Settings(), "fast") == "classical"  # a plain auto run still falls back
+    assert fallback_for(Settings(task="jpeg"), "fast") is None
+    assert fallback_for(Settings(model="a", ensemble=["a", "b"]), "fast") is None

@@ -319,7 +319,7 @@ class FastEngine(Engine):
     def availability(cls, settings: Settings) -> Availability:
         if importlib.util.find_spec("spandrel") is None:
             return Availability(False, "missing package: spandrel")
-        names: list[str] = (
+        names: list[str] = settings.ensemble or (
             [settings.model] if settings.model else [PHOTO_MODEL, ANIME_MODEL]
         )
         for name in names:
