@@ -183,7 +183,12 @@ def choose_engine(settings: Settings) -> str:
     """Resolve `auto`: a diffusion engine when a GPU and its weights are here, else the fast engine."""
     if settings.engine != "auto":
         engine_class(settings.engine)  # validates the name
+        if settings.engine != "fast" and (settings.ensemble or settings.task != "sr"):
+            what = "several --model (an ensemble)" if settings.ensemble else f"--task {settings.task}"
+            raise UsageError(f"{what} runs on the fast engine, not {settings.engine}; use --engine fast or auto")
         return settings.engine
+    if settings.ensemble or settings.task != "sr":
+        return "fast"  # ensembles and SwinIR task models are fast-engine features
     from studio.devices import has_gpu
 
     if has_gpu():
@@ -199,6 +204,8 @@ def fallback_for(settings: Settings, engine_name: str) -> str | None:
         return None
     if settings.fallback:
         return settings.fallback if settings.fallback != engine_name else None
+    if settings.task != "sr" or settings.ensemble:
+        return None  # no other engine runs SwinIR tasks or ensembles: say what is missing instead
     if settings.engine == "auto":
         return {"fast": "classical"}.get(engine_name, "fast")
     return None
@@ -213,12 +220,17 @@ class EngineCache:
         self._engines: dict[str, Engine] = {}
         self._faces: Any = None
         self.missing: dict[str, str] = {}  # engines whose weights are missing: not retried per file
+        self.jpeg_quality: int | None = None  # of the picture being restored (Picture.jpeg_quality)
+        self.faces_skipped: str | None = None  # why faces a preset or config asked for cannot run
 
     def get(self, name: str) -> Engine:
         """The engine `name`; a fallback engine gets its own default model, not the primary's --model."""
         if name not in self._engines:
-            model = self.settings.model if name == self.primary else None
-            engine = engine_class(name)(replace(self.settings, engine=name, model=model))
+            own = name == self.primary
+            model, ensemble, blend = (
+                (self.settings.model, self.settings.ensemble, self.settings.blend) if own else (None, None, None)
+            )
+            engine = engine_class(name)(replace(self.settings, engine=name, model=model, ensemble=ensemble, blend=blend))
             if name != "fast":
                 engine.stage1_upscaler = lambda image, scale: self.get("fast").restore(image, scale)
             self._engines[name] = engine
@@ -245,6 +257,7 @@ def run_engine(
         return run_engine(cache, target, rgb, scale, progress, notes)
     try:
         engine = cache.get(name)
+        engine.source_jpeg_quality = cache.jpeg_quality
         return engine, engine.restore(rgb, scale, progress)
     except (WeightsMissing, OutOfMemory) as exc:
         if target is None:
@@ -278,6 +291,7 @@ def restore_picture(
     settings = cache.settings
     notes: list[str] = list(picture.notes)
     rgb = picture.rgb if picture.alpha is None else bleed_colors(picture.rgb, picture.alpha)
+    cache.jpeg_quality = picture.jpeg_quality
     engine, result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes)
     out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
     if result.shape[:2] != (out_h, out_w):
@@ -298,9 +312,10 @@ def restore_picture(
         except WeightsMissing as exc:
             if settings.source_of("faces") == "cli":
                 raise
-            message = f"face restoration ({settings.faces}, from {settings.source_of('faces')}) skipped: {exc}"
-            warn(message)
-            notes.append(message)
+            if cache.faces_skipped is None:  # said once per batch, noted on every file
+                cache.faces_skipped = faces_skipped_message(settings, exc)
+                warn(cache.faces_skipped)
+            notes.append(cache.faces_skipped)
 
     color_fix = settings.color_fix or engine.default_color_fix
     if color_fix != "none":
@@ -339,6 +354,18 @@ def restore_picture(
     return Restored(with_pixels(picture, result, alpha), provenance, notes, faces, quality_report(rgb, result))
 
 
+def faces_skipped_message(settings: Settings, exc: WeightsMissing) -> str:
+    """One line for faces a preset or config turned on whose weights are missing: how to get them."""
+    from studio import weights
+    from studio.engines.faces.restorer import model_name
+
+    name = model_name(settings)
+    origin = settings.source_of("faces").replace(":", " ", 1)
+    if weights.find(name) is None:
+        return f"faces ({settings.faces}, from {origin}) skipped: {exc}"
+    return f"faces ({settings.faces}, from {origin}) skipped: weights missing; get them with `studio weights pull {name}`"
+
+
 def quality_report(source: np.ndarray, result: np.ndarray) -> dict[str, Any]:
     """PSNR/SSIM of the result against a Lanczos resize of the input: how far the engine moved away.
 
@@ -370,8 +397,14 @@ def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
     for name, value in settings.to_dict().items():
         if name in ("preset", "variables", "sidecar") or value == defaults[name]:
             continue
+        if name == "model" and settings.ensemble:
+            continue  # written as one --model per ensemble member
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
+        if name == "ensemble":
+            args += [part for member in value for part in ("--model", member)]
+        elif name == "blend":
+            args += [flag, ",".join(f"{w:g}" for w in value)]
+        elif isinstance(value, bool):
             args.append(flag)
         else:
             args += [flag, str(value)]

@@ -22,6 +22,7 @@ FACE_MODELS = ("none", "gfpgan", "codeformer", "restoreformer")
 OFFLOAD_MODES = ("none", "model", "sequential")
 STAGE1_MODES = ("fast", "lanczos", "none")
 DTYPES = ("fp16", "bf16", "fp32")
+TASKS = ("sr", "jpeg", "denoise")
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2x its warning threshold)
 
@@ -32,6 +33,9 @@ class Settings:
 
     engine: str = "auto"  # checked against the engine registry by the runner
     model: str | None = None
+    ensemble: list[str] | None = None  # several --model: all of them, blended (model holds the first)
+    blend: list[float] | None = None  # the ensemble's weights, normalised to sum 1
+    task: str = "sr"  # sr | jpeg | denoise: jpeg and denoise clean up at the original size first
     scale: float = 4.0
     preset: str | None = None
     prompt: str = ""
@@ -94,6 +98,8 @@ class Settings:
         _choice("faces", self.faces, FACE_MODELS)
         _choice("offload", self.offload, OFFLOAD_MODES)
         _choice("alpha", self.alpha, ("bicubic", "model"))
+        _choice("task", self.task, TASKS)
+        self._validate_ensemble()
         if self.color_fix is not None:
             _choice("color-fix", self.color_fix, COLOR_FIXES)
         if self.stage1 is not None:
@@ -138,6 +144,19 @@ class Settings:
             raise ConfigError(f"--max-pixels {self.max_pixels}: expected at least 256")
 
 
+    def _validate_ensemble(self) -> None:
+        if self.ensemble is not None and len(self.ensemble) < 2:
+            raise ConfigError(f"an ensemble needs two or more models, got {self.ensemble}")
+        if self.blend is None:
+            return
+        if self.ensemble is None:
+            raise ConfigError("--blend weighs several models: give --model twice or more")
+        if len(self.blend) != len(self.ensemble):
+            raise ConfigError(f"--blend has {len(self.blend)} weights for {len(self.ensemble)} models; give one per --model")
+        if any(w < 0 for w in self.blend) or sum(self.blend) <= 0:
+            raise ConfigError(f"--blend {','.join(f'{w:g}' for w in self.blend)}: weights must be >= 0 with a positive sum")
+
+
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"--{name} {value!r}: expected one of {', '.join(allowed)}")
@@ -152,7 +171,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "str": (str,),
     "dict[str, str]": (dict,),
+    "list[str]": (list,),
+    "list[float]": (list,),
 }
+_ITEM_TYPES: dict[str, tuple[type, ...]] = {"list[str]": (str,), "list[float]": (int, float)}
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
@@ -163,6 +185,10 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: key '{name}' = {value!r}: expected {declared}")
     if declared.startswith("dict") and not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f"{origin}: key '{name}': every value must be a string (write era = \"1950s\")")
+    if declared in _ITEM_TYPES:
+        if not all(isinstance(v, _ITEM_TYPES[declared]) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{origin}: key '{name}' = {value!r}: expected {declared}")
+        return [float(v) for v in value] if declared == "list[float]" else list(value)
     return float(value) if declared == "float" else value
 
 

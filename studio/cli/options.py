@@ -14,3 +14,13 @@ def parse_vars(items: list[str] | None) -> dict[str, str]:
             raise UsageError(f"--var {item!r}: expected KEY=VALUE, e.g. --var era=1950s")
         variables[key.strip()] = value
     return variables
+
+
+def parse_blend(text: str | None) -> list[float] | None:
+    """`--blend 0.6,0.4` -> [0.6, 0.4]; the settings check the count against the --model list."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--blend {text!r}: expected comma-separated numbers, e.g. --blend 0.6,0.4") from None

@@ -21,6 +21,10 @@ HELP = """Restore and upscale images.
   studio restore photo.jpg --engine classical --scale 3 --format tiff -o big.tif
 
   studio restore portrait.jpg --faces codeformer --face-fidelity 0.7
+
+  studio restore scan.jpg --task jpeg --scale 1
+
+  studio restore photo.jpg --model realesrgan-x4plus --model swinir-m-x4-realsr --blend 0.6,0.4
 """
 
 ENGINE_HELP = "auto, classical, fast, sd-x4, stablesr (auto: a diffusion engine with a GPU and its weights, else fast)."
@@ -34,7 +38,9 @@ def restore(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (folders are searched recursively).")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output file (one input) or folder (several inputs, or a trailing /).")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help=ENGINE_HELP)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Weights name, file, folder or hub id.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Weights name, file, folder or hub id; give it again for an ensemble (fast engine).")] = None,
+    blend: Annotated[Optional[str], typer.Option("--blend", help="Ensemble weights, one per --model, e.g. 0.6,0.4 (averaged in linear light; normalised to sum 1). Default: equal.")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="sr (enlarge), jpeg (remove JPEG artefacts) or denoise; jpeg/denoise clean at the original size with SwinIR first. Default: sr.")] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Output scale, fractional allowed. Default: 4.")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Prompt preset (studio presets list).")] = None,
     preset_dir: Annotated[Optional[list[Path]], typer.Option("--preset-dir", help="Extra preset folder (repeatable).")] = None,
@@ -86,7 +92,7 @@ def restore(
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML, a \\[restore] table).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan; write nothing.")] = False,
 ) -> None:
-    from studio.cli.options import parse_vars
+    from studio.cli.options import parse_blend, parse_vars
     from studio.errors import UsageError
     from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
     from studio.runner import check_report_path, collect_jobs, default_report_path, prepare_settings
@@ -102,8 +108,10 @@ def restore(
         if fmt is not None and fmt != implied:
             raise UsageError(f"-o {output} looks like {implied.upper()} but --format is {fmt}; make them agree")
         fmt = implied
+    models = list(model or [])
     cli: dict[str, Any] = {
-        "engine": engine, "model": model, "scale": scale, "preset": preset, "prompt": prompt,
+        "engine": engine, "model": models[0] if models else None, "ensemble": models if len(models) > 1 else None,
+        "blend": parse_blend(blend), "task": task, "scale": scale, "preset": preset, "prompt": prompt,
         "negative_prompt": negative_prompt, "variables": parse_vars(var) or None, "seed": seed, "steps": steps,
         "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
         "scheduler": scheduler, "adapter": adapter, "adapter_scale": adapter_scale, "denoise": denoise,
@@ -164,6 +172,8 @@ def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
 
 def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
          report_path: Path | None, debug: bool) -> None:
+    import warnings
+
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -206,7 +216,9 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
                           f"({result.output_size[0]}x{result.output_size[1]}, {result.engine}, {result.seconds:.1f} s)")
 
     try:
-        with progress:
+        with progress, warnings.catch_warnings():
+            if not debug:  # third-party warnings (torch, diffusers...) are for developers: shown with --debug
+                warnings.simplefilter("ignore")
             batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done, debug)
     finally:
         messages.set_sink(None)

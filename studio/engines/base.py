@@ -41,6 +41,10 @@ class Engine(ABC):
     default_color_fix: ClassVar[str] = "none"
     owns_fidelity: ClassVar[bool] = False  # True: the engine maps --fidelity itself (no Lanczos blend after it)
 
+    source_jpeg_quality: int | None = None
+    """Set by the runner before `restore`: the input file's JPEG quality from its quantisation tables
+    (None for other formats). Engines that remove JPEG artefacts choose their model by it."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stage1_upscaler: Upscaler | None = None  # the runner lends the fast engine (--stage1 fast)

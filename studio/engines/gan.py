@@ -25,6 +25,7 @@ from studio import weights
 from studio.engines.base import Availability, Engine, ProgressFn, output_size
 from studio.errors import InputError, StudioError, UsageError
 from studio.messages import notice, warn
+from studio.ops.blend import blend_linear, normalised
 from studio.ops.resize import resize
 from studio.ops.tiling import retry_smaller_tiles, tile_grid, tiled_apply
 from studio.settings import Settings
@@ -142,6 +143,9 @@ def _choose(image: np.ndarray) -> tuple[str, str, str]:
 # ---------------------------------------------------------------- backends
 
 
+_LUMA = (0.299, 0.587, 0.114)
+
+
 class _TorchBackend:
     """A spandrel model on a torch device: fp16 where supported on GPUs, channels_last, inference_mode."""
 
@@ -158,15 +162,20 @@ class _TorchBackend:
         self.name = (
             f"torch-{device.type}-{'fp16' if self.dtype == torch.float16 else 'fp32'}"
         )
+        self.grey = descriptor.input_channels == 1
 
     def __call__(self, tile: torch.Tensor) -> torch.Tensor:
+        """RGB tile in, RGB tile out; greyscale models see the luma (Rec. 601) and their output is repeated."""
         import torch
 
         with torch.inference_mode():
+            if self.grey:
+                tile = (tile * tile.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
             x = tile.to(self.device, self.dtype).contiguous(
                 memory_format=torch.channels_last
             )
-            return self.descriptor(x).float()
+            out = self.descriptor(x).float()
+            return out.repeat(1, 3, 1, 1) if self.grey else out
 
 
 class _NcnnBackend:
@@ -284,9 +293,10 @@ def _load_spandrel(path: Path) -> Any:
         raise UsageError(
             f"{path}: this is a {descriptor.purpose} model, not a super-resolution model"
         )
-    if descriptor.input_channels != 3 or descriptor.output_channels != 3:
+    channels = (descriptor.input_channels, descriptor.output_channels)
+    if channels not in ((3, 3), (1, 1)):
         raise UsageError(
-            f"{path}: the fast engine needs an RGB model, this one has {descriptor.input_channels} channels"
+            f"{path}: the fast engine needs an RGB or greyscale model, this one maps {channels[0]} to {channels[1]} channels"
         )
     return descriptor
 
@@ -309,7 +319,7 @@ class FastEngine(Engine):
     def availability(cls, settings: Settings) -> Availability:
         if importlib.util.find_spec("spandrel") is None:
             return Availability(False, "missing package: spandrel")
-        names: list[str] = (
+        names: list[str] = settings.ensemble or (
             [settings.model] if settings.model else [PHOTO_MODEL, ANIME_MODEL]
         )
         for name in names:
@@ -401,22 +411,31 @@ class FastEngine(Engine):
         cap = CPU_TILE if device.type == "cpu" else GPU_TILE_MAX
         return max(64, min(side, cap))
 
-    def _tile_for(self, loaded: _Loaded) -> int:
+    def _tile_for(self, models: list[_Loaded]) -> int:
+        """--tile, else the smallest automatic tile of the models (an ensemble shares one grid)."""
         if self.settings.tile is not None:
             return self.settings.tile
-        return self.auto_tile(loaded.arch, loaded.scale, loaded.device, loaded.tiling)
+        tiles = [self.auto_tile(m.arch, m.scale, m.device, m.tiling) for m in models]
+        return 0 if all(t == 0 for t in tiles) else min(t for t in tiles if t)
 
     def _run(
-        self, loaded: _Loaded, image: np.ndarray, progress: ProgressFn | None
+        self,
+        models: list[_Loaded],
+        image: np.ndarray,
+        progress: ProgressFn | None,
+        blend: list[float] | None = None,
     ) -> tuple[np.ndarray, int]:
-        """One model pass over (H, W, 3) float32, tiled, retrying smaller tiles after an out-of-memory."""
+        """One pass of a model (or an ensemble, blended per tile) over (H, W, 3) float32, tiled,
+        retrying smaller tiles after an out-of-memory."""
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
         overlap = self.settings.tile_overlap
+        scale = max(m.scale for m in models)
+        fn = models[0].backend if len(models) == 1 else _ensemble_fn(models, blend or [1.0] * len(models), scale)
 
         def attempt(tile: int) -> torch.Tensor:
-            return tiled_apply(loaded.backend, x, loaded.scale, tile, overlap, progress)
+            return tiled_apply(fn, x, scale, tile, overlap, progress)
 
         def stepped_down(old: int, new: int) -> None:
             notice(
@@ -425,41 +444,66 @@ class FastEngine(Engine):
 
         with torch.inference_mode():
             out, used = retry_smaller_tiles(
-                attempt, self._tile_for(loaded), loaded.device, on_retry=stepped_down
+                attempt, self._tile_for(models), models[0].device, on_retry=stepped_down
             )
             return out[0].clamp_(0.0, 1.0).permute(1, 2, 0).cpu().numpy(), used
 
     # -- the contract
 
-    def _pick(self, image: np.ndarray) -> tuple[str, str]:
+    def _pick(self, image: np.ndarray) -> tuple[list[str], str]:
+        if self.settings.ensemble:
+            return list(self.settings.ensemble), "ensemble chosen with --model"
         if self.settings.model:
-            return self.settings.model, "chosen with --model"
+            return [self.settings.model], "chosen with --model"
         name, reason, kind = _choose(image)
         if kind == "document":
             warn(
                 f"{reason}: GAN models can invent letter shapes; for fidelity use --engine classical"
             )
-        return name, reason
+        return [name], reason
+
+    def _clean(self, image: np.ndarray, progress: ProgressFn | None) -> np.ndarray:
+        """--task jpeg|denoise: the matching SwinIR model at the original size (its window padding
+        is spandrel's: reflect to the window multiple, cropped back)."""
+        from studio.engines.swinir_tasks import choose_task_model
+
+        choice = choose_task_model(self.settings.task, image, self.source_jpeg_quality)
+        loaded = self._load(choice.model)
+        if loaded.scale != 1:
+            raise UsageError(f"--task {self.settings.task}: '{choice.model}' is a x{loaded.scale} model, expected x1")
+        notice(f"--task {self.settings.task}: {choice.reason}")
+        cleaned, used = self._run([loaded], image, progress)
+        self._last["cleanup"] = {
+            "task": self.settings.task,
+            "level": choice.level,
+            "measured": choice.measured,
+            "reason": choice.reason,
+            **_pass_record(loaded, used),
+        }
+        self._last.setdefault("alpha_model", loaded.name)
+        return cleaned
 
     def restore(
         self, image: np.ndarray, scale: float, progress: ProgressFn | None = None
     ) -> np.ndarray:
         _check_image(image)
-        name, reason = self._pick(image)
-        loaded = self._load(name)
         out_h, out_w = output_size(image.shape[0], image.shape[1], scale)
-        if scale > loaded.scale:
+        self._last = {}
+        if self.settings.task != "sr":
+            image = self._clean(image, progress)
+            if scale <= 1:  # nothing to enlarge: no second network pass
+                return image if image.shape[:2] == (out_h, out_w) else resize(image, out_h, out_w, "lanczos")
+        names, reason = self._pick(image)
+        models = [self._load(name) for name in names]
+        model_scale = max(m.scale for m in models)
+        if scale > model_scale:
             warn(
-                f"--scale {scale:g} is more than the model's x{loaded.scale}: one model pass, then a Lanczos "
+                f"--scale {scale:g} is more than the model's x{model_scale}: one model pass, then a Lanczos "
                 "resize for the rest (a second AI pass would compound artefacts)"
             )
-        result, used = self._run(loaded, image, progress)
-        self._last = {
-            "model": loaded.name,
-            "reason": reason,
-            "tile": used,
-            "loaded": loaded,
-        }
+        blend = normalised(self.settings.blend or [1.0] * len(models)) if len(models) > 1 else None
+        result, used = self._run(models, image, progress, blend)
+        self._last.update(models=models, blend=blend, reason=reason, tile=used, alpha_model=models[0].name)
         if result.shape[:2] != (out_h, out_w):
             result = resize(result, out_h, out_w, "lanczos")
         return result
@@ -471,38 +515,47 @@ class FastEngine(Engine):
         if alpha.ndim != 2:
             raise InputError(f"alpha must be a 2-D array, got shape {alpha.shape}")
         grey = np.repeat(alpha.astype(np.float32)[..., None], 3, axis=2)
-        name = self._last.get("model") or self.settings.model or PHOTO_MODEL
+        name = self._last.get("alpha_model") or self.settings.model or PHOTO_MODEL
         loaded = self._load(name)
         out_h, out_w = output_size(alpha.shape[0], alpha.shape[1], scale)
-        result, _ = self._run(loaded, grey, progress)
+        result, _ = self._run([loaded], grey, progress)
         plane = result.mean(axis=2)
         if plane.shape != (out_h, out_w):
             plane = resize(plane, out_h, out_w, "lanczos")
         return plane.astype(np.float32)
 
     def provenance(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"engine": self.name}
-        loaded: _Loaded | None = self._last.get("loaded")
-        if loaded is None:
+        """The enlarging pass (one model, or every ensemble member with its weight) and any cleanup pass."""
+        info: dict[str, Any] = {"engine": self.name, "task": self.settings.task}
+        cleanup = self._last.get("cleanup")
+        models: list[_Loaded] = self._last.get("models", [])
+        if cleanup is not None:
+            info["cleanup"] = cleanup
+        if not models:
+            if cleanup is not None:  # --scale 1: the cleanup model made the image
+                info.update(model=cleanup["model"], weights_sha256=cleanup["weights_sha256"], enlarging=None)
             return info
-        info.update(
-            model=loaded.name,
-            model_reason=self._last["reason"],
-            weights_file=str(loaded.path),
-            weights_sha256=weights.file_sha256(loaded.path),
-            arch=loaded.arch,
-            model_scale=loaded.scale,
-            backend=loaded.backend_name,
-            tile=self._last["tile"],
-            tile_overlap=self.settings.tile_overlap,
-        )
+        records = [_pass_record(m, self._last["tile"]) for m in models]
+        info.update(records[0], model_reason=self._last["reason"], tile_overlap=self.settings.tile_overlap)
+        if len(models) > 1:
+            for record, weight in zip(records, self._last["blend"]):
+                record["weight"] = round(weight, 6)
+            info.update(
+                model=" + ".join(m.name for m in models),
+                weights_sha256=[r["weights_sha256"] for r in records],
+                ensemble=records,
+                blend_space="linear light (sRGB decoded, weighted mean, encoded)",
+                model_scale=max(m.scale for m in models),
+            )
         return info
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """Model, tile grid and rough memory/time, without loading any weights."""
         info = super().plan(height, width, scale)
         name = (
-            self.settings.model or f"{PHOTO_MODEL} or {ANIME_MODEL} (chosen by content)"
+            " + ".join(self.settings.ensemble)
+            if self.settings.ensemble
+            else self.settings.model or f"{PHOTO_MODEL} or {ANIME_MODEL} (chosen by content)"
         )
         spec = weights.find(self.settings.model or PHOTO_MODEL)
         arch = spec.arch if spec else "unknown"
@@ -530,8 +583,14 @@ class FastEngine(Engine):
             height * width * model_scale**2 * 4 * 4
         )  # the merged output and its weights
         computed = sum(t.height * t.width for t in grid)
+        if self.settings.task != "sr":
+            measured = "the file's JPEG quality" if self.settings.task == "jpeg" else "the measured noise"
+            info["cleanup"] = f"a SwinIR {self.settings.task} model chosen by {measured}, at the original size"
+            if scale <= 1:
+                name = "none: --scale 1 runs no enlarging pass"
         info.update(
             model=name,
+            task=self.settings.task,
             model_scale=model_scale,
             device=device.type,
             tile=tile,
@@ -544,6 +603,40 @@ class FastEngine(Engine):
                 computed * MACS_PER_INPUT_PIXEL[arch] * 2 / CPU_FLOPS, 1
             )
         return info
+
+
+def _pass_record(loaded: _Loaded, tile: int) -> dict[str, Any]:
+    """What one network pass used, for provenance."""
+    return {
+        "model": loaded.name,
+        "weights_file": str(loaded.path),
+        "weights_sha256": weights.file_sha256(loaded.path),
+        "arch": loaded.arch,
+        "model_scale": loaded.scale,
+        "backend": loaded.backend_name,
+        "tile": tile,
+    }
+
+
+def _ensemble_fn(
+    models: list[_Loaded], blend: list[float], scale: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One tile through every model, each brought to `scale` (bicubic for smaller models), blended in
+    linear light: so the ensemble shares one tile grid and one merge."""
+
+    def blended(tile: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        size = (tile.shape[-2] * scale, tile.shape[-1] * scale)
+        outputs = []
+        for loaded in models:
+            out = loaded.backend(tile).float().to(tile.device)
+            if out.shape[-2:] != size:
+                out = F.interpolate(out, size=size, mode="bicubic", align_corners=False, antialias=True)
+            outputs.append(out.clamp(0.0, 1.0))
+        return blend_linear(outputs, blend)
+
+    return blended
 
 
 def _check_image(image: np.ndarray) -> None:

@@ -65,3 +65,10 @@ def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
     lab_a = rgb2lab(np.clip(a, 0.0, 1.0))
     lab_b = rgb2lab(np.clip(b, 0.0, 1.0))
     return float(np.mean(deltaE_ciede2000(lab_a, lab_b)))
+
+
+def looks_grayscale(image: np.ndarray) -> bool:
+    """True for black-and-white photos stored as RGB (channels within 2/255 on a <=256 px sample)."""
+    step = max(1, max(image.shape[:2]) // 256)
+    sample = image[::step, ::step]
+    return float(np.abs(sample - sample.mean(axis=2, keepdims=True)).max()) < 2.0 / 255.0

