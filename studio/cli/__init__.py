@@ -65,9 +65,10 @@ def main_options(
 
 
 def _register() -> None:
-    from studio.cli import engines, info, presets, restore, weights
+    from studio.cli import degrade, engines, info, presets, restore, weights
 
     app.command("restore", help=restore.HELP, no_args_is_help=True)(restore.restore)
+    app.command("degrade", help=degrade.HELP, no_args_is_help=True)(degrade.degrade)
     app.command("engines")(engines.engines)
     app.command("info", no_args_is_help=True)(info.info)
     app.add_typer(weights.app, name="weights", help="List, download, verify and import model weights.")
