@@ -65,9 +65,10 @@ def main_options(
 
 
 def _register() -> None:
-    from studio.cli import degrade, engines, evaluate, info, presets, restore, weights
+    from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, weights
 
     app.command("restore", help=restore.HELP, no_args_is_help=True)(restore.restore)
+    app.command("compare", help=compare.HELP, no_args_is_help=True)(compare.compare)
     app.command("degrade", help=degrade.HELP, no_args_is_help=True)(degrade.degrade)
     app.command("engines")(engines.engines)
     app.command("evaluate", help=evaluate.HELP, no_args_is_help=True)(evaluate.evaluate)
