@@ -4,7 +4,8 @@ Convention (stated in every report): PSNR and SSIM on the Y channel of BT.601 YC
 images, `scale` pixels cropped at each border (as BasicSR, EDSR and the Real-ESRGAN papers do); SSIM with
 the 11x11 Gaussian window (sigma 1.5). LPIPS is LPIPS-Alex v0.1 on RGB. Colour drift is the mean
 CIEDE2000 after a Gaussian blur of sigma = 2 x scale px, so only colour, not detail, counts.
-Seconds and peak memory are per image and include the first image's model loading.
+Seconds and peak memory are per image and include the first image's model loading; peak memory is the
+process's resident set on a CPU (the whole process: Python, libraries, models) and the allocator peak on CUDA.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from studio.settings import DEFAULT_MAX_PIXELS
 CONVENTION = (
     "PSNR/SSIM: Y of BT.601 YCbCr from 8-bit images, `scale` px cropped per border, SSIM Gaussian 11x11 sigma 1.5; "
     "LPIPS: LPIPS-Alex v0.1 (lower is closer); colour drift: mean CIEDE2000 after a Gaussian blur of 2 x scale px; "
-    "seconds and peak memory per image include model loading on the first image"
+    "seconds and peak memory per image include model loading on the first image; "
+    "peak memory: the process's resident set on CPU, torch's allocator peak on CUDA"
 )
 METRICS = ("psnr_y", "ssim_y", "lpips", "color_drift", "seconds", "peak_mib")
 HIGHER_IS_BETTER = {"psnr_y": True, "ssim_y": True, "lpips": False, "color_drift": False, "seconds": False, "peak_mib": False}
@@ -120,7 +122,7 @@ def pairs_scale(pairs: list[Pair]) -> int:
 
 
 class PeakMemory:
-    """Peak memory of one restoration: CUDA's allocator peak on a GPU, else the process's resident-set growth."""
+    """Peak memory while restoring one image: CUDA's allocator peak on a GPU, else the process's peak resident set."""
 
     def __init__(self, device: str) -> None:
         self.device = device
@@ -136,14 +138,12 @@ class PeakMemory:
         import psutil
 
         process = psutil.Process()
-        start = process.memory_info().rss
 
         def sample() -> None:
-            peak = start
+            peak = process.memory_info().rss
             while not self._stop.wait(0.005):
                 peak = max(peak, process.memory_info().rss)
-            self.peak_mib = max(peak, process.memory_info().rss) - start
-            self.peak_mib /= 2**20
+            self.peak_mib = max(peak, process.memory_info().rss) / 2**20
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()

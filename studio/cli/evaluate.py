@@ -76,7 +76,8 @@ def _table(results: list, lpips_note: str | None) -> Any:
     from rich.table import Table
 
     table = Table(title="mean (median) per image; worst image by PSNR-Y", title_justify="left")
-    for header in ("run", "engine", "PSNR-Y dB ↑", "SSIM-Y ↑", "LPIPS ↓", "colour drift ΔE ↓", "s / image", "peak MiB", "worst image"):
+    lpips_header = f"LPIPS ↓ ({lpips_note})" if lpips_note else "LPIPS ↓"
+    for header in ("run", "engine", "PSNR-Y dB ↑", "SSIM-Y ↑", lpips_header, "colour drift ΔE ↓", "s / image", "peak MiB", "worst image"):
         table.add_column(header, overflow="fold")
     for result in results:
         if result.unavailable:
@@ -86,7 +87,7 @@ def _table(results: list, lpips_note: str | None) -> Any:
         worst = summary.get("psnr_y", {}).get("worst")
         table.add_row(
             result.label, result.engine or "", _cell(summary, "psnr_y", 2), _cell(summary, "ssim_y", 4),
-            lpips_note if lpips_note else _cell(summary, "lpips", 4), _cell(summary, "color_drift", 2),
+            _cell(summary, "lpips", 4), _cell(summary, "color_drift", 2),
             _cell(summary, "seconds", 2), _cell(summary, "peak_mib", 0),
             f"{worst['image']} ({worst['value']:.2f})" if worst else "-",
         )
