@@ -216,6 +216,21 @@ def _dust_and_scratches(
     return image * (1 - light - dark) + light * 0.92 + dark * 0.08
 
 
+def _grain_dust_jpeg(
+    image: np.ndarray, rng: np.random.Generator, steps: Steps,
+    grain: tuple[tuple[float, float], bool, str], dust: tuple[tuple[float, float], int], quality: tuple[int, int],
+) -> np.ndarray:
+    """The tail prints and scans share: grain or sensor noise (sigma range on 0-255, gray?, why), specks, JPEG."""
+    bounds, gray, why = grain
+    sigma = _uniform(rng, bounds)
+    image = add_gaussian_noise(image, sigma / 255.0, gray, rng)
+    steps.append({"op": "gaussian_noise", "sigma_255": sigma, "gray": gray, "why": why})
+    image = _dust_and_scratches(np.clip(image, 0, 1), rng, dust[0], dust[1], steps)
+    image, params = _jpeg_step(image, rng, quality)
+    steps.append(params)
+    return image
+
+
 def old_photo(image: np.ndarray, scale: int, rng: np.random.Generator) -> tuple[np.ndarray, Steps]:
     """A faded family-album print: soft, faded, toned, textured, grainy, dusty, then JPEG."""
     steps: Steps = []
@@ -233,12 +248,7 @@ def old_photo(image: np.ndarray, scale: int, rng: np.random.Generator) -> tuple[
         out = out * gains
         steps.append({"op": "colour_cast", "gains": [float(g) for g in gains]})
     out = _paper_texture(out, rng, (0.01, 0.05), steps)
-    sigma = _uniform(rng, (2.0, 10.0))
-    out = add_gaussian_noise(out, sigma / 255.0, True, rng)
-    steps.append({"op": "gaussian_noise", "sigma_255": sigma, "gray": True, "why": "film grain"})
-    out = _dust_and_scratches(np.clip(out, 0, 1), rng, (5e-5, 4e-4), 4, steps)
-    out, params = _jpeg_step(out, rng, (40, 90))
-    steps.append(params)
+    out = _grain_dust_jpeg(out, rng, steps, grain=((2.0, 10.0), True, "film grain"), dust=((5e-5, 4e-4), 4), quality=(40, 90))
     return clip_quantize(out), steps
 
 
@@ -250,12 +260,7 @@ def scan(image: np.ndarray, scale: int, rng: np.random.Generator) -> tuple[np.nd
     lift = _uniform(rng, (0.0, 0.06))
     out = lift + (1 - lift) * out * tint
     steps.append({"op": "paper_tint", "gains": [float(g) for g in tint], "lift": lift})
-    sigma = _uniform(rng, (1.0, 6.0))
-    out = add_gaussian_noise(out, sigma / 255.0, False, rng)
-    steps.append({"op": "gaussian_noise", "sigma_255": sigma, "gray": False, "why": "sensor noise"})
-    out = _dust_and_scratches(np.clip(out, 0, 1), rng, (1e-5, 8e-5), 0, steps)
-    out, params = _jpeg_step(out, rng, (70, 95))
-    steps.append(params)
+    out = _grain_dust_jpeg(out, rng, steps, grain=((1.0, 6.0), False, "sensor noise"), dust=((1e-5, 8e-5), 0), quality=(70, 95))
     return clip_quantize(out), steps
 
 
