@@ -596,3 +596,27 @@ def _write_tiff16(target: Path, picture: Picture, provenance_json: str) -> None:
 def with_pixels(picture: Picture, rgb: np.ndarray, alpha: np.ndarray | None) -> Picture:
     """The same picture (depth, profile, metadata) with restored pixels."""
     return replace(picture, rgb=rgb, alpha=alpha, provenance=None, notes=[])
+
+
+def write_png_text(path: Path, rgb: np.ndarray, text: dict[str, str]) -> None:
+    """An 8-bit RGB PNG with plain text entries (not studio provenance), written atomically.
+
+    For files studio makes that are not restorations: test pairs, comparison sheets.
+    """
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_itxt(key, value)
+    pixels = np.clip(np.round(np.asarray(rgb, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    with _atomic(path) as temp:
+        Image.fromarray(pixels).save(temp, format="PNG", pnginfo=info)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Supported images under `folder`, recursively and sorted, skipping hidden files and folders."""
+    return sorted(
+        path for path in folder.rglob("*")
+        if path.is_file() and is_supported(path)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )

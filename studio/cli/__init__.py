@@ -65,10 +65,13 @@ def main_options(
 
 
 def _register() -> None:
-    from studio.cli import engines, info, presets, restore, weights
+    from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, weights
 
     app.command("restore", help=restore.HELP, no_args_is_help=True)(restore.restore)
+    app.command("compare", help=compare.HELP, no_args_is_help=True)(compare.compare)
+    app.command("degrade", help=degrade.HELP, no_args_is_help=True)(degrade.degrade)
     app.command("engines")(engines.engines)
+    app.command("evaluate", help=evaluate.HELP, no_args_is_help=True)(evaluate.evaluate)
     app.command("info", no_args_is_help=True)(info.info)
     app.add_typer(weights.app, name="weights", help="List, download, verify and import model weights.")
     app.add_typer(presets.app, name="presets", help="Prompt presets: list them, show one rendered.")

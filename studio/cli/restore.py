@@ -185,9 +185,12 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
     )
 
     from studio import messages
+    from studio.distributed import current_share
     from studio.runner import run_batch, write_report
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    share = current_share()  # under `accelerate launch`: this process's part of the batch
+    all_jobs, jobs = jobs, share.select(jobs)
     messages.set_sink(lambda level, text: console.print(
         f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True))
     progress = Progress(
@@ -222,6 +225,9 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
             batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done, debug)
     finally:
         messages.set_sink(None)
+    if share.distributed:
+        _finish_distributed(batch, share, all_jobs, report_path, console)
+        return
     if report_path is not None:
         write_report(report_path, batch)
     summary = f"{batch.succeeded}/{len(batch.results)} succeeded"
@@ -231,4 +237,28 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
         summary += f"; report: {report_path}"
     console.print(summary)
     if batch.failed:
+        raise typer.Exit(1)
+
+
+def _finish_distributed(batch: Any, share: Any, all_jobs: list, report_path: Path | None, console: Any) -> None:
+    """Every process reports its own files; the main process writes the merged report and says the totals."""
+    import json
+
+    from studio.distributed import gather_report
+    from studio.imageio import write_text_atomic
+
+    console.print(f"process {share.index + 1}/{share.count}: {batch.succeeded}/{len(batch.results)} succeeded")
+    merged = gather_report(batch.to_json(), share, [str(job.source) for job in all_jobs])
+    if not share.is_main:
+        return
+    if report_path is not None:
+        write_text_atomic(report_path, json.dumps(merged, indent=2, default=str))
+    totals = merged["summary"]
+    summary = f"{totals['succeeded']}/{totals['total']} succeeded over {share.count} processes"
+    if totals["failed"]:
+        summary += f", {totals['failed']} failed"
+    if report_path is not None:
+        summary += f"; report: {report_path}"
+    console.print(summary)
+    if totals["failed"]:
         raise typer.Exit(1)
