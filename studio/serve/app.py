@@ -26,6 +26,7 @@ from studio.serve.config import ServeConfig
 from studio.serve.store import JobRecord, JobStore, new_job_id
 from studio.serve.uploads import UploadRejected, check_decodes, safe_stem, save_upload
 from studio.serve.worker import WorkerPool, lane_for
+from studio.settings import Settings
 
 SERVER_SETTINGS = ("device", "max_pixels")
 """Restore settings the server decides (serve --max-pixels; one worker per GPU), not the client."""
@@ -174,7 +175,11 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
         raise HTTPException(422, f"settings: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise HTTPException(422, 'settings: expected a JSON object such as {"engine": "fast", "scale": 2}')
+    known = Settings().to_dict()
     for key in value:
+        if key.replace("-", "_") not in known:
+            raise HTTPException(422, f"settings: unknown key '{key}'; expected restore settings such as engine, "
+                                     "scale, preset, prompt, strength, fidelity, faces, color_fix, seed")
         if key.replace("-", "_") in SERVER_SETTINGS:
             raise HTTPException(422, f"settings: '{key}' is set by the server, not per job")
     return value
@@ -231,6 +236,7 @@ def _describe(job: JobRecord, store: JobStore) -> dict[str, Any]:
         "command": provenance.get("command") if provenance else None,
         "input_url": f"{base}/input",
         "result_url": f"{base}/result" if job.status == "done" else None,
+        "result_name": job.output_path.name,
     }
 
 
