@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from studio import __version__
@@ -55,6 +55,16 @@ def create_app(config: ServeConfig) -> FastAPI:
                   description="Image restoration jobs: upload, follow progress, download the result.")
     app.state.store, app.state.pool, app.state.config = store, pool, config
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_token_checker(config.token))])
+    body_limit = config.max_upload_bytes + MULTIPART_SLACK
+
+    @app.middleware("http")
+    async def refuse_oversize(request: Request, call_next: Any) -> Any:
+        """A declared Content-Length over the limit is refused before a byte is read (and in JSON)."""
+        length = request.headers.get("content-length", "")
+        if request.method == "POST" and length.isdigit() and int(length) > body_limit:
+            return JSONResponse({"detail": f"upload larger than the limit of {config.max_upload_bytes / 1e6:g} MB"},
+                                status_code=413)
+        return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -66,7 +76,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 "active_jobs": store.active_count(), "workers": pool.describe(),
                 "max_upload_bytes": config.max_upload_bytes}
 
-    @api.post("/jobs", status_code=202, max_body_size=config.max_upload_bytes + MULTIPART_SLACK)
+    @api.post("/jobs", status_code=202, max_body_size=body_limit)  # also bounds bodies sent without a length
     def create_job(
         file: Annotated[UploadFile, File(description="PNG, JPEG, WebP or TIFF; the type is read from the content")],
         settings: Annotated[str | None, Form(description='JSON object of restore settings, e.g. {"engine": "fast", "scale": 2}')] = None,
