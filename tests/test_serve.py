@@ -85,7 +85,8 @@ def test_settings_are_checked_as_the_cli_checks_them_with_the_same_message(tmp_p
     with _client(tmp_path / "data") as client:
         refused = _post(client, _png(astronaut), settings=json.dumps({"scale": 99}))
         assert refused.status_code == 422 and refused.json()["detail"] in " ".join(cli.output.split())
-        assert _post(client, _png(astronaut), settings='{"engine": "warp"}').json()["detail"].startswith("--engine 'warp'")
+        unknown_engine = _post(client, _png(astronaut), settings='{"engine": "warp"}').json()["detail"]
+        assert unknown_engine.startswith("--engine 'warp'")
         assert _post(client, _png(astronaut), settings='{"preset": "nope"}').status_code == 422
         assert "unknown key 'bogus'" in _post(client, _png(astronaut), settings='{"bogus": 1}').json()["detail"]
         assert "set by the server" in _post(client, _png(astronaut), settings='{"max_pixels": 1e12}').json()["detail"]
@@ -211,3 +212,16 @@ def test_engines_presets_weights_and_the_docs_are_served(tmp_path: Path) -> None
         assert client.get("/docs").status_code == 200
         page = client.get("/").text
         assert 'id="file-input"' in page and "http" not in page.split("<script>")[1].split("</script>")[0]
+
+
+def test_a_worker_keeps_its_engines_between_jobs_and_rebuilds_only_when_the_model_changes() -> None:
+    from dataclasses import replace
+
+    from studio.serve.worker import WarmEngines
+    from studio.settings import Settings
+
+    warm = WarmEngines()
+    first = warm.engine(Settings(engine="fast", seed=1, prompt="a"))
+    second = warm.engine(Settings(engine="fast", seed=2, prompt="b", tile=64))
+    assert second is first and first.settings.seed == 2 and first.settings.tile == 64
+    assert warm.engine(replace(first.settings, model="realesr-animevideov3")) is not first

@@ -121,7 +121,8 @@ def test_fifty_concurrent_uploads_none_lost_same_pixels_as_the_cli_bounded_memor
 
         with ThreadPoolExecutor(UPLOADS) as pool:
             responses = list(pool.map(upload, plan))
-        assert [r.status_code for r in responses] == [202] * UPLOADS, [r.text for r in responses if r.status_code != 202]
+        refused = [r.text for r in responses if r.status_code != 202]
+        assert refused == []
         ids = [r.json()["id"] for r in responses]
         assert len(set(ids)) == UPLOADS
         finished = _wait_all(client, ids, DEADLINE_S)
@@ -227,7 +228,9 @@ def test_browser_upload_restore_compare_download(
     )
     assert sizes == [192, 192, 96]
     browser.save_screenshot(str(screenshots / "2-result-slider-50.png"))
-    browser.execute_script("const s = document.getElementById('slider'); s.value = 15; s.dispatchEvent(new Event('input'));")
+    browser.execute_script(
+        "const s = document.getElementById('slider'); s.value = 15; s.dispatchEvent(new Event('input'));"
+    )
     assert "85%" in browser.find_element(By.ID, "before").get_attribute("style")
     browser.save_screenshot(str(screenshots / "3-result-slider-15.png"))
 

@@ -32,6 +32,7 @@ SERVER_SETTINGS = ("device", "max_pixels")
 """Restore settings the server decides (serve --max-pixels; one worker per GPU), not the client."""
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff"}
+SETTINGS_HELP = 'JSON object of restore settings (the CLI options\' names), e.g. {"engine": "fast", "scale": 2}'
 MULTIPART_SLACK = 1 << 20  # room for the multipart framing and the settings field beyond the file itself
 
 
@@ -79,7 +80,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @api.post("/jobs", status_code=202, max_body_size=body_limit)  # also bounds bodies sent without a length
     def create_job(
         file: Annotated[UploadFile, File(description="PNG, JPEG, WebP or TIFF; the type is read from the content")],
-        settings: Annotated[str | None, Form(description='JSON object of restore settings, e.g. {"engine": "fast", "scale": 2}')] = None,
+        settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     ) -> JSONResponse:
         if store.active_count() >= config.queue_limit:
             raise HTTPException(429, f"the queue is full ({config.queue_limit} jobs); retry later",
@@ -99,7 +100,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         store.add(job_id, lane_for(engine_name), engine_name, name, source, output,
                   {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels})
         pool.wake()
-        return JSONResponse(_describe(_job_or_404(store, job_id), store), status_code=202, headers={"Location": f"/api/v1/jobs/{job_id}"})
+        return JSONResponse(_describe(_job_or_404(store, job_id), store), status_code=202,
+                            headers={"Location": f"/api/v1/jobs/{job_id}"})
 
     @api.get("/jobs")
     def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
@@ -195,7 +197,7 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _checked_settings(requested: dict[str, Any], config: ServeConfig) -> tuple[Any, str]:
+def _checked_settings(requested: dict[str, Any], config: ServeConfig) -> tuple[Settings, str]:
     """The CLI's own resolution and checks; the same messages, as 422 (or 503 for what the server lacks)."""
     from studio.engines import engine_class
 
