@@ -80,6 +80,7 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe for the app crashing; no fsync per update
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
