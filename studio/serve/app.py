@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPExcepti
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from studio import __version__
-from studio.errors import EnvironmentProblem, UsageError
+from studio.errors import EnvironmentProblem, StudioError
 from studio.imageio import FORMAT_EXTENSIONS
 from studio.runner import prepare_settings
 from studio.serve.config import ServeConfig
@@ -54,9 +54,14 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     app = FastAPI(title="studio", version=__version__, lifespan=lifespan,
                   description="Image restoration jobs: upload, follow progress, download the result.")
-    app.state.store, app.state.pool, app.state.config = store, pool, config
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_token_checker(config.token))])
     body_limit = config.max_upload_bytes + MULTIPART_SLACK
+
+    @app.exception_handler(StudioError)
+    async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
+        """Any StudioError is one line: 503 for what the server lacks, else the client's 4xx."""
+        status = getattr(exc, "status", 503 if isinstance(exc, EnvironmentProblem) else 422)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.middleware("http")
     async def refuse_oversize(request: Request, call_next: Any) -> Any:
@@ -93,9 +98,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             source = save_upload(file.file, folder / "input", name, config.max_upload_bytes)
             check_decodes(source, name, config.max_pixels)
-        except UploadRejected as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise HTTPException(exc.status, str(exc)) from None
+        except UploadRejected:
+            shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
+            raise
         output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
         store.add(job_id, lane_for(engine_name), engine_name, name, source, output,
                   {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels})
@@ -198,16 +203,12 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
 
 
 def _checked_settings(requested: dict[str, Any], config: ServeConfig) -> tuple[Settings, str]:
-    """The CLI's own resolution and checks; the same messages, as 422 (or 503 for what the server lacks)."""
+    """The CLI's own resolution and checks, so the same messages (errors become 422, or 503 for what the
+    server lacks, in the app's StudioError handler); then whether the engine can run here at all."""
     from studio.engines import engine_class
 
-    try:
-        settings, engine_name = prepare_settings({**requested, "max_pixels": config.max_pixels})
-        availability = engine_class(engine_name).availability(settings)
-    except UsageError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except EnvironmentProblem as exc:
-        raise HTTPException(503, str(exc)) from None
+    settings, engine_name = prepare_settings({**requested, "max_pixels": config.max_pixels})
+    availability = engine_class(engine_name).availability(settings)
     if not availability.ok:
         raise HTTPException(503, f"engine {engine_name} cannot run here: {availability.reason}")
     return settings, engine_name
