@@ -19,6 +19,10 @@ class InputError(StudioError):
     exit_code = 1
 
 
+class PixelBudgetExceeded(InputError):
+    """An input has more pixels than the budget (--max-pixels): a decompression bomb or a huge scan."""
+
+
 class OutputError(StudioError):
     """An output cannot be written (exists already, would overwrite an input, folder not writable)."""
 

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
-from studio.errors import InputError, OutputError
+from studio.errors import InputError, OutputError, PixelBudgetExceeded
 from studio.messages import warn
 
 SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
@@ -84,7 +84,7 @@ def read_image(path: Path, max_pixels: int) -> Picture:
             with image:
                 return _decode(path, image, max_pixels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(
+        raise PixelBudgetExceeded(
             f"{path}: larger than the pixel budget of {max_pixels:,} pixels; raise it with --max-pixels if you trust the file"
         ) from None
     except UnidentifiedImageError:

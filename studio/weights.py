@@ -163,6 +163,20 @@ def local_path(spec: WeightSpec) -> Path | None:
     return None
 
 
+def install_state(spec: WeightSpec) -> tuple[str, Path | None]:
+    """'yes' (on disk, with its path), 'bundled' (converts on first use) or 'no'."""
+    if spec.hub_repo:
+        try:
+            path: Path | None = resolve(spec.name, spec.kind)
+        except WeightsMissing:
+            path = None
+    else:
+        path = local_path(spec)
+    if path is not None:
+        return "yes", path
+    return ("bundled" if offline_files(spec) else "no"), None
+
+
 def _convert_bundled(spec: WeightSpec) -> Path | None:
     from studio.ncnn_import import import_ncnn
 

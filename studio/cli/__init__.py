@@ -65,7 +65,7 @@ def main_options(
 
 
 def _register() -> None:
-    from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, weights
+    from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, weights
 
     app.command("restore", help=restore.HELP, no_args_is_help=True)(restore.restore)
     app.command("compare", help=compare.HELP, no_args_is_help=True)(compare.compare)
@@ -73,6 +73,7 @@ def _register() -> None:
     app.command("engines")(engines.engines)
     app.command("evaluate", help=evaluate.HELP, no_args_is_help=True)(evaluate.evaluate)
     app.command("info", no_args_is_help=True)(info.info)
+    app.command("serve", help=serve.HELP)(serve.serve)
     app.add_typer(weights.app, name="weights", help="List, download, verify and import model weights.")
     app.add_typer(presets.app, name="presets", help="Prompt presets: list them, show one rendered.")
 

@@ -16,18 +16,9 @@ def engines(
     """
     import json
 
-    from studio.engines import ENGINES
-    from studio.settings import Settings
+    from studio.engines import describe_engines
 
-    settings = Settings()
-    rows = []
-    for entry in ENGINES:
-        try:
-            availability = entry.load().availability(settings)
-            ok, reason = availability.ok, availability.reason
-        except ImportError as exc:
-            ok, reason = False, f"missing package: {exc.name}"
-        rows.append({"engine": entry.name, "available": ok, "reason": reason, "summary": entry.summary})
+    rows = describe_engines()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -35,7 +35,6 @@ def list_weights(
     from rich.table import Table
 
     from studio import weights
-    from studio.errors import WeightsMissing
 
     table = Table(
         "name",
@@ -49,20 +48,10 @@ def list_weights(
     for spec in weights.registry():
         if kind and spec.kind != kind:
             continue
-        path = None
-        if spec.hub_repo:
-            try:
-                path = weights.resolve(spec.name, spec.kind)
-            except WeightsMissing:
-                path = None
-        else:
-            path = weights.local_path(spec)
-        if path is not None:
-            state = "[green]yes[/]"
-        elif weights.offline_files(spec):
-            state = "[cyan]bundled[/] (converts on first use)"
-        else:
-            state = "[red]no[/]"
+        installed, path = weights.install_state(spec)
+        state = {"yes": "[green]yes[/]", "bundled": "[cyan]bundled[/] (converts on first use)"}.get(
+            installed, "[red]no[/]"
+        )
         table.add_row(
             spec.name, spec.kind, state, _size(path), spec.license, spec.good_for
         )

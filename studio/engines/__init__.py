@@ -57,6 +57,21 @@ ENGINES: tuple[EngineEntry, ...] = (
 )
 
 
+def describe_engines() -> list[dict[str, object]]:
+    """Each engine, whether it can run here with default settings and why not (`studio engines`, the API)."""
+    from studio.settings import Settings
+
+    settings = Settings()
+    rows: list[dict[str, object]] = []
+    for entry in ENGINES:
+        try:
+            availability = entry.load().availability(settings)
+            ok, reason = availability.ok, availability.reason
+        except ImportError as exc:
+            ok, reason = False, f"missing package: {exc.name}"
+        rows.append({"engine": entry.name, "available": ok, "reason": reason, "summary": entry.summary})
+    return rows
+
 
 def engine_names() -> list[str]:
     return [entry.name for entry in ENGINES]
