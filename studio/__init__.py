@@ -41,10 +41,21 @@ def restore(
     overwrite: bool = False,
     **options: Any,
 ) -> "BatchReport":
-    """Restore files and folders; returns the batch report. Bad files are reported, not raised."""
-    from studio.runner import collect_jobs, prepare_settings, run_batch
+    """Restore files and folders; returns the batch report. Bad files are reported, not raised.
 
-    settings, engine = prepare_settings(options, Path(config) if config else None, [Path(p) for p in preset_dirs])
-    folder = output is not None and str(output).endswith(("/", "\\"))
-    jobs = collect_jobs([Path(p) for p in inputs], Path(output) if output else None, settings.format, folder)
-    return run_batch(jobs, settings, engine, skip_existing=skip_existing, overwrite=overwrite)
+    Everything that can be checked before the first pixel is (as on the command line): a bad option
+    raises UsageError, missing weights without a fallback raise an EnvironmentProblem.
+    """
+    from studio.runner import plan_run, run_batch
+
+    plan = plan_run(
+        options,
+        [Path(p) for p in inputs],
+        Path(output) if output else None,
+        output_is_folder=output is not None and str(output).endswith(("/", "\\")),
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        config_file=Path(config) if config else None,
+        preset_dirs=[Path(p) for p in preset_dirs],
+    )
+    return run_batch(plan, skip_existing=skip_existing, overwrite=overwrite)

@@ -41,7 +41,16 @@ class EnvironmentProblem(StudioError):
     exit_code = 3
 
 
-class WeightsMissing(EnvironmentProblem):
+class EngineUnavailable(StudioError):
+    """An engine cannot run here and now (weights missing, out of memory): the runner may fall back.
+
+    Engines raise a subclass; the runner falls back on any of them when a fallback engine is set.
+    """
+
+    exit_code = 3
+
+
+class WeightsMissing(EnvironmentProblem, EngineUnavailable):
     """Model weights are not present locally and cannot be fetched."""
 
 
@@ -49,7 +58,5 @@ class DeviceUnavailable(EnvironmentProblem):
     """The requested device (cuda, mps) is not available."""
 
 
-class OutOfMemory(StudioError):
-    """Raised by engines when even the smallest tile does not fit; callers may fall back."""
-
-    exit_code = 3
+class OutOfMemory(EngineUnavailable):
+    """Raised by engines when even the smallest tile does not fit; the runner may fall back."""

@@ -366,6 +366,16 @@ def check_output_path(output: Path, inputs: InputSet, overwrite: bool) -> None:
         raise OutputError(f"{output}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
 
 
+def jpeg_quality_problem(fmt: str, quality: int, force_jpeg: bool) -> str | None:
+    """Why a JPEG quality is refused (it would lose the restored detail), or None when it is fine."""
+    if fmt == "jpg" and quality < 95 and not force_jpeg:
+        return (
+            f"JPEG quality {quality} would throw away the restored detail; use --quality 95 or more, "
+            "PNG/WebP/TIFF, or --force-jpeg"
+        )
+    return None
+
+
 def write_image(
     path: Path,
     picture: Picture,
@@ -375,11 +385,8 @@ def write_image(
     force_jpeg: bool = False,
 ) -> None:
     """Write atomically: a temp file in the target folder, then rename. No partial file survives."""
-    if fmt == "jpg" and quality < 95 and not force_jpeg:
-        raise OutputError(
-            f"{path}: JPEG quality {quality} would throw away the restored detail; use --quality 95 or more, "
-            "PNG/WebP/TIFF, or --force-jpeg"
-        )
+    if problem := jpeg_quality_problem(fmt, quality, force_jpeg):
+        raise OutputError(f"{path}: {problem}")
     if fmt == "jpg":
         warn(f"{path.name}: JPEG re-compresses the result; PNG, lossless WebP or TIFF keep every restored detail")
     with _atomic(path) as temp:

@@ -69,7 +69,7 @@ def test_batch_goes_on_past_a_corrupt_file_and_reports(tmp_path: Path, astronaut
     assert (out / "shots" / "a.png").exists() and (out / "shots" / "sub" / "c.png").exists()
     assert not (out / "shots" / "b_corrupt.png").exists()
     report = json.loads((out / "studio_report.json").read_text())
-    assert report["summary"] == {"total": 4, "succeeded": 3, "failed": 1, "skipped": 0}
+    assert report["summary"] == {"total": 4, "succeeded": 3, "failed": 1, "skipped": 0, "interrupted": 0}
     failed = [f for f in report["files"] if f["status"] == "failed"]
     assert failed[0]["input"].endswith("b_corrupt.jpg") and "corrupt" in failed[0]["error"]
     ok = [f for f in report["files"] if f["status"] == "ok"]
@@ -192,7 +192,7 @@ def test_restoring_an_output_again_warns(tmp_path: Path, photo: Path) -> None:
 
 def test_jpeg_output_needs_quality_95(tmp_path: Path, photo: Path) -> None:
     result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "x.jpg", "--quality", "80")
-    assert result.exit_code == 1 and "--force-jpeg" in result.stderr
+    assert result.exit_code == 2 and "--force-jpeg" in result.stderr and not (tmp_path / "x.jpg").exists()
     result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "y.jpg")
     assert result.exit_code == 0 and "re-compresses" in result.stderr
 

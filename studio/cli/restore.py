@@ -74,12 +74,10 @@ def restore(
     from studio.cli.options import parse_vars
     from studio.errors import UsageError
     from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
-    from studio.runner import check_report_path, collect_jobs, default_report_path, prepare_settings
+    from studio.runner import plan_run
 
     output_is_folder = output is not None and output.endswith(("/", os.sep))
     output = Path(output) if output is not None else None
-    if skip_existing and overwrite:
-        raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
     if output is not None and output.suffix.lower() in SUPPORTED_EXTENSIONS:
         if output.suffix.lower() not in WRITABLE_EXTENSIONS:
             raise UsageError(f"-o {output}: studio writes png, jpg, webp or tiff, not {output.suffix}")
@@ -96,20 +94,20 @@ def restore(
         "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg, "sidecar": sidecar,
         "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
     }
-    settings, engine_name = prepare_settings(cli, config, list(preset_dir or []))
-    jobs = collect_jobs(inputs, output, settings.format, output_is_folder)
-    if report is None and len(jobs) > 1:
-        report = default_report_path(inputs, output)
-    if report is not None:
-        check_report_path(report, list(inputs), overwrite)
+    plan = plan_run(cli, list(inputs), output, output_is_folder=output_is_folder, report=report, overwrite=overwrite,
+                    skip_existing=skip_existing, config_file=config, preset_dirs=list(preset_dir or []))
     if dry_run:
-        _print_plan(jobs, settings, engine_name)
+        if _print_plan(plan, skip_existing):
+            raise typer.Exit(1)  # the real run would fail these files: same exit code
         return
-    _run(jobs, settings, engine_name, skip_existing, overwrite, report, bool(ctx.meta.get("studio.debug")))
+    _run(plan, skip_existing, overwrite, bool(ctx.meta.get("studio.debug")))
 
 
-def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
-    """--dry-run: the resolved settings with their sources, then per input the engine's plan."""
+def _print_plan(plan: Any, skip_existing: bool) -> int:
+    """--dry-run: the resolved settings with their sources, then per input the engine's plan.
+
+    Returns how many files the real run would fail (unreadable input, output in the way).
+    """
     import json
 
     from rich.console import Console
@@ -118,34 +116,43 @@ def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
     from studio.errors import StudioError
     from studio.imageio import read_image
 
+    settings = plan.settings
     console = Console(soft_wrap=True)
     console.print("[bold]Resolved settings[/] (value, and the layer it came from)")
     for key, value in settings.to_dict().items():
         console.print(f"  {key} = {value!r}  [dim]({settings.source_of(key)})[/]", markup=True, highlight=False)
-    engine = engine_class(engine_name)(settings)
-    availability = engine.availability(settings)
-    console.print(f"engine: [bold]{engine_name}[/] ({'available' if availability.ok else 'NOT available'}"
-                  f"{': ' + availability.reason if availability.reason else ''})")
-    for job in jobs:
+    engine = engine_class(plan.engine)(settings)
+    reason = engine.availability(settings).reason
+    console.print(f"engine: [bold]{plan.engine}[/] (available{': ' + reason if reason else ''})")
+    for note in plan.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    failures = 0
+    for job in plan.jobs:
         try:
             if job.error:
                 raise StudioError(job.error)
+            if skip_existing and job.output.exists():
+                console.print_json(json.dumps({"input": str(job.source), "skip": "output exists (--skip-existing)"}))
+                continue
             picture = read_image(job.source, settings.max_pixels)
             height, width = picture.rgb.shape[:2]
-            plan = {"input": str(job.source), "output": str(job.output), "input_size": [width, height],
+            step = {"input": str(job.source), "output": str(job.output), "input_size": [width, height],
                     **engine.plan(height, width, settings.scale)}
             if picture.alpha is not None:
-                plan["alpha"] = f"kept, upscaled by {settings.alpha}"
+                step["alpha"] = f"kept, upscaled by {settings.alpha}"
             if picture.bit_depth == 16:
-                plan["bit_depth"] = 16
+                step["bit_depth"] = 16
         except StudioError as exc:
-            plan = {"input": str(job.source), "error": str(exc)}
-        console.print_json(json.dumps(plan, default=str))
+            failures += 1
+            step = {"input": str(job.source), "error": str(exc)}
+        console.print_json(json.dumps(step, default=str))
+    if plan.report is not None:
+        console.print(f"report: {plan.report}", markup=False, highlight=False)
     console.print("[dim]dry run: nothing was written[/]")
+    return failures
 
 
-def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
-         report_path: Path | None, debug: bool) -> None:
+def _run(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -166,7 +173,7 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TimeRemainingColumn(), console=console, transient=True,
     )
-    batch_task = progress.add_task("images", total=len(jobs))
+    batch_task = progress.add_task("images", total=len(plan.jobs))
     image_task = progress.add_task("", total=1, visible=False)
 
     def on_job_start(job, index, total):
@@ -189,16 +196,17 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
 
     try:
         with progress:
-            batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done, debug)
+            batch = run_batch(plan, skip_existing, overwrite, on_job_start, on_job_done, debug)
     finally:
         messages.set_sink(None)
-    if report_path is not None:
-        write_report(report_path, batch)
-    summary = f"{batch.succeeded}/{len(batch.results)} succeeded"
-    if batch.failed:
-        summary += f", {batch.failed} failed"
-    if report_path is not None:
-        summary += f"; report: {report_path}"
+    if plan.report is not None:
+        write_report(plan.report, batch)
+    summary = batch.summary()
+    if plan.report is not None:
+        summary += f"; report: {plan.report}"
     console.print(summary)
+    if batch.interrupted:
+        console.print("[red]interrupted[/] (Ctrl-C): finished files are kept, the rest were not started")
+        raise typer.Exit(130)
     if batch.failed:
         raise typer.Exit(1)

@@ -2,13 +2,17 @@
 
 Images inside the core are float32 RGB arrays of shape (H, W, 3) in [0, 1]. Alpha, bit depth, ICC
 and EXIF never reach an engine: `studio.imageio` splits them off and puts them back.
+
+An engine class describes itself (diffusion or not, the settings it reads, its place in `auto`, its
+colour-fix default), so the runner decides from these attributes and never from engine names.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -16,6 +20,11 @@ from studio.settings import Settings
 
 ProgressFn = Callable[[int, int], None]
 """progress(done, total): called as work units (tiles, steps) finish."""
+
+DIFFUSION_SETTINGS = frozenset(
+    {"prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload"}
+)
+"""Settings that steer only diffusion engines; the others ignore them (and provenance leaves them out)."""
 
 
 @dataclass(frozen=True)
@@ -26,33 +35,55 @@ class Availability:
     reason: str = ""
 
 
+@dataclass
+class EngineResult:
+    """What one `Engine.restore` call made: the image at the requested size, and what made it.
+
+    `provenance` holds at least `engine`, and `model` (the name that reproduces it with --model)
+    when the engine has one; engines add weights hashes and resolved parameters.
+    """
+
+    image: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The exact output size every engine must return for a given scale."""
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class Engine(ABC):
-    """Base class of every engine. Subclasses set `name`, `summary` and implement `restore`."""
+    """Base class of every engine. Subclasses set the class attributes below and implement `restore`."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    diffusion: ClassVar[bool] = False
+    """A diffusion engine reads DIFFUSION_SETTINGS; the runner warns when they are given to any other."""
     default_color_fix: ClassVar[str] = "none"
+    auto_rank: ClassVar[int | None] = None
+    """Place in `--engine auto` (lowest first); None: never chosen by auto. Auto falls back down this order."""
+    auto_needs_gpu: ClassVar[bool] = False
+    """Auto picks this engine only when a GPU is present (it would take minutes per image on a CPU)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     @classmethod
+    def used_settings(cls) -> frozenset[str]:
+        """Engine-specific settings this engine reads (the rest of DIFFUSION_SETTINGS do not apply)."""
+        return DIFFUSION_SETTINGS if cls.diffusion else frozenset()
+
+    @classmethod
     def availability(cls, settings: Settings) -> Availability:
-        """Cheap check (no model loading) used by `studio engines`, `--engine auto` and `--dry-run`."""
+        """Cheap check (no model loading) used by `studio engines`, `--engine auto` and the up-front checks.
+
+        Raises UsageError for a setting this engine can never accept (an unknown model name).
+        """
         return Availability(True)
 
     @abstractmethod
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
-        """Restore `image` (H, W, 3 float32 in [0, 1]) and return it at `output_size(H, W, scale)`."""
-
-    def provenance(self) -> dict[str, Any]:
-        """What made the result: model name, weights sha256, engine-specific resolved parameters."""
-        return {"engine": self.name}
+    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
+        """Restore `image` (H, W, 3 float32 in [0, 1]) to `output_size(H, W, scale)`, with its provenance."""
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """For --dry-run: model, tiles, memory and time estimates, without loading anything heavy."""

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from studio import weights
-from studio.engines.base import Availability, Engine, ProgressFn, output_size
-from studio.errors import InputError, StudioError, UsageError
+from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
+from studio.errors import InputError, StudioError, UsageError, WeightsMissing
 from studio.messages import notice, warn
 from studio.ops.resize import resize
 from studio.ops.tiling import retry_smaller_tiles, tile_grid, tiled_apply
@@ -299,11 +299,11 @@ class FastEngine(Engine):
 
     name = "fast"
     summary = "Real-ESRGAN and other spandrel networks; the fast path and the fallback"
+    auto_rank = 1
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._models: dict[str, _Loaded] = {}
-        self._last: dict[str, Any] = {}
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
@@ -313,16 +313,12 @@ class FastEngine(Engine):
             [settings.model] if settings.model else [PHOTO_MODEL, ANIME_MODEL]
         )
         for name in names:
-            if Path(name).expanduser().is_file():
-                continue
             spec = weights.find(name)
-            if spec is None:
-                candidates = [
-                    weights.weights_dir() / f"{name}{s}"
-                    for s in ("", *weights.MODEL_SUFFIXES)
-                ]
-                if not any(c.is_file() for c in candidates):
-                    return Availability(False, f"unknown model '{name}'")
+            if spec is None or spec.kind != "sr":
+                try:  # a file, a file in weights/, or one clear error (unknown name: UsageError)
+                    weights.resolve(name, "sr")
+                except WeightsMissing as exc:
+                    return Availability(False, str(exc))
             elif (
                 weights.local_path(spec) is None and weights.offline_files(spec) is None
             ):
@@ -443,7 +439,7 @@ class FastEngine(Engine):
 
     def restore(
         self, image: np.ndarray, scale: float, progress: ProgressFn | None = None
-    ) -> np.ndarray:
+    ) -> EngineResult:
         _check_image(image)
         name, reason = self._pick(image)
         loaded = self._load(name)
@@ -454,25 +450,18 @@ class FastEngine(Engine):
                 "resize for the rest (a second AI pass would compound artefacts)"
             )
         result, used = self._run(loaded, image, progress)
-        self._last = {
-            "model": loaded.name,
-            "reason": reason,
-            "tile": used,
-            "loaded": loaded,
-        }
         if result.shape[:2] != (out_h, out_w):
             result = resize(result, out_h, out_w, "lanczos")
-        return result
+        return EngineResult(result, self._provenance(loaded, reason, used))
 
     def restore_alpha(
-        self, alpha: np.ndarray, scale: float, progress: ProgressFn | None = None
+        self, alpha: np.ndarray, scale: float, model: str | None = None, progress: ProgressFn | None = None
     ) -> np.ndarray:
-        """Upscale an alpha channel with the model (grey replicated to RGB), for `--alpha model`."""
+        """Upscale an alpha channel with `model` (the colour pass's; grey replicated to RGB), for `--alpha model`."""
         if alpha.ndim != 2:
             raise InputError(f"alpha must be a 2-D array, got shape {alpha.shape}")
         grey = np.repeat(alpha.astype(np.float32)[..., None], 3, axis=2)
-        name = self._last.get("model") or self.settings.model or PHOTO_MODEL
-        loaded = self._load(name)
+        loaded = self._load(model or self.settings.model or PHOTO_MODEL)
         out_h, out_w = output_size(alpha.shape[0], alpha.shape[1], scale)
         result, _ = self._run(loaded, grey, progress)
         plane = result.mean(axis=2)
@@ -480,23 +469,19 @@ class FastEngine(Engine):
             plane = resize(plane, out_h, out_w, "lanczos")
         return plane.astype(np.float32)
 
-    def provenance(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"engine": self.name}
-        loaded: _Loaded | None = self._last.get("loaded")
-        if loaded is None:
-            return info
-        info.update(
-            model=loaded.name,
-            model_reason=self._last["reason"],
-            weights_file=str(loaded.path),
-            weights_sha256=weights.file_sha256(loaded.path),
-            arch=loaded.arch,
-            model_scale=loaded.scale,
-            backend=loaded.backend_name,
-            tile=self._last["tile"],
-            tile_overlap=self.settings.tile_overlap,
-        )
-        return info
+    def _provenance(self, loaded: _Loaded, reason: str, tile: int) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "model": loaded.name,
+            "model_reason": reason,
+            "weights_file": str(loaded.path),
+            "weights_sha256": weights.file_sha256(loaded.path),
+            "arch": loaded.arch,
+            "model_scale": loaded.scale,
+            "backend": loaded.backend_name,
+            "tile": tile,
+            "tile_overlap": self.settings.tile_overlap,
+        }
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """Model, tile grid and rough memory/time, without loading any weights."""

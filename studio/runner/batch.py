@@ -6,40 +6,52 @@ import json
 import shlex
 import time
 from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from studio.engines.base import ProgressFn
+from studio.engines import engine_class
+from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn
 from studio.errors import EnvironmentProblem, InputError, StudioError, UsageError
 from studio.imageio import InputSet, check_output_path, read_image, write_image, write_text_atomic
 from studio.messages import warn
-from studio.runner.choice import EngineCache
+from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path
+from studio.runner.plan import UP_FRONT_SOURCES, Plan
 from studio.runner.recipe import restore_picture
 from studio.runner.reports import BatchReport, JobResult
-from studio.settings import Settings
+from studio.settings import Settings, layer_rank
 
 LOW_PSNR_WARNING_DB = 20.0
 
 
-def reproduce_command(source: Path, output: Path, settings: Settings) -> str:
-    """The command line that reproduces this output: every value that differs from the defaults."""
+def reproduce_command(source: Path, output: Path, settings: Settings, engine: type[Engine]) -> str:
+    """The command line that reproduces this output with `engine` (the one that ran, after any fallback).
+
+    It names every value that differs from the built-in defaults or that a layer or an up-front
+    decision set (so a user config cannot change it), and leaves out what the engine does not read.
+    The preset is already rendered into the values, so it is left out too.
+    """
     defaults = Settings().to_dict()
+    ignored = (DIFFUSION_SETTINGS - engine.used_settings()) | {"preset", "variables", "sidecar"}
     args = ["studio", "restore", str(source), "-o", str(output)]
     for name, value in settings.to_dict().items():
-        if name in ("preset", "variables", "sidecar") or value == defaults[name]:
+        decided = layer_rank(settings.source_of(name)) > 0 or settings.source_of(name) in UP_FRONT_SOURCES
+        if name in ignored or value is None or (value == defaults[name] and not decided):
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            args.append(flag)
+            args.append(flag if value else f"--no-{flag[2:]}")
         else:
             args += [flag, str(value)]
     return shlex.join(args)
 
 
-def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: InputSet, skip_existing: bool,
-                overwrite: bool, progress: ProgressFn | None = None, debug: bool = False) -> JobResult:
-    """One file, start to finish. Input and output problems become a failed result, not an exception."""
+def process_job(job: Job, cache: EngineCache, all_inputs: InputSet, skip_existing: bool, overwrite: bool,
+                progress: ProgressFn | None = None, debug: bool = False, notes: list[str] | None = None) -> JobResult:
+    """One file, start to finish. Input and output problems become a failed result, not an exception.
+
+    `notes` are the decisions taken up front (a fallback, a skipped face restorer): every output records them.
+    """
     started = time.perf_counter()
     settings = cache.settings
     result = JobResult(input=str(job.source), output=str(job.output), status="failed")
@@ -65,14 +77,18 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: Inpu
             result.notes.append("input is an earlier studio output")
         for text in picture.notes:
             warn(f"{job.source.name}: {text}")
-        restored = restore_picture(picture, cache, engine_name, progress)
+        restored = restore_picture(picture, cache, cache.primary, progress, notes or [])
         provenance, notes = restored.provenance, restored.notes
-        provenance["command"] = reproduce_command(job.source, job.output, replace(settings, engine=provenance["engine"]))
+        ran = engine_class(provenance["engine"])
+        ran_settings = replace(engine_settings(settings, ran.name, cache.primary), engine=ran.name)
+        provenance["command"] = reproduce_command(job.source, job.output, ran_settings, ran)
         provenance["input"] = {"name": job.source.name, "size": list(picture.size), "bit_depth": picture.bit_depth}
         result.quality = {**restored.quality, "seconds": round(time.perf_counter() - started, 3)}
         psnr_db = result.quality["psnr_vs_lanczos_db"]
         if psnr_db is not None and psnr_db < LOW_PSNR_WARNING_DB:
-            message = f"result departs strongly from the input (PSNR {psnr_db} dB vs Lanczos); check it for invented detail"
+            message = (
+                f"result departs strongly from the input (PSNR {psnr_db} dB vs Lanczos); check it for invented detail"
+            )
             warn(f"{job.source.name}: {message}")
             notes.append(message)
         provenance["quality"] = result.quality
@@ -98,27 +114,35 @@ def process_job(job: Job, cache: EngineCache, engine_name: str, all_inputs: Inpu
     return result
 
 
-# ------------------------------------------------------------------------------------------ batches
-
-
 def run_batch(
-    jobs: list[Job],
-    settings: Settings,
-    engine_name: str,
+    plan: Plan,
     skip_existing: bool = False,
     overwrite: bool = False,
     on_job_start: Callable[[Job, int, int], ProgressFn | None] | None = None,
     on_job_done: Callable[[JobResult], None] | None = None,
     debug: bool = False,
 ) -> BatchReport:
-    """Run every job; a bad file is reported and the batch goes on. Environment problems stop it."""
-    cache = EngineCache(settings, engine_name)
-    all_inputs = InputSet([job.source for job in jobs])
+    """Run every job of a checked plan; a bad file is reported and the batch goes on.
+
+    Environment problems stop it. Ctrl-C stops it too, between two work units: the report then lists the
+    finished files and marks the rest `interrupted` (no partial file is left: writes are atomic).
+    """
+    settings = plan.settings
+    cache = EngineCache(settings, plan.engine)
+    all_inputs = InputSet([job.source for job in plan.jobs])
     results: list[JobResult] = []
-    for index, job in enumerate(jobs):
-        progress = on_job_start(job, index, len(jobs)) if on_job_start else None
-        result = process_job(job, cache, engine_name, all_inputs, skip_existing, overwrite, progress, debug)
-        results.append(result)
-        if on_job_done:
-            on_job_done(result)
-    return BatchReport(results=results, settings=settings.to_dict(), sources=dict(settings.sources))
+    interrupted = False
+    try:
+        for index, job in enumerate(plan.jobs):
+            progress = on_job_start(job, index, len(plan.jobs)) if on_job_start else None
+            result = process_job(job, cache, all_inputs, skip_existing, overwrite, progress, debug, plan.notes)
+            results.append(result)
+            if on_job_done:
+                on_job_done(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        results += [
+            JobResult(input=str(job.source), output=str(job.output), status="interrupted")
+            for job in plan.jobs[len(results) :]
+        ]
+    return BatchReport(results, settings.to_dict(), dict(settings.sources), interrupted=interrupted)

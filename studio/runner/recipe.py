@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 
 from studio import __version__
-from studio.engines.base import ProgressFn, output_size
-from studio.errors import StudioError, WeightsMissing
+from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
+from studio.errors import StudioError
 from studio.imageio import Picture, bleed_colors, with_pixels
-from studio.messages import warn
 from studio.ops.resize import resize
 from studio.runner.choice import EngineCache, run_engine
+from studio.settings import Settings
 
 QUALITY_MAX_PIXELS = 2_000_000
 
@@ -29,16 +29,26 @@ class Restored:
 
 
 def restore_picture(
-    picture: Picture, cache: EngineCache, engine_name: str, progress: ProgressFn | None = None
+    picture: Picture,
+    cache: EngineCache,
+    engine_name: str,
+    progress: ProgressFn | None = None,
+    run_notes: list[str] | None = None,
 ) -> Restored:
-    """The whole restoration of one decoded picture: engine (with fallback), faces, colour fix, alpha."""
+    """The whole restoration of one decoded picture: engine (with fallback), faces, colour fix, alpha.
+
+    `run_notes` (decisions taken for the whole run) are recorded with the picture's own notes.
+    """
     settings = cache.settings
-    notes: list[str] = list(picture.notes)
+    notes: list[str] = [*(run_notes or []), *picture.notes]
     rgb = picture.rgb if picture.alpha is None else bleed_colors(picture.rgb, picture.alpha)
-    engine, result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes)
+    engine, engine_result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes)
+    result, engine_info = engine_result.image, {**engine_result.provenance, "engine": engine.name}
+    engine_info.setdefault("license", model_license(engine_info.get("model")))
     out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
     if result.shape[:2] != (out_h, out_w):
-        raise StudioError(f"engine {engine.name} returned {result.shape[1]}x{result.shape[0]}, expected {out_w}x{out_h}")
+        got = f"{result.shape[1]}x{result.shape[0]}"
+        raise StudioError(f"engine {engine.name} returned {got}, expected {out_w}x{out_h}")
     if settings.fidelity:
         # --fidelity pulls the engine's invented detail back toward a plain Lanczos upscale of the input
         baseline = resize(rgb, out_h, out_w, "lanczos")
@@ -46,18 +56,10 @@ def restore_picture(
 
     faces: list[dict[str, Any]] = []
     face_provenance: dict[str, Any] | None = None
-    if settings.faces != "none":
-        try:
-            restorer = cache.faces()
-            face_result = restorer.restore(rgb, result)
-            result, faces = face_result.image, face_result.faces
-            face_provenance = {**restorer.provenance(), "count": len(faces)}
-        except WeightsMissing as exc:
-            if settings.source_of("faces") == "cli":
-                raise
-            message = f"face restoration ({settings.faces}, from {settings.source_of('faces')}) skipped: {exc}"
-            warn(message)
-            notes.append(message)
+    if settings.faces != "none":  # the up-front checks made sure the face weights are here
+        face_result = cache.faces().restore(rgb, result)
+        result, faces = face_result.image, face_result.faces
+        face_provenance = {**face_result.provenance, "license": model_license(face_result.provenance.get("model"))}
 
     color_fix = settings.color_fix or engine.default_color_fix
     if color_fix != "none":
@@ -70,13 +72,12 @@ def restore_picture(
     alpha = None
     if picture.alpha is not None:
         if settings.alpha == "model" and hasattr(engine, "restore_alpha"):
-            alpha = engine.restore_alpha(picture.alpha, settings.scale)
+            alpha = engine.restore_alpha(picture.alpha, settings.scale, engine_info.get("model"))
         else:
             if settings.alpha == "model":
                 notes.append(f"--alpha model: the {engine.name} engine has no network for alpha; used bicubic")
             alpha = resize(picture.alpha, out_h, out_w, "bicubic")
 
-    engine_info = engine.provenance()
     provenance = {
         "studio_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -86,12 +87,26 @@ def restore_picture(
         "engine_details": engine_info,
         "color_fix": color_fix,
         "faces": face_provenance,
-        "settings": {**settings.to_dict(), "engine": engine.name},
+        "settings": applied_settings(settings, type(engine)),
         "setting_sources": settings.sources,
         "output_size": [out_w, out_h],
         "notes": notes,
     }
     return Restored(with_pixels(picture, result, alpha), provenance, notes, faces, quality_report(rgb, result))
+
+
+def applied_settings(settings: Settings, engine: type[Engine]) -> dict[str, Any]:
+    """The settings as they applied to `engine`: its name, without the settings it does not read."""
+    ignored = DIFFUSION_SETTINGS - engine.used_settings()
+    return {key: value for key, value in {**settings.to_dict(), "engine": engine.name}.items() if key not in ignored}
+
+
+def model_license(model: str | None) -> str | None:
+    """The licence the weights registry records for a model name (None for files and resamplers)."""
+    from studio import weights
+
+    spec = weights.find(model) if model else None
+    return spec.license if spec is not None and spec.license else None
 
 
 def quality_report(source: np.ndarray, result: np.ndarray) -> dict[str, Any]:

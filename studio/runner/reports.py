@@ -16,7 +16,7 @@ from studio.imageio import SUPPORTED_EXTENSIONS, InputSet, write_text_atomic
 class JobResult:
     input: str
     output: str | None
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped | interrupted
     error: str | None = None
     input_size: list[int] | None = None
     output_size: list[int] | None = None
@@ -33,15 +33,28 @@ class BatchReport:
     results: list[JobResult]
     settings: dict[str, Any]
     sources: dict[str, str]
+    interrupted: bool = False  # Ctrl-C: the files after the last finished one are marked `interrupted`
     studio_version: str = __version__
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
 
     @property
     def failed(self) -> int:
-        return sum(r.status == "failed" for r in self.results)
+        return self.count("failed")
 
     @property
     def succeeded(self) -> int:
-        return sum(r.status == "ok" for r in self.results)
+        return self.count("ok")
+
+    def summary(self) -> str:
+        """One line for people: `3/4 succeeded, 1 skipped (output exists)`."""
+        line = f"{self.succeeded}/{len(self.results)} succeeded"
+        for status, label in (("skipped", "skipped (output exists)"), ("failed", "failed"),
+                              ("interrupted", "not done (interrupted)")):
+            if self.count(status):
+                line += f", {self.count(status)} {label}"
+        return line
 
     def to_json(self) -> str:
         from dataclasses import asdict
@@ -52,14 +65,14 @@ class BatchReport:
                 "total": len(self.results),
                 "succeeded": self.succeeded,
                 "failed": self.failed,
-                "skipped": sum(r.status == "skipped" for r in self.results),
+                "skipped": self.count("skipped"),
+                "interrupted": self.count("interrupted"),
             },
             "settings": self.settings,
             "setting_sources": self.sources,
             "files": [asdict(r) for r in self.results],
         }
         return json.dumps(data, indent=2, default=str)
-
 
 
 def check_report_path(path: Path, inputs: list[Path], overwrite: bool) -> None:
