@@ -207,6 +207,20 @@ def _run(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
     console.print(summary)
     if batch.interrupted:
         console.print("[red]interrupted[/] (Ctrl-C): finished files are kept, the rest were not started")
+        _exit_now_if_native_work_is_abandoned(130)
         raise typer.Exit(130)
     if batch.failed:
         raise typer.Exit(1)
+
+
+def _exit_now_if_native_work_is_abandoned(code: int) -> None:
+    """After Ctrl-C an abandoned native call (an ncnn tile) may still run in a worker thread, and the
+    normal interpreter shutdown would wait seconds for it: the report is written, so leave at once."""
+    import sys
+
+    from studio.native import abandoned
+
+    if abandoned():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -25,6 +25,7 @@ from studio import weights
 from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
 from studio.errors import InputError, StudioError, UsageError, WeightsMissing
 from studio.messages import notice, warn
+from studio.native import run_interruptible
 from studio.ops.resize import resize
 from studio.ops.tiling import retry_smaller_tiles, tile_grid, tiled_apply
 from studio.settings import Settings
@@ -196,7 +197,7 @@ class _NcnnBackend:
         )  # borrows `data`: keep it referenced until extraction is done
         extractor = self.net.create_extractor()
         extractor.input(self.input_blob, mat)
-        status, out = extractor.extract(self.output_blob)
+        status, out = run_interruptible(extractor.extract, self.output_blob)
         if status != 0:
             raise StudioError(f"ncnn inference failed (status {status})")
         result = torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).unsqueeze(
