@@ -54,6 +54,7 @@ class Settings:
     format: str = "png"
     quality: int = 95
     device: str = "auto"
+    threads: int | None = None  # CPU threads for the fast engine's ncnn path; None: every physical core
     offload: str = "none"
     fallback: str | None = None
     alpha: str = "bicubic"  # how the alpha channel is upscaled: bicubic or model
@@ -101,6 +102,8 @@ class Settings:
             raise ConfigError(f"--seed {self.seed}: expected a whole number from 0")
         if not (1 <= self.quality <= 100):
             raise ConfigError(f"--quality {self.quality}: expected 1 to 100")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: expected 1 or more")
         if self.max_pixels < 256:
             raise ConfigError(f"--max-pixels {self.max_pixels}: expected at least 256")
 

@@ -65,6 +65,7 @@ def restore(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).", rich_help_panel=_PANEL_OUTPUT)] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report here (default for batches: in the output folder).", rich_help_panel=_PANEL_OUTPUT)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the fast engine (default: every physical core).")] = None,
     offload: Annotated[Optional[str], typer.Option("--offload", help="none, model, sequential (diffusion on small GPUs).")] = None,
     fallback: Annotated[Optional[str], typer.Option("--fallback", help="Engine to use when the chosen one cannot run: fast, classical, none.")] = None,
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse inputs above this many pixels.")] = None,
@@ -92,7 +93,7 @@ def restore(
         "scheduler": scheduler, "color_fix": color_fix, "faces": faces, "face_model": face_model,
         "face_fidelity": face_fidelity, "only_center_face": only_center_face, "max_faces": max_faces,
         "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg, "sidecar": sidecar,
-        "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
+        "device": device, "threads": threads, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
     }
     plan = plan_run(cli, list(inputs), output, output_is_folder=output_is_folder, report=report, overwrite=overwrite,
                     skip_existing=skip_existing, config_file=config, preset_dirs=list(preset_dir or []))

@@ -187,23 +187,18 @@ class _NcnnBackend:
         self.input_blob, self.output_blob = network_blobs(param)
         self.name = "ncnn-cpu"
 
-    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        """(1, 3, h, w) float32 numpy in, (1, 3, h*s, w*s) out: no torch on this path."""
         import ncnn
-        import torch
 
-        data = np.ascontiguousarray(tile[0].detach().cpu().numpy(), dtype=np.float32)
-        mat = ncnn.Mat(
-            data
-        )  # borrows `data`: keep it referenced until extraction is done
+        data = np.ascontiguousarray(tile[0], dtype=np.float32)
+        mat = ncnn.Mat(data)  # borrows `data`: keep it referenced until extraction is done
         extractor = self.net.create_extractor()
         extractor.input(self.input_blob, mat)
         status, out = run_interruptible(extractor.extract, self.output_blob)
         if status != 0:
             raise StudioError(f"ncnn inference failed (status {status})")
-        result = torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).unsqueeze(
-            0
-        )
-        return result.clamp_(0.0, 1.0)
+        return np.clip(np.array(out, dtype=np.float32, copy=True)[None], 0.0, 1.0)
 
 
 @dataclass
@@ -212,27 +207,22 @@ class _Loaded:
     path: Path
     arch: str
     scale: int
-    backend: Callable[[torch.Tensor], torch.Tensor]
+    backend: Callable[[Any], Any]  # torch tensors, or numpy arrays for ncnn
     backend_name: str
-    device: torch.device
+    device: Any  # torch.device; the string "cpu" for ncnn, which needs no torch
     tiling: str  # supported | discouraged | internal
 
 
-def _threads() -> int:
-    """CPU threads for ncnn: torch's count, less the cores other processes keep busy (1-minute load).
+def _threads(settings: Settings) -> int:
+    """CPU threads for ncnn: --threads, else every physical core.
 
-    ncnn runs one OpenMP parallel region per layer (~1000 in RRDBNet); oversubscribed cores make each
-    barrier wait for a descheduled thread. Measured on 2 cores with a load of ~3.5 from other work:
-    64x64 x4plus took 1.4 s with 1 thread and 6-14 s with 2; on idle cores 2 threads took 1.0 s.
+    The 1-minute load average is not subtracted: it still counts a run that just ended, and the
+    next run then got one thread and took ~1.5x as long (128x128 x4plus on 2 cores: 5.6 s with one
+    thread, 3.9 s with two). On a shared machine, --threads sets a smaller share.
     """
-    import torch
+    from studio.devices import physical_cores
 
-    cores = max(1, torch.get_num_threads())
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cores, round(cores - busy + 0.5)))
+    return settings.threads or physical_cores()
 
 
 def _install_extra_arches() -> bool:
@@ -253,7 +243,7 @@ def _converted_arch(path: Path) -> tuple[str, int]:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), "pt") as handle:
+        with safe_open(str(path), "np") as handle:  # "np": reading metadata needs no torch
             meta = handle.metadata() or {}
         return _SPANDREL_IDS[meta["studio.arch"]], int(meta["studio.scale"])
     except Exception as exc:  # noqa: BLE001 - missing keys, truncated file, foreign safetensors
@@ -332,30 +322,28 @@ class FastEngine(Engine):
 
     # -- loading
 
-    def _device(self) -> torch.device:
-        from studio.devices import resolve_device
-
-        return resolve_device(self.settings.device)
-
     def _load(self, name: str) -> _Loaded:
+        from studio.devices import device_type, resolve_device
+
         if name in self._models:
             return self._models[name]
         path = weights.resolve(name, "sr")
-        device = self._device()
         spec = weights.find(name)
         files = weights.offline_files(spec) if spec is not None else None
         backend: _NcnnBackend | _TorchBackend
+        device: Any
         if (
-            device.type == "cpu"
+            device_type(self.settings.device) == "cpu"
             and spec
             and files
             and path == weights.converted_path(spec)
             and importlib.util.find_spec("ncnn") is not None
         ):
-            # the converted copy of bundled ncnn files: run the originals in ncnn, no torch model needed
+            # the converted copy of bundled ncnn files: run the originals in ncnn, no torch at all
             arch, scale = _converted_arch(path)
-            backend, tiling = _NcnnBackend(files[0], files[1], _threads()), "supported"
+            backend, tiling, device = _NcnnBackend(files[0], files[1], _threads(self.settings)), "supported", "cpu"
         else:
+            device = resolve_device(self.settings.device)
             descriptor = _load_spandrel(path)
             arch, scale = descriptor.architecture.id, int(descriptor.scale)
             backend, tiling = (
@@ -378,7 +366,7 @@ class FastEngine(Engine):
     # -- tiles
 
     def auto_tile(
-        self, arch: str, scale: int, device: torch.device, tiling: str = "supported"
+        self, arch: str, scale: int, device: torch.device | str, tiling: str = "supported"
     ) -> int:
         """A tile size that fits in about half the free memory; capped on CPU so memory stays flat."""
         from studio.devices import free_memory_bytes
@@ -391,11 +379,12 @@ class FastEngine(Engine):
             * scale
             * scale
         )
-        if device.type in ("cuda", "mps"):
+        kind = getattr(device, "type", device)
+        if kind in ("cuda", "mps"):
             per_input_pixel //= 2  # fp16
         budget = free_memory_bytes(device) * 0.5
         side = int(math.sqrt(budget / per_input_pixel)) // 16 * 16
-        cap = CPU_TILE if device.type == "cpu" else GPU_TILE_MAX
+        cap = CPU_TILE if kind == "cpu" else GPU_TILE_MAX
         return max(64, min(side, cap))
 
     def _tile_for(self, loaded: _Loaded) -> int:
@@ -406,11 +395,19 @@ class FastEngine(Engine):
     def _run(
         self, loaded: _Loaded, image: np.ndarray, progress: ProgressFn | None
     ) -> tuple[np.ndarray, int]:
-        """One model pass over (H, W, 3) float32, tiled, retrying smaller tiles after an out-of-memory."""
+        """One model pass over (H, W, 3) float32, tiled, retrying smaller tiles after an out-of-memory.
+
+        ncnn works on numpy arrays and never imports torch (seconds of a short CPU run).
+        """
+        overlap = self.settings.tile_overlap
+        planar = np.ascontiguousarray(image.transpose(2, 0, 1))[None]
+        if isinstance(loaded.backend, _NcnnBackend):
+            tile = self._tile_for(loaded)
+            out = tiled_apply(loaded.backend, planar, loaded.scale, tile, overlap, progress)
+            return np.clip(out[0], 0.0, 1.0).transpose(1, 2, 0), tile
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-        overlap = self.settings.tile_overlap
+        x = torch.from_numpy(planar)
 
         def attempt(tile: int) -> torch.Tensor:
             return tiled_apply(loaded.backend, x, loaded.scale, tile, overlap, progress)
@@ -493,9 +490,9 @@ class FastEngine(Engine):
         spec = weights.find(self.settings.model or PHOTO_MODEL)
         arch = spec.arch if spec else "unknown"
         model_scale = spec.scale if spec and spec.scale else 4
-        from studio.devices import resolve_device
+        from studio.devices import device_type
 
-        device = resolve_device(self.settings.device)
+        device = device_type(self.settings.device)
         tile = (
             self.settings.tile
             if self.settings.tile is not None
@@ -519,13 +516,13 @@ class FastEngine(Engine):
         info.update(
             model=name,
             model_scale=model_scale,
-            device=device.type,
+            device=device,
             tile=tile,
             tiles=len(grid),
             memory_estimate_mb=round(peak / 2**20),
             extra_resize=scale != model_scale,
         )
-        if arch in MACS_PER_INPUT_PIXEL and device.type == "cpu":
+        if arch in MACS_PER_INPUT_PIXEL and device == "cpu":
             info["time_estimate_s"] = round(
                 computed * MACS_PER_INPUT_PIXEL[arch] * 2 / CPU_FLOPS, 1
             )

@@ -174,6 +174,23 @@ class TiledMerger:
         return self.sum.div_(self.weight.clamp_(min=1e-8))
 
 
+class NumpyMerger:
+    """The same weight-normalised merge into a numpy (C, H, W) array, for callers that need no torch
+    (the CPU ncnn path: importing torch costs seconds of a short run)."""
+
+    def __init__(self, channels: int, height: int, width: int) -> None:
+        self.sum = np.zeros((channels, height, width), dtype=np.float32)
+        self.weight = np.zeros((1, height, width), dtype=np.float32)
+
+    def add(self, values: np.ndarray, weight: np.ndarray, y0: int, x0: int) -> None:
+        h, w = values.shape[-2:]
+        self.sum[:, y0 : y0 + h, x0 : x0 + w] += values * weight
+        self.weight[:, y0 : y0 + h, x0 : x0 + w] += weight
+
+    def result(self) -> np.ndarray:
+        return self.sum / np.maximum(self.weight, 1e-8)
+
+
 def tiled_apply(
     fn: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
@@ -188,7 +205,8 @@ def tiled_apply(
     `tile` 0 or >= the image size runs `fn` once. Otherwise tiles overlap by `overlap` input pixels
     and are merged with feathered weights that ignore `margin` pixels at inner edges (default: all but
     a 2-pixel cross-fade in the middle of the overlap, since a convolutional network's output is least
-    reliable where it lacked context). The result lives on `image`'s device in float32.
+    reliable where it lacked context). The result lives on `image`'s device in float32; a numpy
+    `image` (with an `fn` on numpy arrays) gives a numpy result and never imports torch.
     """
     if image.ndim != 4 or image.shape[0] != 1:
         raise ValueError(
@@ -202,9 +220,9 @@ def tiled_apply(
         out = fn(image)
         if progress:
             progress(1, 1)
-        return out.float()
+        return out.astype(np.float32, copy=False) if isinstance(out, np.ndarray) else out.float()
     margin = max(0, overlap // 2 - 1) if margin is None else margin
-    merger: TiledMerger | None = None
+    merger: TiledMerger | NumpyMerger | None = None
     for done, t in enumerate(grid, start=1):
         out = fn(image[:, :, t.y0 : t.y1, t.x0 : t.x1])
         if out.shape[-2:] != (t.height * scale, t.width * scale):
@@ -212,8 +230,10 @@ def tiled_apply(
                 f"tiled_apply: fn returned {tuple(out.shape[-2:])} for a {t.height}x{t.width} tile at scale {scale}"
             )
         if merger is None:
-            merger = TiledMerger(
-                out.shape[1], height * scale, width * scale, device=image.device
+            merger = (
+                NumpyMerger(out.shape[1], height * scale, width * scale)
+                if isinstance(image, np.ndarray)
+                else TiledMerger(out.shape[1], height * scale, width * scale, device=image.device)
             )
         merger.add(
             out[0],
@@ -224,7 +244,7 @@ def tiled_apply(
         if progress:
             progress(done, len(grid))
     assert merger is not None
-    return merger.result().unsqueeze(0)
+    return merger.result()[None]
 
 
 def retry_tiles(start: int) -> list[int]:
