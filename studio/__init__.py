@@ -9,8 +9,9 @@ Python API::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -23,7 +24,7 @@ __all__ = ["__version__", "load_settings", "restore"]
 
 def load_settings(
     config: str | Path | None = None, preset_dirs: Sequence[str | Path] = (), **options: Any
-) -> "Settings":
+) -> Settings:
     """Resolve settings exactly as the CLI does: defaults < configs < user config < preset < `options`."""
     from studio.runner import prepare_settings
 
@@ -40,7 +41,7 @@ def restore(
     skip_existing: bool = False,
     overwrite: bool = False,
     **options: Any,
-) -> "BatchReport":
+) -> BatchReport:
     """Restore files and folders; returns the batch report. Bad files are reported, not raised.
 
     Everything that can be checked before the first pixel is (as on the command line): a bad option

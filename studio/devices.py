@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(name: str = "auto") -> "torch.device":
+def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA, then MPS, then CPU; an explicit device that is missing is an error."""
     import torch
 
@@ -70,14 +70,14 @@ def has_gpu() -> bool:
     return torch.cuda.is_available() or bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def half_dtype(device: "torch.device") -> "torch.dtype":
+def half_dtype(device: torch.device) -> torch.dtype:
     """fp16 on CUDA/MPS (bf16 where the GPU supports it natively is chosen by callers), fp32 on CPU."""
     import torch
 
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
-def free_memory_bytes(device: "torch.device | str") -> int:
+def free_memory_bytes(device: torch.device | str) -> int:
     """Free memory on the device; for CPU, available system RAM (read without importing torch)."""
     if getattr(device, "type", device) == "cuda":
         import torch
@@ -104,7 +104,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def empty_cache(device: "torch.device") -> None:
+def empty_cache(device: torch.device) -> None:
     """Give cached blocks back after an out-of-memory, before retrying with smaller tiles."""
     import gc
 

@@ -16,9 +16,10 @@ import struct
 import tempfile
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
@@ -84,7 +85,8 @@ def read_image(path: Path, max_pixels: int) -> Picture:
                 return _decode(path, image, max_pixels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
-            f"{path}: larger than the pixel budget of {max_pixels:,} pixels; raise it with --max-pixels if you trust the file"
+            f"{path}: larger than the pixel budget of {max_pixels:,} pixels; "
+            "raise it with --max-pixels if you trust the file"
         ) from None
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image, or a format studio cannot read") from None
@@ -318,7 +320,7 @@ def bleed_colors(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         weights.append(wp.reshape(h2, 2, w2, 2).sum(axis=(1, 3)))
         colours.append(cp.reshape(h2, 2, w2, 2, 3).sum(axis=(1, 3)))
     filled = colours[-1] / np.maximum(weights[-1], 1e-8)[..., None]
-    for w, c in zip(reversed(weights[:-1]), reversed(colours[:-1])):
+    for w, c in zip(reversed(weights[:-1]), reversed(colours[:-1]), strict=True):
         up = np.repeat(np.repeat(filled, 2, axis=0), 2, axis=1)[: w.shape[0], : w.shape[1]]
         coverage = np.clip(w, 0.0, 1.0)[..., None]
         mean = c / np.maximum(w, 1e-8)[..., None]
@@ -531,7 +533,8 @@ def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
         raise OutputError(f"{target}: 16-bit PNG encoding failed")
     raw = encoded.tobytes()
     ihdr_end = 8 + 4 + 4 + 13 + 4
-    chunks = [_png_chunk(b"iTXt", PROVENANCE_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(provenance_json.encode()))]
+    text = PROVENANCE_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(provenance_json.encode())
+    chunks = [_png_chunk(b"iTXt", text)]
     if picture.icc_profile:
         chunks.insert(0, _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile)))
     if picture.exif:

@@ -17,7 +17,7 @@ from studio.cli import app
 runner = CliRunner()
 
 
-def studio(*args: str) -> "CliRunner.invoke":
+def studio(*args: str) -> CliRunner.invoke:
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
@@ -140,7 +140,9 @@ def test_pixel_budget_flag(tmp_path: Path, photo: Path) -> None:
         (["--device", "cuda"], 3, "no CUDA GPU"),
     ],
 )
-def test_usage_and_environment_errors_have_their_exit_codes(photo: Path, args: list[str], code: int, message: str) -> None:
+def test_usage_and_environment_errors_have_their_exit_codes(
+    photo: Path, args: list[str], code: int, message: str
+) -> None:
     engine = [] if "--engine" in args else ["--engine", "classical"]
     result = studio("restore", photo, *engine, *args)
     assert result.exit_code == code, result.output
@@ -314,7 +316,8 @@ def test_an_unexpected_error_fails_one_file_not_the_batch(
 
 def test_report_and_sidecar_never_land_on_inputs_or_foreign_files(tmp_path: Path, photo: Path) -> None:
     before = photo.read_bytes()
-    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "o.png", "--overwrite", "--report", photo)
+    out = tmp_path / "o.png"
+    result = studio("restore", photo, "--engine", "classical", "-o", out, "--overwrite", "--report", photo)
     assert result.exit_code == 2 and "give a .json path" in result.stderr and photo.read_bytes() == before
     notes = tmp_path / "notes.json"
     notes.write_text('{"mine": true}')

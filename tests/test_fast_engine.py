@@ -224,11 +224,11 @@ def test_a_tiny_random_spandrel_model_loads_from_pth(
 def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     engine = FastEngine(_settings(model=FAST))
     with pytest.raises(InputError, match="float32"):
-        engine.restore(np.zeros((8, 8, 3), np.uint8), 2.0).image  # type: ignore[arg-type]
+        engine.restore(np.zeros((8, 8, 3), np.uint8), 2.0)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="unknown model"):
         FastEngine(_settings(model="no-such-model")).restore(
             np.zeros((8, 8, 3), np.float32), 2.0
-        ).image
+        )
     evil = tmp_path / "evil.pth"
     evil.write_bytes(
         pickle.dumps({"x": __import__("os").system})
@@ -236,13 +236,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot load weights"):
         FastEngine(_settings(model=str(evil))).restore(
             np.zeros((8, 8, 3), np.float32), 2.0
-        ).image
+        )
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a model")
     with pytest.raises(UsageError, match="junk.safetensors"):
         FastEngine(_settings(model=str(junk))).restore(
             np.zeros((8, 8, 3), np.float32), 2.0
-        ).image
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

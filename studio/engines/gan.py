@@ -2,8 +2,9 @@
 
 Backends: on CUDA/MPS the spandrel model in torch (fp16 where the architecture allows, channels_last,
 inference_mode); on CPU, models that came from bundled ncnn files run in ncnn itself (when the `ncnn`
-package is installed, else in torch), which was the fastest CPU runtime measured for them (benchmarks/bench_fast.py) and is by definition pixel-identical
-to ncnn's reference output; everything else runs in torch (channels_last) on CPU.
+package is installed, else in torch), which was the fastest CPU runtime measured for them
+(benchmarks/bench_fast.py) and is by definition pixel-identical to ncnn's reference output; that path
+imports no torch at all (benchmarks/bench_fast_e2e.py). Everything else runs in torch (channels_last).
 
 Scales other than the model's come from one model pass plus a Lanczos resize (3x = 4x pass, then
 down); an AI pass is never applied twice, since re-upscaling an upscale compounds artefacts.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,9 +1,10 @@
-"""The runner: one job is read -> choose engine -> restore -> faces -> colour fix -> write; batches and reports.
+"""The runner: read -> choose engine -> restore -> faces -> colour fix -> write, for one job and batches.
 
 The runner is the only place that composes engines: fallback when weights are missing or memory runs
 out, faces on top of any background engine, colour fix and alpha around any engine. One module per
-concern: `jobs` (inputs and output paths), `plan` (everything resolved and checked up front), `choice` (engine choice and
-fallback), `recipe` (one picture), `batch` (one file and the loop), `reports` (the JSON report).
+concern: `jobs` (inputs and output paths), `plan` (everything resolved and checked up front),
+`choice` (engine choice and fallback), `recipe` (one picture), `batch` (one file and the loop),
+`reports` (the JSON report).
 """
 
 from studio.runner.batch import process_job, reproduce_command, run_batch

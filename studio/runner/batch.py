@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from studio.engines import engine_class

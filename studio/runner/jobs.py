@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from studio.errors import UsageError
 from studio.imageio import FORMAT_EXTENSIONS, SUPPORTED_EXTENSIONS, is_supported

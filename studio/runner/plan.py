@@ -102,7 +102,8 @@ def check_faces(plan: Plan) -> None:
     if not availability.ok:
         if settings.source_of("faces") == "cli":
             raise WeightsMissing(f"--faces {settings.faces}: {availability.reason}")
-        message = f"face restoration ({settings.faces}, from {settings.source_of('faces')}) skipped: {availability.reason}"
+        origin = settings.source_of("faces")
+        message = f"face restoration ({settings.faces}, from {origin}) skipped: {availability.reason}"
         warn(message)
         plan.notes.append(message)
         plan.settings = replace(settings, faces="none")
