@@ -409,7 +409,8 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what a plain open() would give; mkstemp alone gives 0600
+FILE_MODE = 0o666 & ~_umask()
+"""What a plain open() would give; mkstemp alone gives 0600."""
 
 
 def make_folder(folder: Path) -> None:
@@ -435,7 +436,7 @@ def _atomic(path: Path) -> Iterator[Path]:
         yield temp
         with open(temp, "rb+") as written:
             os.fsync(written.fileno())
-        os.chmod(temp, _FILE_MODE)
+        os.chmod(temp, FILE_MODE)
         os.replace(temp, path)
     except BaseException:  # includes KeyboardInterrupt: never leave a partial output behind
         temp.unlink(missing_ok=True)

@@ -445,6 +445,9 @@ def write_safetensors(converted: Converted, dest: Path, source: dict[str, str]) 
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        from studio.imageio import FILE_MODE
+
+        os.chmod(tmp, FILE_MODE)  # a normal file, not mkstemp's 0600
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

@@ -156,6 +156,8 @@ def apply_layer(settings: Settings, values: Mapping[str, Any], origin: str) -> S
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in _FIELD_TYPES:
+            if origin == "cli":  # the command line and the Python API's keyword arguments
+                raise ConfigError(f"unknown option '{key}' (known: {', '.join(_FIELD_TYPES)})")
             raise ConfigError(f"{origin}: unknown key '{key}'")
         if value is None:
             continue

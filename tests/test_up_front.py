@@ -199,3 +199,28 @@ def test_ctrl_c_stops_the_batch_and_the_report_lists_what_was_done(tmp_path: Pat
     assert "1/2 succeeded, 1 not done (interrupted)" == report.summary()
     assert json.loads(report.to_json())["summary"]["interrupted"] == 1
     assert _written(tmp_path / "out") == [tmp_path / "out" / "0.png"]
+
+
+# ------------------------------------------------------------------ small things from issue 11
+
+
+def test_small_usability_fixes(tmp_path: Path, photo: Path) -> None:
+    import studio as api
+    from studio.errors import ConfigError, UsageError
+    from studio.presets import load_preset
+
+    with pytest.raises(ConfigError, match="unknown option 'scal'"):
+        api.restore([photo], scal=2)
+    with pytest.raises(ConfigError):  # --debug after the subcommand re-raises like `studio --debug restore`
+        runner.invoke(app, ["restore", str(photo), "--debug", "--color-fix", "sepia"], catch_exceptions=False)
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "decades.toml").write_text(
+        'name = "decades"\ndescription = "d"\npositive = "{prompt}, photo from the {decade}"\n'
+    )
+    with pytest.raises(UsageError, match=r"\{decade\} has no value; pass --var decade=VALUE"):
+        load_preset(folder / "decades.toml").render("a cat", {})
+    out = tmp_path / "x.png"
+    assert studio(photo, "--engine", "classical", "-o", out).exit_code == 0
+    result = studio(photo, "--engine", "classical", "-o", out, "--skip-existing")
+    assert "0/1 succeeded, 1 skipped (output exists)" in result.stdout + result.stderr

@@ -70,8 +70,11 @@ def restore(
     fallback: Annotated[Optional[str], typer.Option("--fallback", help="Engine to use when the chosen one cannot run: fast, classical, none.")] = None,
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse inputs above this many pixels.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML, a \\[restore] table).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan; write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every check, print the plan; write nothing.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors (as `studio --debug`).")] = False,
 ) -> None:
+    if debug:
+        ctx.meta["studio.debug"] = True  # click shares meta with the group, which reads it on errors
     from studio.cli.options import parse_vars
     from studio.errors import UsageError
     from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
