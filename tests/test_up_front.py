@@ -224,3 +224,17 @@ def test_small_usability_fixes(tmp_path: Path, photo: Path) -> None:
     assert studio(photo, "--engine", "classical", "-o", out).exit_code == 0
     result = studio(photo, "--engine", "classical", "-o", out, "--skip-existing")
     assert "0/1 succeeded, 1 skipped (output exists)" in result.stdout + result.stderr
+
+
+def test_listings_never_truncate_names_and_all_take_json() -> None:
+    from studio import weights
+
+    listed = runner.invoke(app, ["weights", "list"], terminal_width=80).stdout
+    for spec in weights.registry():
+        assert spec.name in listed, spec.name
+    assert "realesrgan-x4plus-anime-6b" in runner.invoke(app, ["weights", "verify"], terminal_width=80).stdout
+    for command in (["engines"], ["weights", "list"], ["weights", "verify"], ["presets", "list"],
+                    ["presets", "show", "old-photo"]):
+        result = runner.invoke(app, [*command, "--json"])
+        assert result.exit_code == 0, (command, result.output)
+        assert json.loads(result.stdout), command
