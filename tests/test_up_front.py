@@ -233,8 +233,16 @@ def test_listings_never_truncate_names_and_all_take_json() -> None:
     for spec in weights.registry():
         assert spec.name in listed, spec.name
     assert "realesrgan-x4plus-anime-6b" in runner.invoke(app, ["weights", "verify"], terminal_width=80).stdout
+    listed_state = {row["name"]: row["installed"] for row in _json_of("weights", "list")}
+    verified = {row["name"]: row["status"] for row in _json_of("weights", "verify")}
+    for name, state in listed_state.items():  # list and verify agree on bundled models
+        assert state.startswith("bundled") == (verified[name] == "bundled"), (name, state, verified[name])
     for command in (["engines"], ["weights", "list"], ["weights", "verify"], ["presets", "list"],
                     ["presets", "show", "old-photo"]):
         result = runner.invoke(app, [*command, "--json"])
         assert result.exit_code == 0, (command, result.output)
         assert json.loads(result.stdout), command
+
+
+def _json_of(*command: str) -> list[dict]:
+    return json.loads(runner.invoke(app, [*command, "--json"]).stdout)
