@@ -37,6 +37,7 @@ _USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
 _ORIENTATION = 0x0112
 _USER_COMMENT_PREFIX = b"UNICODE\x00" + b"studio:"
+_X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 282, 283, 296  # TIFF/EXIF tags; unit 2 = inch, 3 = cm
 _COMMENT_PREFIX = b"studio:"  # JPEG COM segment: keeps provenance out of EXIF's 64 KB APP1 budget
 
 
@@ -54,6 +55,7 @@ class Picture:
     source_format: str = ""
     provenance: dict[str, Any] | None = None  # studio metadata found in the file, if it is an earlier output
     notes: list[str] = field(default_factory=list)
+    dpi: tuple[float, float] | None = None  # print resolution (pixels per inch), when the file states one
 
     @property
     def size(self) -> tuple[int, int]:
@@ -127,6 +129,7 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
         notes.append(f"has {image.n_frames} frames; only the first is restored")
     image.seek(0)
     icc = image.info.get("icc_profile") or None
+    dpi = _dpi(image)
     exif_obj = image.getexif()
     orientation = int(exif_obj.get(_ORIENTATION, 1) or 1)
     provenance = _provenance_from(image, exif_obj)
@@ -161,7 +164,22 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
         source_format=(image.format or path.suffix.lstrip(".")).lower(),
         provenance=provenance,
         notes=notes,
+        dpi=dpi,
     )
+
+
+def _dpi(image: Image.Image) -> tuple[float, float] | None:
+    """Pixels per inch as the file states them (JFIF density, PNG pHYs, TIFF resolution), or None."""
+    dpi = image.info.get("dpi")
+    if not dpi:
+        exif = image.getexif()
+        x, y, unit = exif.get(_X_RESOLUTION), exif.get(_Y_RESOLUTION), exif.get(_RESOLUTION_UNIT, 2)
+        per_inch = {2: 1.0, 3: 2.54}.get(int(unit or 2))
+        dpi = (float(x), float(y)) if x and y and per_inch else None
+        dpi = None if dpi is None else (dpi[0] * per_inch, dpi[1] * per_inch)
+    if not dpi or min(float(dpi[0]), float(dpi[1])) <= 1.0:  # 1/1 "no unit" and 0 mean: not stated
+        return None
+    return round(float(dpi[0]), 1), round(float(dpi[1]), 1)  # PNG stores per metre: 600 dpi reads 599.999
 
 
 def _is_16bit_colour(image: Image.Image) -> bool:
@@ -392,7 +410,7 @@ def write_image(
     if fmt == "jpg":
         warn(f"{path.name}: JPEG re-compresses the result; PNG, lossless WebP or TIFF keep every restored detail")
     with _atomic(path) as temp:
-        _encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str))
+        _encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str), path.name)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -443,16 +461,17 @@ def _atomic(path: Path) -> Iterator[Path]:
         raise
 
 
-def _encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str) -> None:
+def _encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str, shown: str) -> None:
+    """Encode into `target` (a temporary file); warnings name `shown`, the output's real name."""
     sixteen = picture.bit_depth == 16 and fmt in ("png", "tiff")
     if picture.bit_depth == 16 and not sixteen:
-        warn(f"{target.name}: {fmt.upper()} holds 8 bits per channel; the 16-bit depth of the input is reduced")
+        warn(f"{shown}: {fmt.upper()} holds 8 bits per channel; the 16-bit depth of the input is reduced")
     if picture.alpha is not None and fmt == "jpg":
-        warn(f"{target.name}: JPEG has no alpha channel; transparency is flattened onto white")
+        warn(f"{shown}: JPEG has no alpha channel; transparency is flattened onto white")
     if sixteen and fmt == "png":
         _write_png16(target, picture, provenance_json)
     elif sixteen:
-        _write_tiff16(target, picture, provenance_json)
+        _write_tiff16(target, picture, provenance_json, shown)
     else:
         _write_pillow(target, picture, fmt, quality, provenance_json)
 
@@ -479,6 +498,8 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
     options: dict[str, Any] = {}
     if picture.icc_profile:
         options["icc_profile"] = picture.icc_profile
+    if picture.dpi and fmt != "webp":  # Pillow writes JFIF density, PNG pHYs, TIFF resolution in inches
+        options["dpi"] = picture.dpi
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
         info.add_itxt(PROVENANCE_KEY, provenance_json, zip=True)
@@ -497,7 +518,8 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
         comment = _COMMENT_PREFIX + provenance_json.encode("utf-8")
         image.save(target, format="JPEG", quality=quality, subsampling=0, comment=comment, **options)
         return
-    options["exif"] = _exif_with_provenance(picture.exif, provenance_json)
+    resolution = _exif_resolution(picture.dpi)
+    options["exif"] = _exif_with_provenance(picture.exif, provenance_json, resolution if fmt == "webp" else None)
     if fmt == "webp":
         if picture.xmp:
             options["xmp"] = picture.xmp
@@ -505,7 +527,7 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
     else:
         # uncompressed: libtiff's compressors cannot write the EXIF sub-IFD that carries provenance
         if picture.xmp:  # TIFF keeps XMP in IFD0 tag 700, which Pillow writes from the EXIF it is given
-            options["exif"] = _exif_with_provenance(picture.exif, provenance_json, {700: picture.xmp})
+            options["exif"] = _exif_with_provenance(picture.exif, provenance_json, {700: picture.xmp, **resolution})
         image.save(target, format="TIFF", compression=None, **options)
 
 
@@ -516,6 +538,15 @@ def _exif_with_provenance(exif_bytes: bytes | None, provenance_json: str, ifd0: 
     exif.update(ifd0 or {})
     exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _USER_COMMENT_PREFIX + provenance_json.encode("utf-16-le")
     return exif.tobytes()
+
+
+def _exif_resolution(dpi: tuple[float, float] | None) -> dict[int, Any]:
+    """EXIF resolution tags (WebP keeps its print resolution only there)."""
+    if not dpi:
+        return {}
+    from PIL.TiffImagePlugin import IFDRational
+
+    return {_X_RESOLUTION: IFDRational(dpi[0]), _Y_RESOLUTION: IFDRational(dpi[1]), _RESOLUTION_UNIT: 2}
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -543,10 +574,13 @@ def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
         chunks.append(_png_chunk(b"eXIf", exif))
     if picture.xmp:
         chunks.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + picture.xmp))
+    if picture.dpi:  # pHYs: pixels per metre, unit 1 (metre)
+        per_metre = [round(value / 0.0254) for value in picture.dpi]
+        chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
     target.write_bytes(raw[:ihdr_end] + b"".join(chunks) + raw[ihdr_end:])
 
 
-def _write_tiff16(target: Path, picture: Picture, provenance_json: str) -> None:
+def _write_tiff16(target: Path, picture: Picture, provenance_json: str, shown: str) -> None:
     import tifffile
 
     data = _planes(picture, 65535)
@@ -566,11 +600,31 @@ def _write_tiff16(target: Path, picture: Picture, provenance_json: str) -> None:
         compression="zlib",
         extratags=extratags,
         metadata=None,
+        resolution=picture.dpi,
+        resolutionunit="INCH" if picture.dpi else None,
     )
     if picture.exif:
-        warn(f"{target.name}: EXIF is not carried into 16-bit TIFF; ICC and XMP are")
+        warn(f"{shown}: EXIF is not carried into 16-bit TIFF; ICC and XMP are")
 
 
-def with_pixels(picture: Picture, rgb: np.ndarray, alpha: np.ndarray | None) -> Picture:
-    """The same picture (depth, profile, metadata) with restored pixels."""
-    return replace(picture, rgb=rgb, alpha=alpha, provenance=None, notes=[])
+def with_pixels(
+    picture: Picture, rgb: np.ndarray, alpha: np.ndarray | None, dpi: float | None = None
+) -> Picture:
+    """The same picture (depth, profile, metadata) with restored pixels.
+
+    The print resolution grows with the pixels, so the print size stays the same, unless `dpi` sets it.
+    """
+    resolution = (float(dpi), float(dpi)) if dpi else picture.dpi
+    if resolution and not dpi:
+        factor_x, factor_y = rgb.shape[1] / picture.rgb.shape[1], rgb.shape[0] / picture.rgb.shape[0]
+        resolution = (round(resolution[0] * factor_x, 3), round(resolution[1] * factor_y, 3))
+    return replace(picture, rgb=rgb, alpha=alpha, provenance=None, notes=[], dpi=resolution)
+
+
+def print_size(size: tuple[int, int], dpi: tuple[float, float] | None) -> dict[str, Any]:
+    """Physical size in inches and cm at the stored resolution (if any) and at 300 dpi, for people."""
+    def at(x: float, y: float) -> dict[str, Any]:
+        inches = [round(size[0] / x, 2), round(size[1] / y, 2)]
+        return {"dpi": [x, y], "inches": inches, "cm": [round(v * 2.54, 1) for v in inches]}
+
+    return {"stored": at(*dpi) if dpi else None, "at_300_dpi": at(300.0, 300.0)}

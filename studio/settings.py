@@ -54,6 +54,7 @@ class Settings:
     tile_overlap: int = 32  # input pixels; 16 leaves seams of 2-3/255 with Real-ESRGAN, 32 keeps them under 0.3/255
     format: str = "png"
     quality: int = 95
+    dpi: float | None = None  # print resolution of the output; None: the input's, scaled so the print size stays
     device: str = "auto"
     threads: int | None = None  # CPU threads for the fast engine's ncnn path; None: every physical core
     offload: str = "none"
@@ -103,6 +104,8 @@ class Settings:
             raise ConfigError(f"--seed {self.seed}: expected a whole number from 0")
         if not (1 <= self.quality <= 100):
             raise ConfigError(f"--quality {self.quality}: expected 1 to 100")
+        if self.dpi is not None and not (1 <= self.dpi <= 100_000):
+            raise ConfigError(f"--dpi {self.dpi}: expected 1 to 100000 pixels per inch")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads}: expected 1 or more")
         if self.max_pixels < 256:

@@ -246,3 +246,39 @@ def test_listings_never_truncate_names_and_all_take_json() -> None:
 
 def _json_of(*command: str) -> list[dict]:
     return json.loads(runner.invoke(app, [*command, "--json"]).stdout)
+
+
+# ------------------------------------------------------------------ print resolution
+
+
+def _stated_dpi(path: Path) -> tuple[float, float] | None:
+    from studio.imageio import _dpi
+
+    with Image.open(path) as image:
+        return _dpi(image)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp", "tiff"])
+@pytest.mark.parametrize("sixteen", [False, True], ids=["8-bit", "16-bit"])
+def test_print_resolution_scales_with_the_pixels_in_every_format(
+    tmp_path: Path, astronaut: np.ndarray, fmt: str, sixteen: bool
+) -> None:
+    import tifffile
+
+    source = tmp_path / ("in16.tif" if sixteen else "in.jpg")
+    if sixteen:
+        tifffile.imwrite(source, astronaut[:32, :40].astype(np.uint16) * 257, photometric="rgb",
+                         resolution=(600, 600), resolutionunit="INCH")
+    else:
+        Image.fromarray(astronaut[:32, :40]).save(source, quality=95, dpi=(300, 300))
+    assert _stated_dpi(source) == ((600.0, 600.0) if sixteen else (300.0, 300.0))
+    out = tmp_path / f"out.{fmt}"
+    result = studio(source, "--engine", "classical", "--scale", "2", "-o", out)
+    assert result.exit_code == 0, result.output
+    expected = 1200.0 if sixteen else 600.0  # twice the pixels on the same paper
+    assert _stated_dpi(out) == (expected, expected)
+    info = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
+    assert info["print_size"]["stored"]["inches"] == [round(80 / expected, 2), round(64 / expected, 2)]
+    fixed = tmp_path / f"fixed.{fmt}"
+    assert studio(source, "--engine", "classical", "--scale", "2", "--dpi", "150", "-o", fixed).exit_code == 0
+    assert _stated_dpi(fixed) == (150.0, 150.0)

@@ -59,6 +59,7 @@ def restore(
     alpha: Annotated[Optional[str], typer.Option("--alpha", help="Alpha upscaling: bicubic or model.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, jpg, webp, tiff (default: png, or -o's extension).", rich_help_panel=_PANEL_OUTPUT)] = None,
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG quality (95+ unless --force-jpeg).", rich_help_panel=_PANEL_OUTPUT)] = None,
+    dpi: Annotated[Optional[float], typer.Option("--dpi", help="Print resolution of the output (default: the input's, scaled to keep the print size).", rich_help_panel=_PANEL_OUTPUT)] = None,
     force_jpeg: Annotated[Optional[bool], typer.Option("--force-jpeg/--no-force-jpeg", help="Allow JPEG quality below 95.", rich_help_panel=_PANEL_OUTPUT)] = None,
     sidecar: Annotated[Optional[bool], typer.Option("--sidecar/--no-sidecar", help="Also write OUTPUT.json with the provenance.", rich_help_panel=_PANEL_OUTPUT)] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a batch).", rich_help_panel=_PANEL_OUTPUT)] = False,
@@ -95,7 +96,7 @@ def restore(
         "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
         "scheduler": scheduler, "color_fix": color_fix, "faces": faces, "face_model": face_model,
         "face_fidelity": face_fidelity, "only_center_face": only_center_face, "max_faces": max_faces,
-        "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg, "sidecar": sidecar,
+        "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "dpi": dpi, "force_jpeg": force_jpeg, "sidecar": sidecar,
         "device": device, "threads": threads, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
     }
     plan = plan_run(cli, list(inputs), output, output_is_folder=output_is_folder, report=report, overwrite=overwrite,

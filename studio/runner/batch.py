@@ -12,7 +12,7 @@ from pathlib import Path
 from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn
 from studio.errors import EnvironmentProblem, InputError, StudioError, UsageError
-from studio.imageio import InputSet, check_output_path, read_image, write_image, write_text_atomic
+from studio.imageio import InputSet, check_output_path, print_size, read_image, write_image, write_text_atomic
 from studio.messages import warn
 from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path
@@ -92,6 +92,7 @@ def process_job(job: Job, cache: EngineCache, all_inputs: InputSet, skip_existin
             warn(f"{job.source.name}: {message}")
             notes.append(message)
         provenance["quality"] = result.quality
+        provenance["print_size"] = print_size(restored.picture.size, restored.picture.dpi)
         write_image(job.output, restored.picture, settings.format, settings.quality, provenance, settings.force_jpeg)
         if settings.sidecar:
             write_text_atomic(sidecar_path(job.output), json.dumps(provenance, indent=2, default=str))

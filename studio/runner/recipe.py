@@ -92,7 +92,8 @@ def restore_picture(
         "output_size": [out_w, out_h],
         "notes": notes,
     }
-    return Restored(with_pixels(picture, result, alpha), provenance, notes, faces, quality_report(rgb, result))
+    restored = with_pixels(picture, result, alpha, settings.dpi)
+    return Restored(restored, provenance, notes, faces, quality_report(rgb, result))
 
 
 def applied_settings(settings: Settings, engine: type[Engine]) -> dict[str, Any]:
