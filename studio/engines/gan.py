@@ -173,6 +173,8 @@ class _TorchBackend:
 class _NcnnBackend:
     """ncnn CPU inference of a bundled .param/.bin (the files the safetensors copy was converted from)."""
 
+    name = "ncnn-cpu"
+
     def __init__(self, param: Path, bin_path: Path, threads: int) -> None:
         import ncnn
 
@@ -185,7 +187,6 @@ class _NcnnBackend:
         if self.net.load_param(str(param)) or self.net.load_model(str(bin_path)):
             raise InputError(f"{param}: ncnn could not load this model")
         self.input_blob, self.output_blob = network_blobs(param)
-        self.name = "ncnn-cpu"
 
     def __call__(self, tile: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float32 numpy in, (1, 3, h*s, w*s) out: no torch on this path."""
@@ -401,7 +402,7 @@ class FastEngine(Engine):
         """
         overlap = self.settings.tile_overlap
         planar = np.ascontiguousarray(image.transpose(2, 0, 1))[None]
-        if isinstance(loaded.backend, _NcnnBackend):
+        if loaded.backend_name == _NcnnBackend.name:
             tile = self._tile_for(loaded)
             out = tiled_apply(loaded.backend, planar, loaded.scale, tile, overlap, progress)
             return np.clip(out[0], 0.0, 1.0).transpose(1, 2, 0), tile
