@@ -9,8 +9,9 @@ Python API::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -23,7 +24,7 @@ __all__ = ["__version__", "load_settings", "restore"]
 
 def load_settings(
     config: str | Path | None = None, preset_dirs: Sequence[str | Path] = (), **options: Any
-) -> "Settings":
+) -> Settings:
     """Resolve settings exactly as the CLI does: defaults < configs < user config < preset < `options`."""
     from studio.runner import prepare_settings
 
@@ -40,11 +41,22 @@ def restore(
     skip_existing: bool = False,
     overwrite: bool = False,
     **options: Any,
-) -> "BatchReport":
-    """Restore files and folders; returns the batch report. Bad files are reported, not raised."""
-    from studio.runner import collect_jobs, prepare_settings, run_batch
+) -> BatchReport:
+    """Restore files and folders; returns the batch report. Bad files are reported, not raised.
 
-    settings, engine = prepare_settings(options, Path(config) if config else None, [Path(p) for p in preset_dirs])
-    folder = output is not None and str(output).endswith(("/", "\\"))
-    jobs = collect_jobs([Path(p) for p in inputs], Path(output) if output else None, settings.format, folder)
-    return run_batch(jobs, settings, engine, skip_existing=skip_existing, overwrite=overwrite)
+    Everything that can be checked before the first pixel is (as on the command line): a bad option
+    raises UsageError, missing weights without a fallback raise an EnvironmentProblem.
+    """
+    from studio.runner import plan_run, run_batch
+
+    plan = plan_run(
+        options,
+        [Path(p) for p in inputs],
+        Path(output) if output else None,
+        output_is_folder=output is not None and str(output).endswith(("/", "\\")),
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        config_file=Path(config) if config else None,
+        preset_dirs=[Path(p) for p in preset_dirs],
+    )
+    return run_batch(plan, skip_existing=skip_existing, overwrite=overwrite)

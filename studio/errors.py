@@ -45,7 +45,16 @@ class EnvironmentProblem(StudioError):
     exit_code = 3
 
 
-class WeightsMissing(EnvironmentProblem):
+class EngineUnavailable(StudioError):
+    """An engine cannot run here and now (weights missing, out of memory): the runner may fall back.
+
+    Engines raise a subclass; the runner falls back on any of them when a fallback engine is set.
+    """
+
+    exit_code = 3
+
+
+class WeightsMissing(EnvironmentProblem, EngineUnavailable):
     """Model weights are not present locally and cannot be fetched."""
 
 
@@ -53,10 +62,8 @@ class DeviceUnavailable(EnvironmentProblem):
     """The requested device (cuda, mps) is not available."""
 
 
-class OutOfMemory(StudioError):
-    """Raised by engines when even the smallest tile does not fit; callers may fall back."""
-
-    exit_code = 3
+class OutOfMemory(EngineUnavailable):
+    """Raised by engines when even the smallest tile does not fit; the runner may fall back."""
 
 
 class ModelLoadError(UsageError):

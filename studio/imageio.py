@@ -16,9 +16,10 @@ import struct
 import tempfile
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
@@ -36,6 +37,7 @@ _USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
 _ORIENTATION = 0x0112
 _USER_COMMENT_PREFIX = b"UNICODE\x00" + b"studio:"
+_X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 282, 283, 296  # TIFF/EXIF tags; unit 2 = inch, 3 = cm
 _COMMENT_PREFIX = b"studio:"  # JPEG COM segment: keeps provenance out of EXIF's 64 KB APP1 budget
 
 
@@ -54,6 +56,7 @@ class Picture:
     provenance: dict[str, Any] | None = None  # studio metadata found in the file, if it is an earlier output
     notes: list[str] = field(default_factory=list)
     jpeg_quality: int | None = None  # JPEG inputs: the IJG quality their quantisation tables match best
+    dpi: tuple[float, float] | None = None  # print resolution (pixels per inch), when the file states one
 
     @property
     def size(self) -> tuple[int, int]:
@@ -85,7 +88,8 @@ def read_image(path: Path, max_pixels: int) -> Picture:
                 return _decode(path, image, max_pixels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PixelBudgetExceeded(
-            f"{path}: larger than the pixel budget of {max_pixels:,} pixels; raise it with --max-pixels if you trust the file"
+            f"{path}: larger than the pixel budget of {max_pixels:,} pixels; "
+            "raise it with --max-pixels if you trust the file"
         ) from None
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image, or a format studio cannot read") from None
@@ -126,6 +130,7 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
         notes.append(f"has {image.n_frames} frames; only the first is restored")
     image.seek(0)
     icc = image.info.get("icc_profile") or None
+    dpi = _dpi(image)
     exif_obj = image.getexif()
     orientation = int(exif_obj.get(_ORIENTATION, 1) or 1)
     provenance = _provenance_from(image, exif_obj)
@@ -161,6 +166,7 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
         provenance=provenance,
         notes=notes,
         jpeg_quality=jpeg_quality(image.quantization) if getattr(image, "quantization", None) else None,
+        dpi=dpi,
     )
 
 
@@ -193,6 +199,20 @@ def jpeg_quality(tables: dict[int, Any]) -> int:
         return sum(int(np.abs(_ijg_table(base, quality) - table).sum()) for base, table in zip(bases, found))
 
     return min(range(1, 101), key=distance)
+
+
+def _dpi(image: Image.Image) -> tuple[float, float] | None:
+    """Pixels per inch as the file states them (JFIF density, PNG pHYs, TIFF resolution), or None."""
+    dpi = image.info.get("dpi")
+    if not dpi:
+        exif = image.getexif()
+        x, y, unit = exif.get(_X_RESOLUTION), exif.get(_Y_RESOLUTION), exif.get(_RESOLUTION_UNIT, 2)
+        per_inch = {2: 1.0, 3: 2.54}.get(int(unit or 2))
+        dpi = (float(x), float(y)) if x and y and per_inch else None
+        dpi = None if dpi is None else (dpi[0] * per_inch, dpi[1] * per_inch)
+    if not dpi or min(float(dpi[0]), float(dpi[1])) <= 1.0:  # 1/1 "no unit" and 0 mean: not stated
+        return None
+    return round(float(dpi[0]), 1), round(float(dpi[1]), 1)  # PNG stores per metre: 600 dpi reads 599.999
 
 
 def _is_16bit_colour(image: Image.Image) -> bool:
@@ -351,7 +371,7 @@ def bleed_colors(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         weights.append(wp.reshape(h2, 2, w2, 2).sum(axis=(1, 3)))
         colours.append(cp.reshape(h2, 2, w2, 2, 3).sum(axis=(1, 3)))
     filled = colours[-1] / np.maximum(weights[-1], 1e-8)[..., None]
-    for w, c in zip(reversed(weights[:-1]), reversed(colours[:-1])):
+    for w, c in zip(reversed(weights[:-1]), reversed(colours[:-1]), strict=True):
         up = np.repeat(np.repeat(filled, 2, axis=0), 2, axis=1)[: w.shape[0], : w.shape[1]]
         coverage = np.clip(w, 0.0, 1.0)[..., None]
         mean = c / np.maximum(w, 1e-8)[..., None]
@@ -399,6 +419,16 @@ def check_output_path(output: Path, inputs: InputSet, overwrite: bool) -> None:
         raise OutputError(f"{output}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
 
 
+def jpeg_quality_problem(fmt: str, quality: int, force_jpeg: bool) -> str | None:
+    """Why a JPEG quality is refused (it would lose the restored detail), or None when it is fine."""
+    if fmt == "jpg" and quality < 95 and not force_jpeg:
+        return (
+            f"JPEG quality {quality} would throw away the restored detail; use --quality 95 or more, "
+            "PNG/WebP/TIFF, or --force-jpeg"
+        )
+    return None
+
+
 def write_image(
     path: Path,
     picture: Picture,
@@ -408,15 +438,12 @@ def write_image(
     force_jpeg: bool = False,
 ) -> None:
     """Write atomically: a temp file in the target folder, then rename. No partial file survives."""
-    if fmt == "jpg" and quality < 95 and not force_jpeg:
-        raise OutputError(
-            f"{path}: JPEG quality {quality} would throw away the restored detail; use --quality 95 or more, "
-            "PNG/WebP/TIFF, or --force-jpeg"
-        )
+    if problem := jpeg_quality_problem(fmt, quality, force_jpeg):
+        raise OutputError(f"{path}: {problem}")
     if fmt == "jpg":
         warn(f"{path.name}: JPEG re-compresses the result; PNG, lossless WebP or TIFF keep every restored detail")
     with _atomic(path) as temp:
-        _encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str))
+        _encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str), path.name)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -433,7 +460,8 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what a plain open() would give; mkstemp alone gives 0600
+FILE_MODE = 0o666 & ~_umask()
+"""What a plain open() would give; mkstemp alone gives 0600."""
 
 
 def make_folder(folder: Path) -> None:
@@ -459,23 +487,24 @@ def _atomic(path: Path) -> Iterator[Path]:
         yield temp
         with open(temp, "rb+") as written:
             os.fsync(written.fileno())
-        os.chmod(temp, _FILE_MODE)
+        os.chmod(temp, FILE_MODE)
         os.replace(temp, path)
     except BaseException:  # includes KeyboardInterrupt: never leave a partial output behind
         temp.unlink(missing_ok=True)
         raise
 
 
-def _encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str) -> None:
+def _encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str, shown: str) -> None:
+    """Encode into `target` (a temporary file); warnings name `shown`, the output's real name."""
     sixteen = picture.bit_depth == 16 and fmt in ("png", "tiff")
     if picture.bit_depth == 16 and not sixteen:
-        warn(f"{target.name}: {fmt.upper()} holds 8 bits per channel; the 16-bit depth of the input is reduced")
+        warn(f"{shown}: {fmt.upper()} holds 8 bits per channel; the 16-bit depth of the input is reduced")
     if picture.alpha is not None and fmt == "jpg":
-        warn(f"{target.name}: JPEG has no alpha channel; transparency is flattened onto white")
+        warn(f"{shown}: JPEG has no alpha channel; transparency is flattened onto white")
     if sixteen and fmt == "png":
         _write_png16(target, picture, provenance_json)
     elif sixteen:
-        _write_tiff16(target, picture, provenance_json)
+        _write_tiff16(target, picture, provenance_json, shown)
     else:
         _write_pillow(target, picture, fmt, quality, provenance_json)
 
@@ -502,6 +531,8 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
     options: dict[str, Any] = {}
     if picture.icc_profile:
         options["icc_profile"] = picture.icc_profile
+    if picture.dpi and fmt != "webp":  # Pillow writes JFIF density, PNG pHYs, TIFF resolution in inches
+        options["dpi"] = picture.dpi
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
         info.add_itxt(PROVENANCE_KEY, provenance_json, zip=True)
@@ -520,7 +551,8 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
         comment = _COMMENT_PREFIX + provenance_json.encode("utf-8")
         image.save(target, format="JPEG", quality=quality, subsampling=0, comment=comment, **options)
         return
-    options["exif"] = _exif_with_provenance(picture.exif, provenance_json)
+    resolution = _exif_resolution(picture.dpi)
+    options["exif"] = _exif_with_provenance(picture.exif, provenance_json, resolution if fmt == "webp" else None)
     if fmt == "webp":
         if picture.xmp:
             options["xmp"] = picture.xmp
@@ -528,7 +560,7 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
     else:
         # uncompressed: libtiff's compressors cannot write the EXIF sub-IFD that carries provenance
         if picture.xmp:  # TIFF keeps XMP in IFD0 tag 700, which Pillow writes from the EXIF it is given
-            options["exif"] = _exif_with_provenance(picture.exif, provenance_json, {700: picture.xmp})
+            options["exif"] = _exif_with_provenance(picture.exif, provenance_json, {700: picture.xmp, **resolution})
         image.save(target, format="TIFF", compression=None, **options)
 
 
@@ -539,6 +571,15 @@ def _exif_with_provenance(exif_bytes: bytes | None, provenance_json: str, ifd0: 
     exif.update(ifd0 or {})
     exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _USER_COMMENT_PREFIX + provenance_json.encode("utf-16-le")
     return exif.tobytes()
+
+
+def _exif_resolution(dpi: tuple[float, float] | None) -> dict[int, Any]:
+    """EXIF resolution tags (WebP keeps its print resolution only there)."""
+    if not dpi:
+        return {}
+    from PIL.TiffImagePlugin import IFDRational
+
+    return {_X_RESOLUTION: IFDRational(dpi[0]), _Y_RESOLUTION: IFDRational(dpi[1]), _RESOLUTION_UNIT: 2}
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -557,7 +598,8 @@ def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
         raise OutputError(f"{target}: 16-bit PNG encoding failed")
     raw = encoded.tobytes()
     ihdr_end = 8 + 4 + 4 + 13 + 4
-    chunks = [_png_chunk(b"iTXt", PROVENANCE_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(provenance_json.encode()))]
+    text = PROVENANCE_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(provenance_json.encode())
+    chunks = [_png_chunk(b"iTXt", text)]
     if picture.icc_profile:
         chunks.insert(0, _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile)))
     if picture.exif:
@@ -565,10 +607,13 @@ def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
         chunks.append(_png_chunk(b"eXIf", exif))
     if picture.xmp:
         chunks.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + picture.xmp))
+    if picture.dpi:  # pHYs: pixels per metre, unit 1 (metre)
+        per_metre = [round(value / 0.0254) for value in picture.dpi]
+        chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
     target.write_bytes(raw[:ihdr_end] + b"".join(chunks) + raw[ihdr_end:])
 
 
-def _write_tiff16(target: Path, picture: Picture, provenance_json: str) -> None:
+def _write_tiff16(target: Path, picture: Picture, provenance_json: str, shown: str) -> None:
     import tifffile
 
     data = _planes(picture, 65535)
@@ -588,14 +633,34 @@ def _write_tiff16(target: Path, picture: Picture, provenance_json: str) -> None:
         compression="zlib",
         extratags=extratags,
         metadata=None,
+        resolution=picture.dpi,
+        resolutionunit="INCH" if picture.dpi else None,
     )
     if picture.exif:
-        warn(f"{target.name}: EXIF is not carried into 16-bit TIFF; ICC and XMP are")
+        warn(f"{shown}: EXIF is not carried into 16-bit TIFF; ICC and XMP are")
 
 
-def with_pixels(picture: Picture, rgb: np.ndarray, alpha: np.ndarray | None) -> Picture:
-    """The same picture (depth, profile, metadata) with restored pixels."""
-    return replace(picture, rgb=rgb, alpha=alpha, provenance=None, notes=[])
+def with_pixels(
+    picture: Picture, rgb: np.ndarray, alpha: np.ndarray | None, dpi: float | None = None
+) -> Picture:
+    """The same picture (depth, profile, metadata) with restored pixels.
+
+    The print resolution grows with the pixels, so the print size stays the same, unless `dpi` sets it.
+    """
+    resolution = (float(dpi), float(dpi)) if dpi else picture.dpi
+    if resolution and not dpi:
+        factor_x, factor_y = rgb.shape[1] / picture.rgb.shape[1], rgb.shape[0] / picture.rgb.shape[0]
+        resolution = (round(resolution[0] * factor_x, 3), round(resolution[1] * factor_y, 3))
+    return replace(picture, rgb=rgb, alpha=alpha, provenance=None, notes=[], dpi=resolution)
+
+
+def print_size(size: tuple[int, int], dpi: tuple[float, float] | None) -> dict[str, Any]:
+    """Physical size in inches and cm at the stored resolution (if any) and at 300 dpi, for people."""
+    def at(x: float, y: float) -> dict[str, Any]:
+        inches = [round(size[0] / x, 2), round(size[1] / y, 2)]
+        return {"dpi": [x, y], "inches": inches, "cm": [round(v * 2.54, 1) for v in inches]}
+
+    return {"stored": at(*dpi) if dpi else None, "at_300_dpi": at(300.0, 300.0)}
 
 
 def write_png_text(path: Path, rgb: np.ndarray, text: dict[str, str]) -> None:

@@ -310,7 +310,7 @@ def _convert_rrdb(layers: list[Layer], graph: _Graph, param: Path) -> Converted:
     plan += [(f"conv_up{i + 1}", feat, feat, "leaky") for i in range(len(ups))]
     plan.append(("conv_hr", feat, feat, "leaky"))
     plan.append(("conv_last", convs[-1].get_int(0), feat, "none"))
-    for conv, (key, out, inp, act) in zip(convs, plan):
+    for conv, (key, out, inp, act) in zip(convs, plan, strict=False):
         _check_conv(conv, graph, key, out, inp, act, param)
         state[f"{key}.weight"], state[f"{key}.bias"] = conv.blobs
     scale = 2 ** len(ups)
@@ -445,6 +445,9 @@ def write_safetensors(converted: Converted, dest: Path, source: dict[str, str]) 
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        from studio.imageio import FILE_MODE
+
+        os.chmod(tmp, FILE_MODE)  # a normal file, not mkstemp's 0600
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

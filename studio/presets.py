@@ -74,6 +74,12 @@ class Preset:
                 takes = ", ".join(known) if known else "no variables"
                 raise UsageError(f"--var {key}=...: preset '{self.name}' has no variable '{key}' (it takes: {takes})")
         values = {**self.variables, **variables}
+        for name in known:
+            if name not in values:
+                raise UsageError(
+                    f"preset '{self.name}' ({self.path}): {{{name}}} has no value; pass --var {name}=VALUE or give "
+                    f"it a default under [variables] (its variables: {', '.join(known)})"
+                )
         if prompt:
             values["prompt"] = prompt
         return _fill(self.positive, values), _fill(self.negative, values)

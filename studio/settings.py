@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import tomllib
 
@@ -76,7 +77,9 @@ class Settings:
     tile_overlap: int = 32  # input pixels; 16 leaves seams of 2-3/255 with Real-ESRGAN, 32 keeps them under 0.3/255
     format: str = "png"
     quality: int = 95
+    dpi: float | None = None  # print resolution of the output; None: the input's, scaled so the print size stays
     device: str = "auto"
+    threads: int | None = None  # CPU threads for the fast engine's ncnn path; None: every physical core
     offload: str = "none"
     fallback: str | None = None
     alpha: str = "bicubic"  # how the alpha channel is upscaled: bicubic or model
@@ -140,6 +143,10 @@ class Settings:
             raise ConfigError(f"--seed {self.seed}: expected a whole number from 0")
         if not (1 <= self.quality <= 100):
             raise ConfigError(f"--quality {self.quality}: expected 1 to 100")
+        if self.dpi is not None and not (1 <= self.dpi <= 100_000):
+            raise ConfigError(f"--dpi {self.dpi}: expected 1 to 100000 pixels per inch")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: expected 1 or more")
         if self.max_pixels < 256:
             raise ConfigError(f"--max-pixels {self.max_pixels}: expected at least 256")
 
@@ -211,6 +218,8 @@ def apply_layer(settings: Settings, values: Mapping[str, Any], origin: str) -> S
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in _FIELD_TYPES:
+            if origin == "cli":  # the command line and the Python API's keyword arguments
+                raise ConfigError(f"unknown option '{key}' (known: {', '.join(_FIELD_TYPES)})")
             raise ConfigError(f"{origin}: unknown key '{key}'")
         if value is None:
             continue

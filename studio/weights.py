@@ -394,7 +394,9 @@ def verify() -> list[Check]:
                 checks.append(Check(spec.name, "missing", None))
             continue
         path = local_path(spec)
-        if path is None:
+        if path is None and offline_files(spec):  # the same word `studio weights list` uses
+            checks.append(Check(spec.name, "bundled", None, "converts on first use"))
+        elif path is None:
             checks.append(Check(spec.name, "missing", None))
         elif spec.filename and path.name == spec.filename:
             got = file_sha256(path)

@@ -17,7 +17,7 @@ from studio.cli import app
 runner = CliRunner()
 
 
-def studio(*args: str) -> "CliRunner.invoke":
+def studio(*args: str) -> CliRunner.invoke:
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
@@ -69,7 +69,7 @@ def test_batch_goes_on_past_a_corrupt_file_and_reports(tmp_path: Path, astronaut
     assert (out / "shots" / "a.png").exists() and (out / "shots" / "sub" / "c.png").exists()
     assert not (out / "shots" / "b_corrupt.png").exists()
     report = json.loads((out / "studio_report.json").read_text())
-    assert report["summary"] == {"total": 4, "succeeded": 3, "failed": 1, "skipped": 0}
+    assert report["summary"] == {"total": 4, "succeeded": 3, "failed": 1, "skipped": 0, "interrupted": 0}
     failed = [f for f in report["files"] if f["status"] == "failed"]
     assert failed[0]["input"].endswith("b_corrupt.jpg") and "corrupt" in failed[0]["error"]
     ok = [f for f in report["files"] if f["status"] == "ok"]
@@ -140,7 +140,9 @@ def test_pixel_budget_flag(tmp_path: Path, photo: Path) -> None:
         (["--device", "cuda"], 3, "no CUDA GPU"),
     ],
 )
-def test_usage_and_environment_errors_have_their_exit_codes(photo: Path, args: list[str], code: int, message: str) -> None:
+def test_usage_and_environment_errors_have_their_exit_codes(
+    photo: Path, args: list[str], code: int, message: str
+) -> None:
     engine = [] if "--engine" in args else ["--engine", "classical"]
     result = studio("restore", photo, *engine, *args)
     assert result.exit_code == code, result.output
@@ -192,7 +194,7 @@ def test_restoring_an_output_again_warns(tmp_path: Path, photo: Path) -> None:
 
 def test_jpeg_output_needs_quality_95(tmp_path: Path, photo: Path) -> None:
     result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "x.jpg", "--quality", "80")
-    assert result.exit_code == 1 and "--force-jpeg" in result.stderr
+    assert result.exit_code == 2 and "--force-jpeg" in result.stderr and not (tmp_path / "x.jpg").exists()
     result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "y.jpg")
     assert result.exit_code == 0 and "re-compresses" in result.stderr
 
@@ -314,7 +316,8 @@ def test_an_unexpected_error_fails_one_file_not_the_batch(
 
 def test_report_and_sidecar_never_land_on_inputs_or_foreign_files(tmp_path: Path, photo: Path) -> None:
     before = photo.read_bytes()
-    result = studio("restore", photo, "--engine", "classical", "-o", tmp_path / "o.png", "--overwrite", "--report", photo)
+    out = tmp_path / "o.png"
+    result = studio("restore", photo, "--engine", "classical", "-o", out, "--overwrite", "--report", photo)
     assert result.exit_code == 2 and "give a .json path" in result.stderr and photo.read_bytes() == before
     notes = tmp_path / "notes.json"
     notes.write_text('{"mine": true}')

@@ -88,7 +88,7 @@ def test_photo_anime_and_document_are_told_apart(astronaut: np.ndarray) -> None:
 
 
 def test_document_warns_and_prefers_fidelity(notes: list[tuple[str, str]]) -> None:
-    out = FastEngine(_settings(tile=0)).restore(document(24), 2.0)
+    out = FastEngine(_settings(tile=0)).restore(document(24), 2.0).image
     assert out.shape == (48, 48, 3)
     assert any(
         level == "warning" and "--engine classical" in text for level, text in notes
@@ -106,7 +106,7 @@ def test_any_scale_gives_the_exact_size(
     astronaut: np.ndarray, scale: float, size: tuple[int, int]
 ) -> None:
     engine = FastEngine(_settings(model=FAST))
-    out = engine.restore(_float(astronaut[100:124, 200:232]), scale)
+    out = engine.restore(_float(astronaut[100:124, 200:232]), scale).image
     assert out.shape == (*size, 3) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
 
@@ -120,7 +120,7 @@ def test_eight_x_is_one_model_pass_plus_a_resize(
     loaded = engine._load(FAST)
     inner = loaded.backend
     loaded.backend = lambda x: calls.append(x.shape) or inner(x)
-    out = engine.restore(image, 8.0)
+    out = engine.restore(image, 8.0).image
     assert out.shape == (128, 160, 3)
     assert len(calls) == 1  # never a second AI pass
     assert any("Lanczos" in text for level, text in notes if level == "warning")
@@ -134,33 +134,30 @@ def test_default_model_matches_ncnn_and_torch(astronaut: np.ndarray) -> None:
     crop = _float(astronaut[150:182, 220:252])
     ncnn_engine = FastEngine(_settings(model=PHOTO_MODEL, tile=0))
     via_ncnn = ncnn_engine.restore(crop, 4.0)
-    assert ncnn_engine.provenance()["backend"] == "ncnn-cpu"
+    assert via_ncnn.provenance["backend"] == "ncnn-cpu"
     torch_engine = FastEngine(
         _settings(model=str(weights.resolve(PHOTO_MODEL, "sr")), tile=0)
     )
     via_torch = torch_engine.restore(crop, 4.0)
-    assert torch_engine.provenance()["backend"] == "torch-cpu-fp32"
-    assert np.abs(via_ncnn - via_torch).max() < 1 / 255
+    assert via_torch.provenance["backend"] == "torch-cpu-fp32"
+    assert np.abs(via_ncnn.image - via_torch.image).max() < 1 / 255
     # the network adds detail: it is not a plain interpolation
     from studio.ops.resize import resize
 
-    assert np.abs(via_ncnn - resize(crop, 128, 128, "bicubic")).mean() > 0.005
+    assert np.abs(via_ncnn.image - resize(crop, 128, 128, "bicubic")).mean() > 0.005
 
 
 def test_tiled_matches_untiled_and_reports_progress(astronaut: np.ndarray) -> None:
     image = _float(astronaut[180:276, 160:256])
-    whole = FastEngine(_settings(model=FAST, tile=0)).restore(image, 4.0)
+    whole = FastEngine(_settings(model=FAST, tile=0)).restore(image, 4.0).image
     seen: list[tuple[int, int]] = []
     tiled_engine = FastEngine(_settings(model=FAST, tile=64))
     tiled = tiled_engine.restore(
         image, 4.0, progress=lambda done, total: seen.append((done, total))
     )
-    assert np.abs(tiled - whole).max() < 0.5 / 255
+    assert np.abs(tiled.image - whole).max() < 0.5 / 255
     assert seen[-1][0] == seen[-1][1] == 4
-    assert (
-        tiled_engine.provenance()["tile"] == 64
-        and tiled_engine.provenance()["tile_overlap"] == 32
-    )
+    assert tiled.provenance["tile"] == 64 and tiled.provenance["tile_overlap"] == 32
 
 
 def test_alpha_goes_through_the_model() -> None:
@@ -180,8 +177,7 @@ def test_alpha_goes_through_the_model() -> None:
 
 def test_provenance_names_model_file_hash_and_tile(astronaut: np.ndarray) -> None:
     engine = FastEngine(_settings(model=FAST))
-    engine.restore(_float(astronaut[:16, :16]), 2.0)
-    info = engine.provenance()
+    info = engine.restore(_float(astronaut[:16, :16]), 2.0).provenance
     assert (
         info["model"] == FAST and info["model_scale"] == 4 and info["arch"] == "Compact"
     )
@@ -202,7 +198,8 @@ def test_availability() -> None:
     assert FastEngine.availability(_settings()).ok
     missing = FastEngine.availability(_settings(model="realesrgan-x2plus"))
     assert not missing.ok and "studio weights pull realesrgan-x2plus" in missing.reason
-    assert not FastEngine.availability(_settings(model="no-such-model")).ok
+    with pytest.raises(UsageError, match="unknown model 'no-such-model'"):
+        FastEngine.availability(_settings(model="no-such-model"))
 
 
 # ------------------------------------------------------------------ other spandrel models and bad input
@@ -218,9 +215,9 @@ def test_a_tiny_random_spandrel_model_loads_from_pth(
     path = tmp_path / "tiny_x2.pth"
     torch.save(net.state_dict(), path)
     engine = FastEngine(_settings(model=str(path)))
-    out = engine.restore(_float(astronaut[:20, :30]), 2.0)
-    assert out.shape == (40, 60, 3)
-    info = engine.provenance()
+    result = engine.restore(_float(astronaut[:20, :30]), 2.0)
+    assert result.image.shape == (40, 60, 3)
+    info = result.provenance
     assert info["model_scale"] == 2 and info["backend"] == "torch-cpu-fp32"
 
 
@@ -251,8 +248,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_fp16_agrees_with_cpu(astronaut: np.ndarray) -> None:
     crop = _float(astronaut[150:214, 220:284])
-    on_cpu = FastEngine(_settings(model=PHOTO_MODEL)).restore(crop, 4.0)
+    on_cpu = FastEngine(_settings(model=PHOTO_MODEL)).restore(crop, 4.0).image
     engine = FastEngine(_settings(model=PHOTO_MODEL, device="cuda"))
     on_gpu = engine.restore(crop, 4.0)
-    assert engine.provenance()["backend"] == "torch-cuda-fp16"
-    assert np.abs(on_gpu - on_cpu).mean() < 1 / 255
+    assert on_gpu.provenance["backend"] == "torch-cuda-fp16"
+    assert np.abs(on_gpu.image - on_cpu).mean() < 1 / 255

@@ -102,6 +102,12 @@ def test_empty_variables_leave_tidy_text(tmp_path):
         description = "d"
         positive = "{prompt} , photo of {subject} ({era}),  {style}, sharp focus {mood}."
         negative = "{style}, blurry"
+
+        [variables]
+        subject = ""
+        era = ""
+        style = ""
+        mood = ""
         """,
     )
     preset = get_preset("tidy", [folder])
@@ -247,7 +253,7 @@ def test_cli_show_renders_prompts_and_engine_parameters():
     assert result.exit_code == 0, result.output
     assert "positive: a family, restored old photograph of people, 1950s, clean scan" in result.output
     assert "negative: scratches, dust" in result.output
-    assert "noise_level = 40" in result.output and "face_fidelity = 0.7" in result.output
+    assert "noise_level = 40" in result.output and "face_fidelity = 0.5" in result.output
     assert "supir" not in result.output
 
 

@@ -36,22 +36,22 @@ def engine(folder: str, **values: object) -> SDx4Engine:
 def test_tiny_model_outputs_4x_and_exact_size_for_other_scales(tiny_folder: str) -> None:
     image = blocky_image(13, 20)  # not a multiple of 8: padded inside, cropped back
     eng = engine(tiny_folder)
-    out = eng.restore(image, 4)
+    out = eng.restore(image, 4).image
     assert out.shape == (52, 80, 3) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
-    assert eng.restore(image, 2).shape == (*output_size(13, 20, 2), 3)
-    assert eng.restore(image, 2.5).shape == (*output_size(13, 20, 2.5), 3)
+    assert eng.restore(image, 2).image.shape == (*output_size(13, 20, 2), 3)
+    assert eng.restore(image, 2.5).image.shape == (*output_size(13, 20, 2.5), 3)
 
 
 def test_tiny_model_seed_reproduces_and_random_seed_is_reported(tiny_folder: str) -> None:
     image = blocky_image(16, 16)
-    first = engine(tiny_folder).restore(image, 4)
-    assert np.array_equal(first, engine(tiny_folder).restore(image, 4))
-    assert np.abs(first - engine(tiny_folder, seed=8).restore(image, 4)).mean() > 1e-3
+    first = engine(tiny_folder).restore(image, 4).image
+    assert np.array_equal(first, engine(tiny_folder).restore(image, 4).image)
+    assert np.abs(first - engine(tiny_folder, seed=8).restore(image, 4).image).mean() > 1e-3
     unseeded = SDx4Engine(Settings(model=tiny_folder, steps=2, tile=0))
-    drawn = unseeded.restore(image, 4)
+    drawn = unseeded.restore(image, 4).image
     seed = unseeded.provenance()["seed"]
-    assert np.array_equal(drawn, engine(tiny_folder, seed=seed).restore(image, 4))
+    assert np.array_equal(drawn, engine(tiny_folder, seed=seed).restore(image, 4).image)
 
 
 @pytest.mark.parametrize(("scheduler", "guidance"), [(None, 4.0), ("euler-a", 4.0), ("dpm++", 1.0), ("ddpm", 7.5)])
@@ -62,7 +62,7 @@ def test_tiny_model_matches_diffusers_pipeline_with_tiling_off(tiny_folder: str,
     image = blocky_image(16, 24)
     eng = engine(tiny_folder, scheduler=scheduler, guidance=guidance, prompt="a cat", negative_prompt="blur",
                  noise_level=30, steps=3)
-    ours = eng.restore(image, 4)
+    ours = eng.restore(image, 4).image
     pipe = StableDiffusionUpscalePipeline.from_pretrained(tiny_folder)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
@@ -76,20 +76,20 @@ def test_tiny_model_matches_diffusers_pipeline_with_tiling_off(tiny_folder: str,
 def test_tiny_model_tiled_is_close_to_untiled(tiny_folder: str) -> None:
     """Tiling changes the result far less than another seed does (GroupNorm/attention are not local)."""
     image = blocky_image(48, 48)
-    untiled = engine(tiny_folder).restore(image, 4)
-    other_seed = engine(tiny_folder, seed=8).restore(image, 4)
+    untiled = engine(tiny_folder).restore(image, 4).image
+    other_seed = engine(tiny_folder, seed=8).restore(image, 4).image
     tiled_eng = engine(tiny_folder, tile=32, tile_overlap=16)
-    tiled = tiled_eng.restore(image, 4)
+    tiled = tiled_eng.restore(image, 4).image
     assert tiled_eng.provenance()["tile"] == 32 and tiled_eng.provenance()["vae_tile"] == 32
     assert tiled.shape == untiled.shape
     assert np.abs(tiled - untiled).mean() < 0.1 * np.abs(other_seed - untiled).mean()
-    whole = engine(tiny_folder, tile=64).restore(image, 4)  # one tile covers it: exactly untiled
+    whole = engine(tiny_folder, tile=64).restore(image, 4).image  # one tile covers it: exactly untiled
     np.testing.assert_allclose(whole, untiled, atol=1e-6)
 
 
 def test_progress_is_reported_per_step_then_decode(tiny_folder: str) -> None:
     calls: list[tuple[int, int]] = []
-    engine(tiny_folder, steps=3).restore(blocky_image(16, 16), 4, lambda done, total: calls.append((done, total)))
+    engine(tiny_folder, steps=3).restore(blocky_image(16, 16), 4, lambda done, total: calls.append((done, total))).image
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
@@ -104,9 +104,9 @@ def test_strength_maps_to_noise_level_unless_noise_level_given(tiny_folder: str)
 
 def test_noise_level_moves_output_away_from_zero_noise_result(tiny_folder: str) -> None:
     image = blocky_image(16, 16)
-    base = engine(tiny_folder, noise_level=0).restore(image, 4)
-    near = np.abs(engine(tiny_folder, noise_level=20).restore(image, 4) - base).mean()
-    far = np.abs(engine(tiny_folder, noise_level=350).restore(image, 4) - base).mean()
+    base = engine(tiny_folder, noise_level=0).restore(image, 4).image
+    near = np.abs(engine(tiny_folder, noise_level=20).restore(image, 4).image - base).mean()
+    far = np.abs(engine(tiny_folder, noise_level=350).restore(image, 4).image - base).mean()
     assert far > near > 0
 
 
@@ -118,11 +118,11 @@ def test_unknown_scheduler_is_a_usage_error_listing_names(tiny_folder: str) -> N
 def test_bad_images_are_input_errors(tiny_folder: str) -> None:
     eng = engine(tiny_folder)
     with pytest.raises(InputError, match="at least 8"):
-        eng.restore(np.zeros((4, 16, 3), np.float32), 4)
+        eng.restore(np.zeros((4, 16, 3), np.float32), 4).image
     bad = blocky_image(16, 16)
     bad[3, 3, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
-        eng.restore(bad, 4)
+        eng.restore(bad, 4).image
 
 
 def test_missing_folder_and_uncached_hub_id_raise_weights_missing(tmp_path, monkeypatch) -> None:
@@ -134,12 +134,12 @@ def test_missing_folder_and_uncached_hub_id_raise_weights_missing(tmp_path, monk
     not_diffusers.mkdir()
     assert not SDx4Engine.availability(Settings(model=str(not_diffusers))).ok
     with pytest.raises(WeightsMissing, match="model_index.json"):
-        SDx4Engine(Settings(model=str(not_diffusers))).restore(blocky_image(16, 16), 4)
+        SDx4Engine(Settings(model=str(not_diffusers))).restore(blocky_image(16, 16), 4).image
     hub = Settings(model="studio-tests/never-published-upscaler")
     availability = SDx4Engine.availability(hub)
     assert not availability.ok and "studio weights pull sd-x4" in availability.reason
     with pytest.raises(WeightsMissing, match="studio weights pull sd-x4"):
-        SDx4Engine(hub).restore(blocky_image(16, 16), 4)
+        SDx4Engine(hub).restore(blocky_image(16, 16), 4).image
 
 
 def test_model_argument_forms(tiny_folder: str, tmp_path) -> None:

@@ -46,7 +46,7 @@ def test_permissive_variant_equals_diffusers_controlnet_img2img(files: dict[str,
 
     ours = engine(model=str(files["sd15"]), adapter=str(files["controlnet"]), stage1="none", denoise=1.0, pull=0.0,
                   adapter_scale=1.0, scheduler="ddim", guidance=5.0, prompt="a cat", negative_prompt="blur",
-                  steps=3, seed=11).restore(image((64, 64)), 1.0)
+                  steps=3, seed=11).restore(image((64, 64)), 1.0).image
     pipe = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
         files["sd15"], controlnet=ControlNetModel.from_pretrained(files["controlnet"]), safety_checker=None,
         requires_safety_checker=False)
@@ -63,14 +63,14 @@ def test_permissive_variant_equals_diffusers_controlnet_img2img(files: dict[str,
 def test_official_layout_files_run_reproducibly_and_every_knob_moves_the_output(files: dict[str, Path]) -> None:
     adapters = f"{files['adapter']},{files['cfw']}"
     first = engine(model=str(files["base"]), adapter=adapters)
-    out = first.restore(image(), 1.0)
+    out = first.restore(image(), 1.0).image
     assert out.shape == (32, 32, 3) and np.isfinite(out).all()
     info = first.provenance()
     assert info["variant"] == "stablesr" and info["cfw"] == 0.5 and info["knob_sources"]["cfw"] == "default"
     assert [a["layout"] for a in info["adapters"]] == ["adapter", "cfw"]
-    assert np.array_equal(out, engine(model=str(files["base"]), adapter=adapters).restore(image(), 1.0))
+    assert np.array_equal(out, engine(model=str(files["base"]), adapter=adapters).restore(image(), 1.0).image)
     for knob in ({"seed": 4}, {"cfw": 1.0}, {"adapter_scale": 0.0}, {"pull": 0.5}, {"denoise": 0.5}):
-        other = engine(model=str(files["base"]), adapter=adapters, **knob).restore(image(), 1.0)
+        other = engine(model=str(files["base"]), adapter=adapters, **knob).restore(image(), 1.0).image
         assert np.abs(other - out).mean() > 1e-4, knob
 
 
@@ -78,17 +78,17 @@ def test_sizes_for_2x_4x_and_fractional_scales(files: dict[str, Path]) -> None:
     run = engine(model=str(files["base"]), adapter=str(files["adapter"]), steps=1)
     for scale, expected in ((2.0, (34, 26)), (4.0, (68, 52)), (1.5, (26, 20))):
         picture = np.random.default_rng(0).random((17, 13, 3), dtype=np.float32)
-        assert run.restore(picture, scale).shape == (*expected, 3)
+        assert run.restore(picture, scale).image.shape == (*expected, 3)
 
 
 def test_tiled_sampling_agrees_with_untiled(files: dict[str, Path]) -> None:
     """Aggregation sampling (Gaussian-blended tiles, one scheduler step on the whole latent)."""
     picture = image((128, 96))
-    untiled = engine(model=str(files["base"]), adapter=str(files["adapter"])).restore(picture, 1.0)
+    untiled = engine(model=str(files["base"]), adapter=str(files["adapter"])).restore(picture, 1.0).image
     tiled_run = engine(model=str(files["base"]), adapter=str(files["adapter"]), tile=64, tile_overlap=32)
-    tiled = tiled_run.restore(picture, 1.0)
+    tiled = tiled_run.restore(picture, 1.0).image
     assert tiled_run.provenance()["tile"] == 8 and tiled_run.provenance()["tile_overlap"] == 4
-    other_seed = engine(model=str(files["base"]), adapter=str(files["adapter"]), seed=4).restore(picture, 1.0)
+    other_seed = engine(model=str(files["base"]), adapter=str(files["adapter"]), seed=4).restore(picture, 1.0).image
     # tiles change the result far less than a new seed does (toy 8-latent-px tiles: the worst case)
     assert np.abs(tiled - untiled).mean() < 0.5 * np.abs(other_seed - untiled).mean()
 

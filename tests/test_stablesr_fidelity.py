@@ -36,7 +36,7 @@ def test_psnr_to_stage1_rises_with_fidelity(tiny_photo_vae_path: Path, tmp_path:
         settings = apply_layer(Settings(), {"engine": "stablesr", "model": str(base), "adapter": str(adapter),
                                             "stage1": "lanczos", "steps": 4, "guidance": 1.0, "seed": 5, "tile": 0,
                                             "fidelity": fidelity}, "cli")
-        out = StableSREngine(settings).restore(low, 2.0)
+        out = StableSREngine(settings).restore(low, 2.0).image
         scores.append(psnr(out, stage1))
     assert all(b >= a - 1e-6 for a, b in itertools.pairwise(scores)), scores
     assert scores[-1] - scores[0] >= 3.0, scores

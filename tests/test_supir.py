@@ -135,16 +135,16 @@ def test_working_size_short_side_and_multiples() -> None:
 def test_exact_output_size(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
     engine = make_engine(tiny_sdxl, steps=1)
     for scale in (2.0, 4.0, 1.7):
-        out = engine.restore(small_image, scale)
+        out = engine.restore(small_image, scale).image
         assert out.shape == (round(12 * scale), round(10 * scale), 3)
         assert out.dtype == np.float32 and np.isfinite(out).all()
         assert engine.color_reference().shape == out.shape
 
 
 def test_seed_reproducibility(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
-    first = make_engine(tiny_sdxl, seed=11, steps=1).restore(small_image, 2.0)
-    again = make_engine(tiny_sdxl, seed=11, steps=1).restore(small_image, 2.0)
-    other = make_engine(tiny_sdxl, seed=12, steps=1).restore(small_image, 2.0)
+    first = make_engine(tiny_sdxl, seed=11, steps=1).restore(small_image, 2.0).image
+    again = make_engine(tiny_sdxl, seed=11, steps=1).restore(small_image, 2.0).image
+    other = make_engine(tiny_sdxl, seed=12, steps=1).restore(small_image, 2.0).image
     assert np.array_equal(first, again)
     assert np.abs(first - other).mean() > 1e-3
 
@@ -154,16 +154,16 @@ def test_tiled_matches_untiled(tiny_sdxl: tuple[Path, Path], astronaut: np.ndarr
     from studio.ops.resize import resize
 
     image = resize(astronaut.astype(np.float32) / 255.0, 20, 16)
-    whole = make_engine(tiny_sdxl, tile=0, restore_tau=1.0, steps=1).restore(image, 2.0)
+    whole = make_engine(tiny_sdxl, tile=0, restore_tau=1.0, steps=1).restore(image, 2.0).image
     tiled_engine = make_engine(tiny_sdxl, tile=32, tile_overlap=8, restore_tau=1.0, steps=1)
-    tiled = tiled_engine.restore(image, 2.0)
+    tiled = tiled_engine.restore(image, 2.0).image
     assert (tiled_engine._last["request"].unet_tile, tiled_engine._last["request"].tile_overlap) == (16, 4)
     assert np.abs(whole - tiled).mean() < 0.02
 
 
 def test_bfloat16_on_cpu_and_provenance(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
     engine = make_engine(tiny_sdxl, dtype="bf16", strength=0.3, scheduler="dpm++-2m-karras")
-    out = engine.restore(small_image, 2.0)
+    out = engine.restore(small_image, 2.0).image
     assert np.isfinite(out).all()
     info = engine.provenance()
     assert info["dtype"] == "bfloat16" and info["vae_dtype"] == "bfloat16"
@@ -214,7 +214,7 @@ def test_strength_moves_monotonically_away_from_the_stage1_image(tiny_photo_vae_
     stage1 = resize(image, 64, 64)
     scores = []
     for strength in (0.0, 0.25, 0.5, 0.75, 1.0):
-        out = make_engine(models, strength=strength, steps=6, seed=4).restore(image, 2.0)
+        out = make_engine(models, strength=strength, steps=6, seed=4).restore(image, 2.0).image
         scores.append(psnr(out, stage1))
     assert all(later <= earlier + 1e-6 for earlier, later in zip(scores, scores[1:])), scores
     assert scores[0] - scores[-1] >= 3.0, scores

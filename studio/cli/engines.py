@@ -14,19 +14,7 @@ def engines(
 
     Example: studio engines
     """
-    import json
-
+    from studio.cli.options import print_listing
     from studio.engines import describe_engines
 
-    rows = describe_engines()
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("engine", "available", "notes", "what it is")
-    for row in rows:
-        mark = "[green]yes[/]" if row["available"] else "[red]no[/]"
-        table.add_row(row["engine"], mark, row["reason"], row["summary"])
-    Console().print(table)
+    print_listing(describe_engines(), ("engine",), as_json)

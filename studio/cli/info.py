@@ -34,10 +34,18 @@ def info(
     for key in ("studio_version", "created", "engine", "model", "weights_sha256", "color_fix", "output_size"):
         table.add_row(f"[bold]{key}[/]", str(data.get(key)))
     settings = data.get("settings", {})
-    for key in ("scale", "prompt", "negative_prompt", "seed", "steps", "guidance", "noise_level", "strength", "fidelity",
-                "faces", "face_fidelity", "tile"):
+    shown = ("scale", "prompt", "negative_prompt", "seed", "steps", "guidance", "noise_level", "strength", "fidelity",
+             "faces", "face_fidelity", "tile")
+    for key in shown:  # only those that applied: provenance leaves out what the engine did not read
         if key in settings:
             table.add_row(f"[bold]{key}[/]", str(settings[key]))
+    if printed := data.get("print_size"):
+        for label, key in (("print size", "stored"), ("at 300 dpi", "at_300_dpi")):
+            if printed.get(key):
+                entry = printed[key]
+                inches, cm = entry["inches"], entry["cm"]
+                table.add_row(f"[bold]{label}[/]", f"{inches[0]} x {inches[1]} in ({cm[0]} x {cm[1]} cm) at "
+                              f"{entry['dpi'][0]:g} dpi")
     if data.get("faces"):
         table.add_row("[bold]faces[/]", json.dumps(data["faces"]))
     console = Console()

@@ -17,21 +17,21 @@ PresetDirOption = Annotated[
 ]
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
 @app.command("list")
-def list_presets(preset_dir: PresetDirOption = None) -> None:
+def list_presets(preset_dir: PresetDirOption = None, as_json: JsonOption = False) -> None:
     """List the prompt presets: name, what each is for, and the folder it comes from.
 
     Example: studio presets list --preset-dir ./my-presets
     """
-    from rich.console import Console
-    from rich.table import Table
-
+    from studio.cli.options import print_listing
     from studio.presets import load_presets
 
-    table = Table("preset", "description", "folder")
-    for name, preset in sorted(load_presets(preset_dir or []).items()):
-        table.add_row(name, preset.description, str(preset.path.parent))
-    Console().print(table)
+    rows = [{"preset": name, "description": preset.description, "folder": str(preset.path.parent)}
+            for name, preset in sorted(load_presets(preset_dir or []).items())]
+    print_listing(rows, ("preset",), as_json)
 
 
 @app.command("show")
@@ -43,6 +43,7 @@ def show_preset(
         Optional[str], typer.Option("--engine", help="Show the merged parameters for this engine only.")
     ] = None,
     preset_dir: PresetDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a preset's rendered prompts and the parameters it suggests per engine.
 
@@ -56,6 +57,14 @@ def show_preset(
 
     preset = get_preset(name, preset_dir or [])
     positive, negative = preset.render(prompt, parse_vars(var))
+    tables = {engine: preset.parameters_for(engine)} if engine else preset.engines
+    if as_json:
+        import json
+
+        print(json.dumps({"name": preset.name, "description": preset.description, "file": str(preset.path),
+                          "variables": {v: preset.variables.get(v, "") for v in preset.variable_names},
+                          "positive": positive, "negative": negative, "parameters": tables}, indent=2))
+        return
     console = Console()
     console.print(f"[bold]{escape(preset.name)}[/]: {escape(preset.description)}")
     console.print(f"file: {escape(str(preset.path))}")
@@ -64,7 +73,6 @@ def show_preset(
         console.print(f"variable {escape(variable)}: default {escape(repr(default))}")
     console.print(f"[bold]positive:[/] {escape(positive)}")
     console.print(f"[bold]negative:[/] {escape(negative)}")
-    tables = {engine: preset.parameters_for(engine)} if engine else preset.engines
     table = Table("engine", "parameters", title="suggested parameters (flags you give win)")
     for engine_name, values in tables.items():
         shown = ", ".join(f"{key} = {value!r}" for key, value in values.items()) or "(none)"

@@ -80,27 +80,30 @@ def restore(
     alpha: Annotated[Optional[str], typer.Option("--alpha", help="Alpha upscaling: bicubic or model.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, jpg, webp, tiff (default: png, or -o's extension).", rich_help_panel=_PANEL_OUTPUT)] = None,
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG quality (95+ unless --force-jpeg).", rich_help_panel=_PANEL_OUTPUT)] = None,
+    dpi: Annotated[Optional[float], typer.Option("--dpi", help="Print resolution of the output (default: the input's, scaled to keep the print size).", rich_help_panel=_PANEL_OUTPUT)] = None,
     force_jpeg: Annotated[Optional[bool], typer.Option("--force-jpeg/--no-force-jpeg", help="Allow JPEG quality below 95.", rich_help_panel=_PANEL_OUTPUT)] = None,
     sidecar: Annotated[Optional[bool], typer.Option("--sidecar/--no-sidecar", help="Also write OUTPUT.json with the provenance.", rich_help_panel=_PANEL_OUTPUT)] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a batch).", rich_help_panel=_PANEL_OUTPUT)] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).", rich_help_panel=_PANEL_OUTPUT)] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report here (default for batches: in the output folder).", rich_help_panel=_PANEL_OUTPUT)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the fast engine (default: every physical core).")] = None,
     offload: Annotated[Optional[str], typer.Option("--offload", help="none, model, sequential (diffusion on small GPUs).")] = None,
     fallback: Annotated[Optional[str], typer.Option("--fallback", help="Engine to use when the chosen one cannot run: fast, classical, none.")] = None,
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse inputs above this many pixels.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML, a \\[restore] table).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan; write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every check, print the plan; write nothing.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors (as `studio --debug`).")] = False,
 ) -> None:
+    if debug:
+        ctx.meta["studio.debug"] = True  # click shares meta with the group, which reads it on errors
     from studio.cli.options import parse_blend, parse_vars
     from studio.errors import UsageError
     from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
-    from studio.runner import check_report_path, collect_jobs, default_report_path, prepare_settings
+    from studio.runner import plan_run
 
     output_is_folder = output is not None and output.endswith(("/", os.sep))
     output = Path(output) if output is not None else None
-    if skip_existing and overwrite:
-        raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
     if output is not None and output.suffix.lower() in SUPPORTED_EXTENSIONS:
         if output.suffix.lower() not in WRITABLE_EXTENSIONS:
             raise UsageError(f"-o {output}: studio writes png, jpg, webp or tiff, not {output.suffix}")
@@ -119,23 +122,23 @@ def restore(
         "adapter_scale_start": adapter_scale_start, "churn": churn, "s_noise": s_noise, "dtype": dtype,
         "min_side": min_side, "caption": caption, "caption_model": caption_model, "color_fix": color_fix, "faces": faces, "face_model": face_model,
         "face_fidelity": face_fidelity, "only_center_face": only_center_face, "max_faces": max_faces,
-        "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "force_jpeg": force_jpeg, "sidecar": sidecar,
-        "device": device, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
+        "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "dpi": dpi, "force_jpeg": force_jpeg, "sidecar": sidecar,
+        "device": device, "threads": threads, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
     }
-    settings, engine_name = prepare_settings(cli, config, list(preset_dir or []))
-    jobs = collect_jobs(inputs, output, settings.format, output_is_folder)
-    if report is None and len(jobs) > 1:
-        report = default_report_path(inputs, output)
-    if report is not None:
-        check_report_path(report, list(inputs), overwrite)
+    plan = plan_run(cli, list(inputs), output, output_is_folder=output_is_folder, report=report, overwrite=overwrite,
+                    skip_existing=skip_existing, config_file=config, preset_dirs=list(preset_dir or []))
     if dry_run:
-        _print_plan(jobs, settings, engine_name)
+        if _print_plan(plan, skip_existing):
+            raise typer.Exit(1)  # the real run would fail these files: same exit code
         return
-    _run(jobs, settings, engine_name, skip_existing, overwrite, report, bool(ctx.meta.get("studio.debug")))
+    _run(plan, skip_existing, overwrite, bool(ctx.meta.get("studio.debug")))
 
 
-def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
-    """--dry-run: the resolved settings with their sources, then per input the engine's plan."""
+def _print_plan(plan: Any, skip_existing: bool) -> int:
+    """--dry-run: the resolved settings with their sources, then per input the engine's plan.
+
+    Returns how many files the real run would fail (unreadable input, output in the way).
+    """
     import json
 
     from rich.console import Console
@@ -144,34 +147,44 @@ def _print_plan(jobs: list, settings: Any, engine_name: str) -> None:
     from studio.errors import StudioError
     from studio.imageio import read_image
 
+    settings = plan.settings
     console = Console(soft_wrap=True)
     console.print("[bold]Resolved settings[/] (value, and the layer it came from)")
     for key, value in settings.to_dict().items():
         console.print(f"  {key} = {value!r}  [dim]({settings.source_of(key)})[/]", markup=True, highlight=False)
-    engine = engine_class(engine_name)(settings)
-    availability = engine.availability(settings)
-    console.print(f"engine: [bold]{engine_name}[/] ({'available' if availability.ok else 'NOT available'}"
-                  f"{': ' + availability.reason if availability.reason else ''})")
-    for job in jobs:
+    engine = engine_class(plan.engine)(settings)
+    reason = engine.availability(settings).reason
+    console.print(f"engine: [bold]{plan.engine}[/] (available{': ' + reason if reason else ''})")
+    for note in plan.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    failures = 0
+    for job in plan.jobs:
         try:
             if job.error:
                 raise StudioError(job.error)
+            if skip_existing and job.output.exists():
+                console.print_json(json.dumps({"input": str(job.source), "skip": "output exists (--skip-existing)"}))
+                continue
             picture = read_image(job.source, settings.max_pixels)
             height, width = picture.rgb.shape[:2]
-            plan = {"input": str(job.source), "output": str(job.output), "input_size": [width, height],
+            step = {"input": str(job.source), "output": str(job.output), "input_size": [width, height],
                     **engine.plan(height, width, settings.scale)}
             if picture.alpha is not None:
-                plan["alpha"] = f"kept, upscaled by {settings.alpha}"
+                step["alpha"] = f"kept, upscaled by {settings.alpha}"
             if picture.bit_depth == 16:
-                plan["bit_depth"] = 16
+                step["bit_depth"] = 16
         except StudioError as exc:
-            plan = {"input": str(job.source), "error": str(exc)}
-        console.print_json(json.dumps(plan, default=str))
+            failures += 1
+            step = {"input": str(job.source), "error": str(exc)}
+        console.print_json(json.dumps(step, default=str))
+    if plan.report is not None:
+        console.print(f"report: {plan.report}", markup=False, highlight=False)
     console.print("[dim]dry run: nothing was written[/]")
+    return failures
 
 
-def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overwrite: bool,
-         report_path: Path | None, debug: bool) -> None:
+def _run(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
+    import dataclasses
     import warnings
 
     from rich.console import Console
@@ -190,14 +203,15 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     share = current_share()  # under `accelerate launch`: this process's part of the batch
-    all_jobs, jobs = jobs, share.select(jobs)
+    all_jobs = plan.jobs
+    plan = dataclasses.replace(plan, jobs=share.select(plan.jobs))
     messages.set_sink(lambda level, text: console.print(
         f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True))
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TimeRemainingColumn(), console=console, transient=True,
     )
-    batch_task = progress.add_task("images", total=len(jobs))
+    batch_task = progress.add_task("images", total=len(plan.jobs))
     image_task = progress.add_task("", total=1, visible=False)
 
     def on_job_start(job, index, total):
@@ -222,26 +236,31 @@ def _run(jobs: list, settings: Any, engine_name: str, skip_existing: bool, overw
         with progress, warnings.catch_warnings():
             if not debug:  # third-party warnings (torch, diffusers...) are for developers: shown with --debug
                 warnings.simplefilter("ignore")
-            batch = run_batch(jobs, settings, engine_name, skip_existing, overwrite, on_job_start, on_job_done, debug)
+            batch = run_batch(plan, skip_existing, overwrite, on_job_start, on_job_done, debug)
     finally:
         messages.set_sink(None)
     if share.distributed:
-        _finish_distributed(batch, share, all_jobs, report_path, console)
-        return
-    if report_path is not None:
-        write_report(report_path, batch)
-    summary = f"{batch.succeeded}/{len(batch.results)} succeeded"
-    if batch.failed:
-        summary += f", {batch.failed} failed"
-    if report_path is not None:
-        summary += f"; report: {report_path}"
-    console.print(summary)
-    if batch.failed:
+        failed = _finish_distributed(batch, share, all_jobs, plan.report, console)
+    else:
+        if plan.report is not None:
+            write_report(plan.report, batch)
+        summary = batch.summary()
+        if plan.report is not None:
+            summary += f"; report: {plan.report}"
+        console.print(summary)
+        failed = bool(batch.failed)
+    if batch.interrupted:
+        console.print("[red]interrupted[/] (Ctrl-C): finished files are kept, the rest were not started")
+        _exit_now_if_native_work_is_abandoned(130)
+        raise typer.Exit(130)
+    if failed:
         raise typer.Exit(1)
 
 
-def _finish_distributed(batch: Any, share: Any, all_jobs: list, report_path: Path | None, console: Any) -> None:
-    """Every process reports its own files; the main process writes the merged report and says the totals."""
+def _finish_distributed(batch: Any, share: Any, all_jobs: list, report_path: Path | None, console: Any) -> bool:
+    """Every process reports its own files; the main process writes the merged report and says the totals.
+
+    Returns whether any file failed (in this process, or anywhere for the main process)."""
     import json
 
     from studio.distributed import gather_report
@@ -250,7 +269,7 @@ def _finish_distributed(batch: Any, share: Any, all_jobs: list, report_path: Pat
     console.print(f"process {share.index + 1}/{share.count}: {batch.succeeded}/{len(batch.results)} succeeded")
     merged = gather_report(batch.to_json(), share, [str(job.source) for job in all_jobs])
     if not share.is_main:
-        return
+        return bool(batch.failed)
     if report_path is not None:
         write_text_atomic(report_path, json.dumps(merged, indent=2, default=str))
     totals = merged["summary"]
@@ -260,5 +279,17 @@ def _finish_distributed(batch: Any, share: Any, all_jobs: list, report_path: Pat
     if report_path is not None:
         summary += f"; report: {report_path}"
     console.print(summary)
-    if totals["failed"]:
-        raise typer.Exit(1)
+    return bool(totals["failed"])
+
+
+def _exit_now_if_native_work_is_abandoned(code: int) -> None:
+    """After Ctrl-C an abandoned native call (an ncnn tile) may still run in a worker thread, and the
+    normal interpreter shutdown would wait seconds for it: the report is written, so leave at once."""
+    import sys
+
+    from studio.native import abandoned
+
+    if abandoned():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -26,36 +26,24 @@ def list_weights(
         str | None,
         typer.Option("--kind", help="Only this kind: sr, face, detector, diffusion."),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Show every known model: kind, whether it is on disk, size, licence, what it is good for.
 
     Example: studio weights list --kind sr
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from studio import weights
+    from studio.cli.options import print_listing
 
-    table = Table(
-        "name",
-        "kind",
-        "installed",
-        "size",
-        "licence",
-        "good for",
-        title=f"weights in {weights.weights_dir()}",
-    )
+    rows = []
     for spec in weights.registry():
         if kind and spec.kind != kind:
             continue
         installed, path = weights.install_state(spec)
-        state = {"yes": "[green]yes[/]", "bundled": "[cyan]bundled[/] (converts on first use)"}.get(
-            installed, "[red]no[/]"
-        )
-        table.add_row(
-            spec.name, spec.kind, state, _size(path), spec.license, spec.good_for
-        )
-    Console().print(table)
+        state = {"bundled": "bundled (converts on first use)"}.get(installed, installed)
+        rows.append({"name": spec.name, "kind": spec.kind, "installed": state, "size": _size(path),
+                     "licence": spec.license, "good for": spec.good_for})
+    print_listing(rows, ("name",), as_json, title=f"weights in {weights.weights_dir()}")
 
 
 @app.command("pull")
@@ -90,35 +78,20 @@ def pull(
 
 
 @app.command("verify")
-def verify() -> None:
+def verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
     """Hash every downloaded model and compare with the registry; exit 3 if any file is corrupt.
 
     Example: studio weights verify
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from studio import weights
+    from studio.cli.options import print_listing
     from studio.errors import EnvironmentProblem
 
-    colours = {
-        "ok": "green",
-        "mismatch": "red",
-        "unverified": "yellow",
-        "converted": "cyan",
-        "cached": "green",
-    }
-    table = Table("name", "status", "path", "detail")
     checks = weights.verify()
-    for check in checks:
-        colour = colours.get(check.status, "dim")
-        table.add_row(
-            check.name,
-            f"[{colour}]{check.status}[/]",
-            str(check.path or ""),
-            check.detail,
-        )
-    Console().print(table)
+    rows = [{"name": c.name, "status": c.status, "path": str(c.path or ""), "detail": c.detail} for c in checks]
+    print_listing(rows, ("name",), as_json)
     bad = [c.name for c in checks if c.status == "mismatch"]
     if bad:
         raise EnvironmentProblem(

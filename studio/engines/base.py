@@ -2,13 +2,17 @@
 
 Images inside the core are float32 RGB arrays of shape (H, W, 3) in [0, 1]. Alpha, bit depth, ICC
 and EXIF never reach an engine: `studio.imageio` splits them off and puts them back.
+
+An engine class describes itself (diffusion or not, the settings it reads, its place in `auto`, its
+colour-fix default), so the runner decides from these attributes and never from engine names.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,6 +23,19 @@ ProgressFn = Callable[[int, int], None]
 Upscaler = Callable[[np.ndarray, float], np.ndarray]
 """upscale(image, scale) -> image at output_size(H, W, scale): another engine, lent by the runner."""
 
+SAMPLING_SETTINGS = frozenset(
+    {"prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload"}
+)
+"""Settings every diffusion engine reads."""
+ADAPTER_SETTINGS = frozenset({"adapter", "adapter_scale", "stage1"})
+"""Settings of the engines steered by an adapter on a base model (stablesr, supir)."""
+DIFFUSION_SETTINGS = SAMPLING_SETTINGS | ADAPTER_SETTINGS | frozenset(
+    {"denoise", "pull", "cfw", "restore_tau", "cfg_start", "adapter_scale_start", "churn", "s_noise", "dtype",
+     "min_side", "caption", "caption_model"}
+)
+"""Settings that steer only diffusion engines; an engine that does not read one ignores it (the runner says so,
+and provenance leaves it out). Each engine names the ones it reads in `used_settings`."""
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -28,16 +45,30 @@ class Availability:
     reason: str = ""
 
 
+@dataclass
+class EngineResult:
+    """What one `Engine.restore` call made: the image at the requested size, and what made it.
+
+    `provenance` holds at least `engine`, and `model` (the name that reproduces it with --model)
+    when the engine has one; engines add weights hashes and resolved parameters.
+    """
+
+    image: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The exact output size every engine must return for a given scale."""
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class Engine(ABC):
-    """Base class of every engine. Subclasses set `name`, `summary` and implement `restore`."""
+    """Base class of every engine. Subclasses set the class attributes below and implement `restore`."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    diffusion: ClassVar[bool] = False
+    """A diffusion engine reads DIFFUSION_SETTINGS; the runner warns when they are given to any other."""
     default_color_fix: ClassVar[str] = "none"
     owns_fidelity: ClassVar[bool] = False  # True: the engine maps --fidelity itself (no Lanczos blend after it)
 
@@ -45,26 +76,35 @@ class Engine(ABC):
     """Set by the runner before `restore`: the input file's JPEG quality from its quantisation tables
     (None for other formats). Engines that remove JPEG artefacts choose their model by it."""
 
+    auto_rank: ClassVar[int | None] = None
+    """Place in `--engine auto` (lowest first); None: never chosen by auto. Auto falls back down this order."""
+    auto_needs_gpu: ClassVar[bool] = False
+    """Auto picks this engine only when a GPU is present (it would take minutes per image on a CPU)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stage1_upscaler: Upscaler | None = None  # the runner lends the fast engine (--stage1 fast)
 
     @classmethod
+    def used_settings(cls) -> frozenset[str]:
+        """Engine-specific settings this engine reads (the rest of DIFFUSION_SETTINGS do not apply)."""
+        return SAMPLING_SETTINGS if cls.diffusion else frozenset()
+
+    @classmethod
     def availability(cls, settings: Settings) -> Availability:
-        """Cheap check (no model loading) used by `studio engines`, `--engine auto` and `--dry-run`."""
+        """Cheap check (no model loading) used by `studio engines`, `--engine auto` and the up-front checks.
+
+        Raises UsageError for a setting this engine can never accept (an unknown model name).
+        """
         return Availability(True)
 
     @abstractmethod
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
-        """Restore `image` (H, W, 3 float32 in [0, 1]) and return it at `output_size(H, W, scale)`."""
+    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
+        """Restore `image` (H, W, 3 float32 in [0, 1]) to `output_size(H, W, scale)`, with its provenance."""
 
     def color_reference(self) -> np.ndarray | None:
         """The image (at the output size) the colour fix should match; None: the runner's bicubic upscale."""
         return None
-
-    def provenance(self) -> dict[str, Any]:
-        """What made the result: model name, weights sha256, engine-specific resolved parameters."""
-        return {"engine": self.name}
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """For --dry-run: model, tiles, memory and time estimates, without loading anything heavy."""

@@ -2,8 +2,9 @@
 
 Backends: on CUDA/MPS the spandrel model in torch (fp16 where the architecture allows, channels_last,
 inference_mode); on CPU, models that came from bundled ncnn files run in ncnn itself (when the `ncnn`
-package is installed, else in torch), which was the fastest CPU runtime measured for them (benchmarks/bench_fast.py) and is by definition pixel-identical
-to ncnn's reference output; everything else runs in torch (channels_last) on CPU.
+package is installed, else in torch), which was the fastest CPU runtime measured for them
+(benchmarks/bench_fast.py) and is by definition pixel-identical to ncnn's reference output; that path
+imports no torch at all (benchmarks/bench_fast_e2e.py). Everything else runs in torch (channels_last).
 
 Scales other than the model's come from one model pass plus a Lanczos resize (3x = 4x pass, then
 down); an AI pass is never applied twice, since re-upscaling an upscale compounds artefacts.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from studio import weights
-from studio.engines.base import Availability, Engine, ProgressFn, output_size
-from studio.errors import InputError, StudioError, UsageError
+from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
+from studio.errors import InputError, StudioError, UsageError, WeightsMissing
 from studio.messages import notice, warn
 from studio.ops.blend import blend_linear, normalised
+from studio.native import run_interruptible
 from studio.ops.resize import resize
 from studio.ops.tiling import retry_smaller_tiles, tile_grid, tiled_apply
 from studio.settings import Settings
@@ -181,6 +182,8 @@ class _TorchBackend:
 class _NcnnBackend:
     """ncnn CPU inference of a bundled .param/.bin (the files the safetensors copy was converted from)."""
 
+    name = "ncnn-cpu"
+
     def __init__(self, param: Path, bin_path: Path, threads: int) -> None:
         import ncnn
 
@@ -193,25 +196,19 @@ class _NcnnBackend:
         if self.net.load_param(str(param)) or self.net.load_model(str(bin_path)):
             raise InputError(f"{param}: ncnn could not load this model")
         self.input_blob, self.output_blob = network_blobs(param)
-        self.name = "ncnn-cpu"
 
-    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        """(1, 3, h, w) float32 numpy in, (1, 3, h*s, w*s) out: no torch on this path."""
         import ncnn
-        import torch
 
-        data = np.ascontiguousarray(tile[0].detach().cpu().numpy(), dtype=np.float32)
-        mat = ncnn.Mat(
-            data
-        )  # borrows `data`: keep it referenced until extraction is done
+        data = np.ascontiguousarray(tile[0], dtype=np.float32)
+        mat = ncnn.Mat(data)  # borrows `data`: keep it referenced until extraction is done
         extractor = self.net.create_extractor()
         extractor.input(self.input_blob, mat)
-        status, out = extractor.extract(self.output_blob)
+        status, out = run_interruptible(extractor.extract, self.output_blob)
         if status != 0:
             raise StudioError(f"ncnn inference failed (status {status})")
-        result = torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).unsqueeze(
-            0
-        )
-        return result.clamp_(0.0, 1.0)
+        return np.clip(np.array(out, dtype=np.float32, copy=True)[None], 0.0, 1.0)
 
 
 @dataclass
@@ -220,27 +217,22 @@ class _Loaded:
     path: Path
     arch: str
     scale: int
-    backend: Callable[[torch.Tensor], torch.Tensor]
+    backend: Callable[[Any], Any]  # torch tensors, or numpy arrays for ncnn
     backend_name: str
-    device: torch.device
+    device: Any  # torch.device; the string "cpu" for ncnn, which needs no torch
     tiling: str  # supported | discouraged | internal
 
 
-def _threads() -> int:
-    """CPU threads for ncnn: torch's count, less the cores other processes keep busy (1-minute load).
+def _threads(settings: Settings) -> int:
+    """CPU threads for ncnn: --threads, else every physical core.
 
-    ncnn runs one OpenMP parallel region per layer (~1000 in RRDBNet); oversubscribed cores make each
-    barrier wait for a descheduled thread. Measured on 2 cores with a load of ~3.5 from other work:
-    64x64 x4plus took 1.4 s with 1 thread and 6-14 s with 2; on idle cores 2 threads took 1.0 s.
+    The 1-minute load average is not subtracted: it still counts a run that just ended, and the
+    next run then got one thread and took ~1.5x as long (128x128 x4plus on 2 cores: 5.6 s with one
+    thread, 3.9 s with two). On a shared machine, --threads sets a smaller share.
     """
-    import torch
+    from studio.devices import physical_cores
 
-    cores = max(1, torch.get_num_threads())
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cores, round(cores - busy + 0.5)))
+    return settings.threads or physical_cores()
 
 
 def _install_extra_arches() -> bool:
@@ -261,7 +253,7 @@ def _converted_arch(path: Path) -> tuple[str, int]:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), "pt") as handle:
+        with safe_open(str(path), "np") as handle:  # "np": reading metadata needs no torch
             meta = handle.metadata() or {}
         return _SPANDREL_IDS[meta["studio.arch"]], int(meta["studio.scale"])
     except Exception as exc:  # noqa: BLE001 - missing keys, truncated file, foreign safetensors
@@ -309,11 +301,11 @@ class FastEngine(Engine):
 
     name = "fast"
     summary = "Real-ESRGAN and other spandrel networks; the fast path and the fallback"
+    auto_rank = 1
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._models: dict[str, _Loaded] = {}
-        self._last: dict[str, Any] = {}
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
@@ -323,16 +315,12 @@ class FastEngine(Engine):
             [settings.model] if settings.model else [PHOTO_MODEL, ANIME_MODEL]
         )
         for name in names:
-            if Path(name).expanduser().is_file():
-                continue
             spec = weights.find(name)
-            if spec is None:
-                candidates = [
-                    weights.weights_dir() / f"{name}{s}"
-                    for s in ("", *weights.MODEL_SUFFIXES)
-                ]
-                if not any(c.is_file() for c in candidates):
-                    return Availability(False, f"unknown model '{name}'")
+            if spec is None or spec.kind != "sr":
+                try:  # a file, a file in weights/, or one clear error (unknown name: UsageError)
+                    weights.resolve(name, "sr")
+                except WeightsMissing as exc:
+                    return Availability(False, str(exc))
             elif (
                 weights.local_path(spec) is None and weights.offline_files(spec) is None
             ):
@@ -345,30 +333,28 @@ class FastEngine(Engine):
 
     # -- loading
 
-    def _device(self) -> torch.device:
-        from studio.devices import resolve_device
-
-        return resolve_device(self.settings.device)
-
     def _load(self, name: str) -> _Loaded:
+        from studio.devices import device_type, resolve_device
+
         if name in self._models:
             return self._models[name]
         path = weights.resolve(name, "sr")
-        device = self._device()
         spec = weights.find(name)
         files = weights.offline_files(spec) if spec is not None else None
         backend: _NcnnBackend | _TorchBackend
+        device: Any
         if (
-            device.type == "cpu"
+            device_type(self.settings.device) == "cpu"
             and spec
             and files
             and path == weights.converted_path(spec)
             and importlib.util.find_spec("ncnn") is not None
         ):
-            # the converted copy of bundled ncnn files: run the originals in ncnn, no torch model needed
+            # the converted copy of bundled ncnn files: run the originals in ncnn, no torch at all
             arch, scale = _converted_arch(path)
-            backend, tiling = _NcnnBackend(files[0], files[1], _threads()), "supported"
+            backend, tiling, device = _NcnnBackend(files[0], files[1], _threads(self.settings)), "supported", "cpu"
         else:
+            device = resolve_device(self.settings.device)
             descriptor = _load_spandrel(path)
             arch, scale = descriptor.architecture.id, int(descriptor.scale)
             backend, tiling = (
@@ -391,7 +377,7 @@ class FastEngine(Engine):
     # -- tiles
 
     def auto_tile(
-        self, arch: str, scale: int, device: torch.device, tiling: str = "supported"
+        self, arch: str, scale: int, device: torch.device | str, tiling: str = "supported"
     ) -> int:
         """A tile size that fits in about half the free memory; capped on CPU so memory stays flat."""
         from studio.devices import free_memory_bytes
@@ -404,11 +390,12 @@ class FastEngine(Engine):
             * scale
             * scale
         )
-        if device.type in ("cuda", "mps"):
+        kind = getattr(device, "type", device)
+        if kind in ("cuda", "mps"):
             per_input_pixel //= 2  # fp16
         budget = free_memory_bytes(device) * 0.5
         side = int(math.sqrt(budget / per_input_pixel)) // 16 * 16
-        cap = CPU_TILE if device.type == "cpu" else GPU_TILE_MAX
+        cap = CPU_TILE if kind == "cpu" else GPU_TILE_MAX
         return max(64, min(side, cap))
 
     def _tile_for(self, models: list[_Loaded]) -> int:
@@ -426,11 +413,19 @@ class FastEngine(Engine):
         blend: list[float] | None = None,
     ) -> tuple[np.ndarray, int]:
         """One pass of a model (or an ensemble, blended per tile) over (H, W, 3) float32, tiled,
-        retrying smaller tiles after an out-of-memory."""
+        retrying smaller tiles after an out-of-memory.
+
+        A single ncnn model works on numpy arrays and never imports torch (seconds of a short CPU run).
+        """
+        overlap = self.settings.tile_overlap
+        planar = np.ascontiguousarray(image.transpose(2, 0, 1))[None]
+        if len(models) == 1 and models[0].backend_name == _NcnnBackend.name:
+            tile = self._tile_for(models)
+            out = tiled_apply(models[0].backend, planar, models[0].scale, tile, overlap, progress)
+            return np.clip(out[0], 0.0, 1.0).transpose(1, 2, 0), tile
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-        overlap = self.settings.tile_overlap
+        x = torch.from_numpy(planar)
         scale = max(m.scale for m in models)
         fn = models[0].backend if len(models) == 1 else _ensemble_fn(models, blend or [1.0] * len(models), scale)
 
@@ -485,14 +480,16 @@ class FastEngine(Engine):
 
     def restore(
         self, image: np.ndarray, scale: float, progress: ProgressFn | None = None
-    ) -> np.ndarray:
+    ) -> EngineResult:
         _check_image(image)
         out_h, out_w = output_size(image.shape[0], image.shape[1], scale)
         self._last = {}
         if self.settings.task != "sr":
             image = self._clean(image, progress)
             if scale <= 1:  # nothing to enlarge: no second network pass
-                return image if image.shape[:2] == (out_h, out_w) else resize(image, out_h, out_w, "lanczos")
+                if image.shape[:2] != (out_h, out_w):
+                    image = resize(image, out_h, out_w, "lanczos")
+                return EngineResult(image, self.provenance())
         names, reason = self._pick(image)
         models = [self._load(name) for name in names]
         model_scale = max(m.scale for m in models)
@@ -506,17 +503,16 @@ class FastEngine(Engine):
         self._last.update(models=models, blend=blend, reason=reason, tile=used, alpha_model=models[0].name)
         if result.shape[:2] != (out_h, out_w):
             result = resize(result, out_h, out_w, "lanczos")
-        return result
+        return EngineResult(result, self.provenance())
 
     def restore_alpha(
-        self, alpha: np.ndarray, scale: float, progress: ProgressFn | None = None
+        self, alpha: np.ndarray, scale: float, model: str | None = None, progress: ProgressFn | None = None
     ) -> np.ndarray:
-        """Upscale an alpha channel with the model (grey replicated to RGB), for `--alpha model`."""
+        """Upscale an alpha channel with `model` (the colour pass's; grey replicated to RGB), for `--alpha model`."""
         if alpha.ndim != 2:
             raise InputError(f"alpha must be a 2-D array, got shape {alpha.shape}")
         grey = np.repeat(alpha.astype(np.float32)[..., None], 3, axis=2)
-        name = self._last.get("alpha_model") or self.settings.model or PHOTO_MODEL
-        loaded = self._load(name)
+        loaded = self._load(self._last.get("alpha_model") or model or self.settings.model or PHOTO_MODEL)
         out_h, out_w = output_size(alpha.shape[0], alpha.shape[1], scale)
         result, _ = self._run([loaded], grey, progress)
         plane = result.mean(axis=2)
@@ -560,9 +556,9 @@ class FastEngine(Engine):
         spec = weights.find(self.settings.model or PHOTO_MODEL)
         arch = spec.arch if spec else "unknown"
         model_scale = spec.scale if spec and spec.scale else 4
-        from studio.devices import resolve_device
+        from studio.devices import device_type
 
-        device = resolve_device(self.settings.device)
+        device = device_type(self.settings.device)
         tile = (
             self.settings.tile
             if self.settings.tile is not None
@@ -592,13 +588,13 @@ class FastEngine(Engine):
             model=name,
             task=self.settings.task,
             model_scale=model_scale,
-            device=device.type,
+            device=device,
             tile=tile,
             tiles=len(grid),
             memory_estimate_mb=round(peak / 2**20),
             extra_resize=scale != model_scale,
         )
-        if arch in MACS_PER_INPUT_PIXEL and device.type == "cpu":
+        if arch in MACS_PER_INPUT_PIXEL and device == "cpu":
             info["time_estimate_s"] = round(
                 computed * MACS_PER_INPUT_PIXEL[arch] * 2 / CPU_FLOPS, 1
             )

@@ -173,6 +173,24 @@ class TiledMerger:
         return self.sum.div_(self.weight.clamp_(min=1e-8))
 
 
+class NumpyMerger:
+    """The same weight-normalised merge into a numpy (..., H, W) array, for callers that need no torch
+    (the CPU ncnn path: importing torch costs seconds of a short run)."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.sum = np.zeros(tuple(shape), dtype=np.float32)
+        self.weight = np.zeros(tuple(shape[-2:]), dtype=np.float32)
+
+    def add(self, values: np.ndarray, weight: np.ndarray, window: Window) -> None:
+        """Accumulate `values` (..., h, w) times `weight` (h, w) into `window` (output units)."""
+        rows, cols = window.slices
+        self.sum[..., rows, cols] += values * weight
+        self.weight[rows, cols] += weight
+
+    def result(self) -> np.ndarray:
+        return self.sum / np.maximum(self.weight, 1e-8)
+
+
 def tiled_apply(
     fn: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
@@ -187,7 +205,8 @@ def tiled_apply(
     `tile` 0 or >= the image size runs `fn` once. Otherwise tiles overlap by `overlap` input pixels
     and are merged with feathered weights that ignore `margin` pixels at inner edges (default: all but
     a 2-pixel cross-fade in the middle of the overlap, since a convolutional network's output is least
-    reliable where it lacked context). The result lives on `image`'s device in float32.
+    reliable where it lacked context). The result lives on `image`'s device in float32; a numpy
+    `image` (with an `fn` on numpy arrays) gives a numpy result and never imports torch.
     """
     if image.ndim != 4 or image.shape[0] != 1:
         raise ValueError(f"tiled_apply: expected a (1, C, H, W) tensor, got shape {tuple(image.shape)}")
@@ -199,9 +218,9 @@ def tiled_apply(
         out = fn(image)
         if progress:
             progress(1, 1)
-        return out.float()
+        return out.astype(np.float32, copy=False) if isinstance(out, np.ndarray) else out.float()
     margin = max(0, overlap // 2 - 1) if margin is None else margin
-    merger: TiledMerger | None = None
+    merger: TiledMerger | NumpyMerger | None = None
     for done, window in enumerate(grid, start=1):
         rows, cols = window.slices
         out = fn(image[:, :, rows, cols])
@@ -211,7 +230,8 @@ def tiled_apply(
                 f" at scale {scale}"
             )
         if merger is None:
-            merger = TiledMerger(out.shape[:2] + (height * scale, width * scale), device=image.device)
+            shape = out.shape[:2] + (height * scale, width * scale)
+            merger = NumpyMerger(shape) if isinstance(image, np.ndarray) else TiledMerger(shape, device=image.device)
         weight = blend_weights(window, (height, width), overlap, scale, "feather", margin)
         merger.add(out, weight, window.scaled(scale))
         if progress:

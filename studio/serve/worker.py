@@ -16,7 +16,7 @@ from studio.engines import engine_class
 from studio.engines.base import Engine, ProgressFn
 from studio.errors import StudioError
 from studio.imageio import InputSet, read_provenance
-from studio.runner import DIFFUSION_ENGINES, EngineCache, Job, prepare_settings, process_job, reproduce_command
+from studio.runner import EngineCache, plan_run, process_job, reproduce_command
 from studio.serve.config import ServeConfig
 from studio.serve.store import JobRecord, JobStore
 from studio.settings import Settings
@@ -30,7 +30,7 @@ class JobCancelled(StudioError):
 
 
 def lane_for(engine_name: str) -> str:
-    return "diffusion" if engine_name in DIFFUSION_ENGINES else "cpu"
+    return "diffusion" if engine_class(engine_name).diffusion else "cpu"
 
 
 class WarmEngines:
@@ -55,9 +55,8 @@ class JobEngines(EngineCache):
         super().__init__(settings, primary)
         self.warm = warm
 
-    def get(self, name: str) -> Engine:
-        model = self.settings.model if name == self.primary else None
-        return self.warm.engine(replace(self.settings, engine=name, model=model))
+    def build(self, settings: Settings) -> Engine:
+        return self.warm.engine(settings)
 
 
 class Worker(threading.Thread):
@@ -78,13 +77,11 @@ class Worker(threading.Thread):
         """Restore one job; every outcome ends in done, failed or cancelled."""
         store = self.pool.store
         try:
-            settings, engine_name = prepare_settings(job.settings)
-            if self.device is not None:
-                settings = replace(settings, device=self.device)
-            cache = JobEngines(settings, engine_name, self.warm)
-            source = Job(job.input_path, job.output_path)
-            result = process_job(source, cache, engine_name, InputSet([job.input_path]), skip_existing=False,
-                                 overwrite=True, progress=self._progress(job.id))
+            plan = plan_run(job.settings, [job.input_path], job.output_path, overwrite=True)
+            settings = plan.settings if self.device is None else replace(plan.settings, device=self.device)
+            cache = JobEngines(settings, plan.engine, self.warm)
+            result = process_job(plan.jobs[0], cache, InputSet([job.input_path]), skip_existing=False,
+                                 overwrite=True, progress=self._progress(job.id), notes=plan.notes)
             error = result.error
         except StudioError as exc:  # environment and usage problems: process_job passes them up
             error = str(exc)
@@ -118,8 +115,9 @@ class Worker(threading.Thread):
 def client_provenance(job: JobRecord, settings: Settings) -> dict[str, Any]:
     """The result's provenance, its reproduce command naming the client's file, not the server's paths."""
     provenance = read_provenance(job.output_path) or {}
-    used = replace(settings, engine=provenance.get("engine", settings.engine))
-    provenance["command"] = reproduce_command(Path(job.name), Path(job.output_path.name), used)
+    engine = provenance.get("engine", settings.engine)
+    used = replace(settings, engine=engine)
+    provenance["command"] = reproduce_command(Path(job.name), Path(job.output_path.name), used, engine_class(engine))
     return provenance
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.engines.base import Availability, Engine, ProgressFn, output_size
+from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
 from studio.engines.diffusion import loading
 from studio.engines.diffusion.samplers.schedulers import check_scheduler_name
 from studio.errors import InputError, WeightsMissing
@@ -63,6 +63,9 @@ class SDx4Engine(Engine):
     name = "sd-x4"
     summary = "Stable Diffusion x4 upscaler: prompt-guided 4x detail (diffusers), tiled for large images"
     default_color_fix = "wavelet"
+    diffusion = True
+    auto_rank = 0
+    auto_needs_gpu = True
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -140,7 +143,7 @@ class SDx4Engine(Engine):
             self._last.update(attention=attention, revision=loading.snapshot_revision(self.source))
         return self._pipeline
 
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
+    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
         """4x with the diffusion model (on a copy padded to the UNet's size multiple), then crop and resize."""
         from studio.devices import free_memory_bytes
         from studio.engines.diffusion.memory import run_shrinking_tiles, tile_ladder
@@ -176,7 +179,7 @@ class SDx4Engine(Engine):
             if scale > NATIVE_SCALE:
                 notice(f"sd-x4 is a 4x model; the last {scale / NATIVE_SCALE:.2f}x is a Lanczos resize")
             result = resize(result, out_h, out_w)
-        return result
+        return EngineResult(result, self.provenance())
 
     def provenance(self) -> dict[str, Any]:
         """Everything needed to reproduce the last restore (seed included when it was drawn at random)."""

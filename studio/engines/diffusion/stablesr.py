@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.engines.base import Availability, Engine, ProgressFn, output_size
+from studio.engines.base import ADAPTER_SETTINGS, SAMPLING_SETTINGS, Availability, Engine, EngineResult, ProgressFn, output_size
 from studio.engines.diffusion import loading
 from studio.engines.diffusion.samplers.schedulers import check_scheduler_name
 from studio.errors import InputError, UsageError, WeightsMissing
@@ -111,6 +111,13 @@ class StableSREngine(Engine):
     summary = "StableSR (SD 2.1 + time-aware encoder, SPADE, CFW) or an SD tile-ControlNet; --fidelity steers"
     default_color_fix = "wavelet"
     owns_fidelity = True
+    diffusion = True
+    auto_rank = 1  # after sd-x4, when a GPU and its weights are here
+    auto_needs_gpu = True
+
+    @classmethod
+    def used_settings(cls) -> frozenset[str]:
+        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | {"denoise", "pull", "cfw"}
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -202,14 +209,14 @@ class StableSREngine(Engine):
             fast = engine_class("fast")
             available = fast.availability(fast_settings)
             if available.ok:
-                return fast(fast_settings).restore(image, scale), mode
+                return fast(fast_settings).restore(image, scale).image, mode
             if self.settings.stage1 == "fast":
                 raise WeightsMissing(f"--stage1 fast: {available.reason}")
             notice(f"stage 1: the fast engine cannot run ({available.reason}); using Lanczos")
             mode = "lanczos"
         return resize(image, out_h, out_w, "lanczos"), mode
 
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
+    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
         from studio.devices import free_memory_bytes
         from studio.engines.diffusion.stablesr_recipe import StableSRRequest
 
@@ -237,7 +244,7 @@ class StableSREngine(Engine):
             notice("CFW decoding runs untiled (its fusion needs the whole image's encoder features)")
         result = recipe(padded, request, progress)[:out_h, :out_w]
         self._last.update(request=request, knobs=knobs, stage1=stage1_mode)
-        return result
+        return EngineResult(result, self.provenance())
 
     def tiles(self, latent: tuple[int, int], recipe: Any, free_bytes: int) -> tuple[int, int, int]:
         """(UNet tile, overlap, VAE tile) in latent pixels for this run (see `default_tiling`)."""

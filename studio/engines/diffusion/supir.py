@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.engines.base import Availability, Engine, ProgressFn, output_size
+from studio.engines.base import ADAPTER_SETTINGS, SAMPLING_SETTINGS, Availability, Engine, EngineResult, ProgressFn, output_size
 from studio.engines.diffusion import loading
 from studio.errors import InputError, UsageError, WeightsMissing
 from studio.ops.resize import resize
@@ -100,6 +100,13 @@ class SupirEngine(Engine):
     name = "supir"
     summary = "SDXL restoration with SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)"
     default_color_fix = "wavelet"
+    diffusion = True  # never picked by `auto`: SDXL is the heaviest engine, chosen on purpose
+
+    @classmethod
+    def used_settings(cls) -> frozenset[str]:
+        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | {
+            "restore_tau", "cfg_start", "adapter_scale_start", "churn", "s_noise", "dtype", "min_side", "caption",
+            "caption_model"}
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -229,7 +236,7 @@ class SupirEngine(Engine):
             return resize(self.stage1_upscaler(image, scale), out_h, out_w), mode
         return resize(image, out_h, out_w), mode
 
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> np.ndarray:
+    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
         """Stage 1 to the output size, diffusion at the working size, Lanczos back to the output size."""
         from studio.devices import free_memory_bytes
         from studio.engines.diffusion.memory import run_shrinking_tiles, tile_ladder
@@ -270,7 +277,7 @@ class SupirEngine(Engine):
         self._color_reference = x1 if recipe.stage1_image is None else resize(recipe.stage1_image, out_h, out_w)
         self._last.update(request=request, resolved=resolved, stage1=stage1_mode, work_size=[work_w, work_h],
                           memory_retries=retries, caption=caption)
-        return resize(result, out_h, out_w)
+        return EngineResult(resize(result, out_h, out_w), self.provenance())
 
     def prompt_for(self, image: np.ndarray, device: Any) -> tuple[str, str | None]:
         """(prompt, caption): with --caption the captioner fills {caption} (or leads the prompt)."""

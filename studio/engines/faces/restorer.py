@@ -37,10 +37,11 @@ from studio.settings import Settings
 
 @dataclass
 class FaceResult:
-    """The image with faces restored, and one report entry per restored face."""
+    """The image with faces restored, one report entry per restored face, and what restored them."""
 
     image: np.ndarray
     faces: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def model_name(settings: Settings) -> str:
@@ -83,7 +84,7 @@ class FaceRestorer:
 
         try:
             weights.resolve(model_name(settings), "face")
-        except (WeightsMissing, UsageError) as exc:
+        except WeightsMissing as exc:  # a wrong --faces/--face-model name is a UsageError: raised
             return Availability(False, str(exc))
         if _detector_weights() is not None:
             return Availability(True)
@@ -116,7 +117,7 @@ class FaceRestorer:
         fidelity = float(self.settings.face_fidelity)
         strength = 1.0 if self._fidelity_in_network else 1.0 - fidelity
         if not faces or strength <= 0.0:  # nothing to paste: skip loading and running the network
-            return FaceResult(background, report)
+            return FaceResult(background, report, {**self.provenance(), "count": len(report)})
         network = self._get_network()
         scale_y = background.shape[0] / source.shape[0]
         scale_x = background.shape[1] / source.shape[1]
@@ -130,7 +131,7 @@ class FaceRestorer:
             result = paste_face(result, restored, rescale_transform(matrix, scale_y, scale_x), strength)
             if progress is not None:
                 progress(done, len(faces))
-        return FaceResult(result, report)
+        return FaceResult(result, report, {**self.provenance(), "count": len(faces)})
 
     def provenance(self) -> dict[str, Any]:
         """Model name, weights sha256, detector and fidelity: what made the faces."""

@@ -1,0 +1,50 @@
+"""Long native calls that Ctrl-C can still stop at once.
+
+A native call (one ncnn tile: seconds to minutes on a busy CPU) holds the main thread until it
+returns, and Python raises KeyboardInterrupt only after it. Such a call that releases the GIL runs
+here in a daemon worker while the main thread waits in short steps, so Ctrl-C is raised within
+~0.1 s; the abandoned worker ends with the process (see `abandoned`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_running: set[int] = set()  # ids of workers whose call has not returned yet
+_lock = threading.Lock()
+
+
+def run_interruptible(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` in a daemon worker; exceptions are re-raised here, KeyboardInterrupt arrives at once."""
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["value"] = call(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread below
+            outcome["error"] = exc
+        finally:
+            with _lock:
+                _running.discard(threading.get_ident())
+            finished.set()
+
+    worker = threading.Thread(target=work, name="studio-native", daemon=True)
+    with _lock:
+        worker.start()
+        _running.add(worker.ident or 0)
+    while not finished.wait(0.1):  # short waits: KeyboardInterrupt is raised between them
+        pass
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def abandoned() -> bool:
+    """True while a worker's native call still runs after its caller gave up (Ctrl-C)."""
+    with _lock:
+        return bool(_running)

@@ -1,0 +1,155 @@
+"""Batches: one job start to finish (read, restore, write, record), and the loop over jobs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from studio.engines import engine_class
+from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn
+from studio.errors import EnvironmentProblem, InputError, StudioError, UsageError
+from studio.imageio import InputSet, check_output_path, print_size, read_image, write_image, write_text_atomic
+from studio.messages import warn
+from studio.runner.choice import EngineCache, engine_settings
+from studio.runner.jobs import Job, sidecar_path
+from studio.runner.plan import UP_FRONT_SOURCES, Plan
+from studio.runner.recipe import restore_picture
+from studio.runner.reports import BatchReport, JobResult
+from studio.settings import Settings, layer_rank
+
+LOW_PSNR_WARNING_DB = 20.0
+
+
+def reproduce_command(source: Path, output: Path, settings: Settings, engine: type[Engine]) -> str:
+    """The command line that reproduces this output with `engine` (the one that ran, after any fallback).
+
+    It names every value that differs from the built-in defaults or that a layer or an up-front
+    decision set (so a user config cannot change it), and leaves out what the engine does not read.
+    The preset is already rendered into the values, so it is left out too.
+    """
+    defaults = Settings().to_dict()
+    ignored = (DIFFUSION_SETTINGS - engine.used_settings()) | {"preset", "variables", "sidecar"}
+    args = ["studio", "restore", str(source), "-o", str(output)]
+    for name, value in settings.to_dict().items():
+        decided = layer_rank(settings.source_of(name)) > 0 or settings.source_of(name) in UP_FRONT_SOURCES
+        if name in ignored or value is None or (value == defaults[name] and not decided):
+            continue
+        if name == "model" and settings.ensemble:
+            continue  # written as one --model per ensemble member
+        flag = "--" + name.replace("_", "-")
+        if name == "ensemble":
+            args += [part for member in value for part in ("--model", member)]
+        elif name == "blend":
+            args += [flag, ",".join(f"{w:g}" for w in value)]
+        elif isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            args += [flag, str(value)]
+    return shlex.join(args)
+
+
+def process_job(job: Job, cache: EngineCache, all_inputs: InputSet, skip_existing: bool, overwrite: bool,
+                progress: ProgressFn | None = None, debug: bool = False, notes: list[str] | None = None) -> JobResult:
+    """One file, start to finish. Input and output problems become a failed result, not an exception.
+
+    `notes` are the decisions taken up front (a fallback, a skipped face restorer): every output records them.
+    """
+    started = time.perf_counter()
+    settings = cache.settings
+    result = JobResult(input=str(job.source), output=str(job.output), status="failed")
+    try:
+        if job.error:
+            raise InputError(job.error)
+        if skip_existing and job.output.exists():
+            result.status = "skipped"
+            result.notes.append("output exists (--skip-existing)")
+            return result
+        check_output_path(job.output, all_inputs, overwrite)
+        if settings.sidecar:
+            check_output_path(sidecar_path(job.output), all_inputs, overwrite)
+        picture = read_image(job.source, settings.max_pixels)
+        result.input_size = list(picture.size)
+        if picture.provenance:
+            earlier = picture.provenance
+            warn(
+                f"{job.source.name} is already a studio output ({earlier.get('engine')}, "
+                f"{earlier.get('output_size')}); upscaling an upscale piles up artefacts: restore the original "
+                "once, at the final scale"
+            )
+            result.notes.append("input is an earlier studio output")
+        for text in picture.notes:
+            warn(f"{job.source.name}: {text}")
+        restored = restore_picture(picture, cache, cache.primary, progress, notes or [])
+        provenance, notes = restored.provenance, restored.notes
+        ran = engine_class(provenance["engine"])
+        ran_settings = replace(engine_settings(settings, ran.name, cache.primary), engine=ran.name)
+        provenance["command"] = reproduce_command(job.source, job.output, ran_settings, ran)
+        provenance["input"] = {"name": job.source.name, "size": list(picture.size), "bit_depth": picture.bit_depth}
+        result.quality = {**restored.quality, "seconds": round(time.perf_counter() - started, 3)}
+        psnr_db = result.quality["psnr_vs_lanczos_db"]
+        if psnr_db is not None and psnr_db < LOW_PSNR_WARNING_DB:
+            message = (
+                f"result departs strongly from the input (PSNR {psnr_db} dB vs Lanczos); check it for invented detail"
+            )
+            warn(f"{job.source.name}: {message}")
+            notes.append(message)
+        provenance["quality"] = result.quality
+        provenance["print_size"] = print_size(restored.picture.size, restored.picture.dpi)
+        write_image(job.output, restored.picture, settings.format, settings.quality, provenance, settings.force_jpeg)
+        if settings.sidecar:
+            write_text_atomic(sidecar_path(job.output), json.dumps(provenance, indent=2, default=str))
+        result.status = "ok"
+        result.output_size = list(restored.picture.size)
+        result.engine = provenance["engine"]
+        result.model = provenance["model"]
+        result.faces = restored.faces
+        result.notes += notes
+    except (EnvironmentProblem, UsageError):
+        raise  # the same for every file: stop the batch
+    except StudioError as exc:
+        result.error = str(exc)
+    except Exception as exc:  # a bug must not cost the rest of the batch; --debug shows the traceback
+        if debug:
+            raise
+        result.error = f"{job.source}: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details"
+    finally:
+        result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def run_batch(
+    plan: Plan,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    on_job_start: Callable[[Job, int, int], ProgressFn | None] | None = None,
+    on_job_done: Callable[[JobResult], None] | None = None,
+    debug: bool = False,
+) -> BatchReport:
+    """Run every job of a checked plan; a bad file is reported and the batch goes on.
+
+    Environment problems stop it. Ctrl-C stops it too, between two work units: the report then lists the
+    finished files and marks the rest `interrupted` (no partial file is left: writes are atomic).
+    """
+    settings = plan.settings
+    cache = EngineCache(settings, plan.engine)
+    all_inputs = InputSet([job.source for job in plan.jobs])
+    results: list[JobResult] = []
+    interrupted = False
+    try:
+        for index, job in enumerate(plan.jobs):
+            progress = on_job_start(job, index, len(plan.jobs)) if on_job_start else None
+            result = process_job(job, cache, all_inputs, skip_existing, overwrite, progress, debug, plan.notes)
+            results.append(result)
+            if on_job_done:
+                on_job_done(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        results += [
+            JobResult(input=str(job.source), output=str(job.output), status="interrupted")
+            for job in plan.jobs[len(results) :]
+        ]
+    return BatchReport(results, settings.to_dict(), dict(settings.sources), interrupted=interrupted)

@@ -1,0 +1,126 @@
+"""Engine choice and fallback: which engine runs, and where to go when it cannot.
+
+Decided from what engine classes say about themselves (`auto_rank`, `auto_needs_gpu`), never from names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from studio.engines import ENGINES, engine_class
+from studio.engines.base import Engine, EngineResult, ProgressFn
+from studio.errors import EngineUnavailable, UsageError, WeightsMissing
+from studio.messages import notice
+from studio.settings import Settings
+
+
+def auto_order() -> list[type[Engine]]:
+    """The engines `--engine auto` may pick, in the order it tries them."""
+    ranked = [entry.load() for entry in ENGINES]
+    return sorted((cls for cls in ranked if cls.auto_rank is not None), key=lambda cls: cls.auto_rank)
+
+
+def choose_engine(settings: Settings) -> str:
+    """Resolve `auto`: a GPU-only engine of the auto order when a GPU and its weights are here, else the
+    first engine that needs no GPU (whose own problems are then met by the fallback, with a notice)."""
+    if settings.engine != "auto":
+        engine_class(settings.engine)  # validates the name
+        if settings.engine != "fast" and (settings.ensemble or settings.task != "sr"):
+            what = "several --model (an ensemble)" if settings.ensemble else f"--task {settings.task}"
+            raise UsageError(f"{what} runs on the fast engine, not {settings.engine}; use --engine fast or auto")
+        return settings.engine
+    if settings.ensemble or settings.task != "sr":
+        return "fast"  # ensembles and SwinIR task models are fast-engine features
+    from studio.devices import has_gpu
+
+    gpu = settings.device != "cpu" and has_gpu()
+    for cls in auto_order():
+        if not cls.auto_needs_gpu:
+            return cls.name
+        if gpu and cls.availability(settings).ok:
+            return cls.name
+    raise AssertionError("the auto order holds no engine that runs without a GPU")
+
+
+def fallback_for(settings: Settings, engine_name: str) -> str | None:
+    """Where to go when `engine_name` cannot run: --fallback wins; auto goes down its own order."""
+    if settings.fallback == "none":
+        return None
+    if settings.fallback:
+        return settings.fallback if settings.fallback != engine_name else None
+    if settings.task != "sr" or settings.ensemble:
+        return None  # no other engine runs SwinIR tasks or ensembles: say what is missing instead
+    if settings.engine == "auto":
+        order = [cls.name for cls in auto_order() if not cls.auto_needs_gpu]
+        later = order[order.index(engine_name) + 1 :] if engine_name in order else order
+        return later[0] if later else None
+    return None
+
+
+def engine_settings(settings: Settings, name: str, primary: str) -> Settings:
+    """The settings engine `name` runs with: a fallback (or lent stage-1) engine gets its own default model,
+    not --model, and no ensemble."""
+    return settings if name == primary else replace(settings, engine=name, model=None, ensemble=None, blend=None)
+
+
+class EngineCache:
+    """Engines are built once per batch and load their models lazily on first use."""
+
+    def __init__(self, settings: Settings, primary: str) -> None:
+        self.settings = settings
+        self.primary = primary
+        self._engines: dict[str, Engine] = {}
+        self._faces: Any = None
+        self.unavailable: dict[str, str] = {}  # engines whose weights are missing: not retried per file
+        self.jpeg_quality: int | None = None  # of the picture being restored (Picture.jpeg_quality)
+
+    def get(self, name: str) -> Engine:
+        """The engine `name`, built once; every engine but `fast` is lent the fast engine for its stage 1."""
+        if name not in self._engines:
+            engine = self.build(engine_settings(self.settings, name, self.primary))
+            if name != "fast":
+                engine.stage1_upscaler = lambda image, scale: self.get("fast").restore(image, scale).image
+            self._engines[name] = engine
+        return self._engines[name]
+
+    def build(self, settings: Settings) -> Engine:
+        """A new engine for `settings` (a server overrides this to reuse engines kept loaded)."""
+        return engine_class(settings.engine)(settings)
+
+    def faces(self) -> Any:
+        if self._faces is None:
+            from studio.engines.faces import FaceRestorer
+
+            self._faces = FaceRestorer(self.settings)
+        return self._faces
+
+
+def run_engine(
+    cache: EngineCache, name: str, rgb: np.ndarray, scale: float, progress: ProgressFn | None, notes: list[str]
+) -> tuple[Engine, EngineResult]:
+    """Run one engine, following the fallback chain when it raises EngineUnavailable (weights, memory).
+
+    Missing weights are remembered for the batch, so the notice is given once, not per file.
+    """
+    target = fallback_for(cache.settings, name)
+    if name in cache.unavailable and target is not None:
+        notes.append(cache.unavailable[name])
+        return run_engine(cache, target, rgb, scale, progress, notes)
+    try:
+        engine = cache.get(name)
+        engine.source_jpeg_quality = cache.jpeg_quality
+        return engine, engine.restore(rgb, scale, progress)
+    except EngineUnavailable as exc:
+        if target is None:
+            if cache.settings.engine != "auto" and isinstance(exc, WeightsMissing):
+                raise WeightsMissing(f"{exc} (or add --fallback fast)") from None
+            raise
+        message = f"{name} could not run ({exc}); falling back to the {target} engine"
+        if isinstance(exc, WeightsMissing):
+            cache.unavailable[name] = message
+        notice(message)
+        notes.append(message)
+        return run_engine(cache, target, rgb, scale, progress, notes)

@@ -1,0 +1,137 @@
+"""The per-image recipe: engine (with fallback), fidelity, faces, colour fix, alpha, provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from studio import __version__
+from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
+from studio.errors import StudioError
+from studio.imageio import Picture, bleed_colors, with_pixels
+from studio.ops.resize import resize
+from studio.runner.choice import EngineCache, run_engine
+from studio.settings import Settings
+
+QUALITY_MAX_PIXELS = 2_000_000
+
+
+@dataclass
+class Restored:
+    picture: Picture
+    provenance: dict[str, Any]
+    notes: list[str]
+    faces: list[dict[str, Any]]
+    quality: dict[str, Any]
+
+
+def restore_picture(
+    picture: Picture,
+    cache: EngineCache,
+    engine_name: str,
+    progress: ProgressFn | None = None,
+    run_notes: list[str] | None = None,
+) -> Restored:
+    """The whole restoration of one decoded picture: engine (with fallback), faces, colour fix, alpha.
+
+    `run_notes` (decisions taken for the whole run) are recorded with the picture's own notes.
+    """
+    settings = cache.settings
+    notes: list[str] = [*(run_notes or []), *picture.notes]
+    rgb = picture.rgb if picture.alpha is None else bleed_colors(picture.rgb, picture.alpha)
+    cache.jpeg_quality = picture.jpeg_quality
+    engine, engine_result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes)
+    result, engine_info = engine_result.image, {**engine_result.provenance, "engine": engine.name}
+    engine_info.setdefault("license", model_license(engine_info.get("model")))
+    out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
+    if result.shape[:2] != (out_h, out_w):
+        got = f"{result.shape[1]}x{result.shape[0]}"
+        raise StudioError(f"engine {engine.name} returned {got}, expected {out_w}x{out_h}")
+    if settings.fidelity and not engine.owns_fidelity:
+        # --fidelity pulls the engine's invented detail back toward a plain Lanczos upscale of the input
+        baseline = resize(rgb, out_h, out_w, "lanczos")
+        result = baseline + (1.0 - settings.fidelity) * (result - baseline)
+
+    faces: list[dict[str, Any]] = []
+    face_provenance: dict[str, Any] | None = None
+    if settings.faces != "none":  # the up-front checks made sure the face weights are here
+        face_result = cache.faces().restore(rgb, result)
+        result, faces = face_result.image, face_result.faces
+        face_provenance = {**face_result.provenance, "license": model_license(face_result.provenance.get("model"))}
+
+    color_fix = settings.color_fix or engine.default_color_fix
+    if color_fix != "none":
+        from studio.ops.colorfix import apply_color_fix
+
+        reference = engine.color_reference()
+        if reference is None:
+            reference = resize(rgb, out_h, out_w, "bicubic")
+        result = apply_color_fix(color_fix, result, reference)
+    result = np.clip(result, 0.0, 1.0).astype(np.float32)
+
+    alpha = None
+    if picture.alpha is not None:
+        if settings.alpha == "model" and hasattr(engine, "restore_alpha"):
+            alpha = engine.restore_alpha(picture.alpha, settings.scale, engine_info.get("model"))
+        else:
+            if settings.alpha == "model":
+                notes.append(f"--alpha model: the {engine.name} engine has no network for alpha; used bicubic")
+            alpha = resize(picture.alpha, out_h, out_w, "bicubic")
+
+    provenance = {
+        "studio_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "engine": engine.name,
+        "model": engine_info.get("model"),
+        "weights_sha256": engine_info.get("weights_sha256"),
+        "engine_details": engine_info,
+        "color_fix": color_fix,
+        "faces": face_provenance,
+        "settings": applied_settings(settings, type(engine)),
+        "setting_sources": settings.sources,
+        "output_size": [out_w, out_h],
+        "notes": notes,
+    }
+    restored = with_pixels(picture, result, alpha, settings.dpi)
+    return Restored(restored, provenance, notes, faces, quality_report(rgb, result))
+
+
+def applied_settings(settings: Settings, engine: type[Engine]) -> dict[str, Any]:
+    """The settings as they applied to `engine`: its name, without the settings it does not read."""
+    ignored = DIFFUSION_SETTINGS - engine.used_settings()
+    return {key: value for key, value in {**settings.to_dict(), "engine": engine.name}.items() if key not in ignored}
+
+
+def model_license(model: str | None) -> str | None:
+    """The licence the weights registry records for a model name (None for files and resamplers)."""
+    from studio import weights
+
+    spec = weights.find(model) if model else None
+    return spec.license if spec is not None and spec.license else None
+
+
+def quality_report(source: np.ndarray, result: np.ndarray) -> dict[str, Any]:
+    """PSNR/SSIM of the result against a Lanczos resize of the input: how far the engine moved away.
+
+    Measured at no more than QUALITY_MAX_PIXELS, so a 100 MP print costs seconds, not gigabytes.
+    """
+    from studio.ops.metrics import psnr, ssim
+
+    out_h, out_w = result.shape[:2]
+    factor = min(1.0, (QUALITY_MAX_PIXELS / (out_h * out_w)) ** 0.5)
+    height, width = max(16, round(out_h * factor)), max(16, round(out_w * factor))
+    compared = result if factor == 1.0 else resize(result, height, width, "area")
+    baseline = resize(source, height, width, "lanczos")
+    return {
+        "psnr_vs_lanczos_db": _finite(psnr(compared, baseline)),
+        "ssim_vs_lanczos": round(float(ssim(compared, baseline)), 4),
+        "measured_at": [width, height],
+        "scale": [round(out_w / source.shape[1], 4), round(out_h / source.shape[0], 4)],
+    }
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 2) if np.isfinite(value) else None

@@ -1,0 +1,33 @@
+"""run_interruptible: results and errors come back; a KeyboardInterrupt is not held up by the call."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+
+import pytest
+
+from studio.native import abandoned, run_interruptible
+
+
+def test_value_and_error_come_back_to_the_caller() -> None:
+    assert run_interruptible(sum, [1, 2, 3]) == 6
+    with pytest.raises(ZeroDivisionError):
+        run_interruptible(lambda: 1 / 0)
+    assert not abandoned()
+
+
+def test_ctrl_c_interrupts_the_wait_not_after_the_call() -> None:
+    release = threading.Event()
+    threading.Timer(0.2, _thread.interrupt_main).start()  # what Ctrl-C does to the main thread
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_interruptible(release.wait, 30)  # a 30 s "native call" (Event.wait releases the GIL)
+    assert time.perf_counter() - started < 2
+    assert abandoned()
+    release.set()
+    deadline = time.perf_counter() + 5
+    while abandoned() and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert not abandoned()
