@@ -64,7 +64,7 @@ def test_faces_suggested_by_a_preset_are_skipped_with_a_warning(tmp_path: Path, 
     assert result.exit_code == 0, result.output
     assert out.exists()
     lines = [line for line in result.stderr.splitlines() if "skipped" in line]
-    assert len(lines) == 1 and lines[0].endswith("get them with `studio weights pull codeformer`")
+    assert len(lines) == 1 and lines[0].endswith("get them with `studio weights pull gfpgan-1.4`")
 
 
 def test_faces_from_a_preset_run_without_flags_once_the_weights_are_there(

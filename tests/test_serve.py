@@ -182,10 +182,10 @@ def test_finished_jobs_expire_with_their_files(tmp_path: Path, astronaut) -> Non
 def test_cancelling_a_running_job_stops_it_at_its_next_step_and_removes_the_output(
     tmp_path: Path, astronaut, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import studio.runner
+    import studio.runner.batch
 
     written: list[Path] = []
-    monkeypatch.setattr(studio.runner, "write_image", lambda path, *args, **kwargs: written.append(path))
+    monkeypatch.setattr(studio.runner.batch, "write_image", lambda path, *args, **kwargs: written.append(path))
     data_dir = tmp_path / "data"
     with _client(data_dir, start_workers=False) as client:
         job_id = _post(client, _png(astronaut)).json()["id"]

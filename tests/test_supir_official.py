@@ -73,7 +73,7 @@ def test_tiny_official_checkpoint_loads_strictly_and_runs(tiny_official: tuple[P
     engine = SupirEngine(resolve({"model": str(base), "adapter": str(checkpoint), "min_side": 0, "steps": 1,
                                   "seed": 2, "strength": 0.2}))
     image = resize(astronaut.astype(np.float32) / 255.0, 12, 10)
-    out = engine.restore(image, 2.0)
+    out = engine.restore(image, 2.0).image
     assert out.shape == (24, 20, 3) and np.isfinite(out).all()
     recipe = engine._recipe
     assert recipe.components.adaptor is not None and recipe.components.controlnets == []

@@ -118,7 +118,7 @@ def test_task_jpeg_at_scale_1_runs_only_the_cleanup_model(astronaut: np.ndarray)
     engine = FastEngine(Settings(device="cpu", task="jpeg", tile=0))
     engine.source_jpeg_quality = 31
     image = astronaut[100:133, 200:219].astype(np.float32) / 255  # odd size: 33x19
-    out = engine.restore(image, 1.0)
+    out = engine.restore(image, 1.0).image
     assert out.shape == image.shape and out.dtype == np.float32
     info = engine.provenance()
     assert info["model"] == "swinir-jpeg-q30" and info["enlarging"] is None
@@ -133,7 +133,7 @@ def test_a_grey_task_model_sees_luma_and_returns_grey_rgb(astronaut: np.ndarray)
     grey = np.repeat(astronaut[:40, :40].mean(axis=2, keepdims=True) / 255, 3, axis=2)
     noisy = np.clip(grey + rng.normal(0, 50 / 255, grey.shape[:2])[..., None], 0, 1).astype(np.float32)
     engine = FastEngine(Settings(device="cpu", task="denoise", tile=0))
-    out = engine.restore(noisy, 1.0)
+    out = engine.restore(noisy, 1.0).image
     assert engine.provenance()["cleanup"]["model"].startswith("swinir-gray-denoise-s")
     assert out.shape == noisy.shape and np.array_equal(out[..., 0], out[..., 2])
 

@@ -21,7 +21,7 @@ METHODS = ("lanczos", "bicubic", "bilinear", "nearest")
 class ClassicalEngine(Engine):
     name = "classical"
     summary = "Lanczos/bicubic resampling: no invented detail, any scale, instant"
-    auto_rank = 2  # the last resort: it always runs
+    auto_rank = 3  # the last resort: it always runs
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:

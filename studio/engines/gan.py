@@ -301,10 +301,11 @@ class FastEngine(Engine):
 
     name = "fast"
     summary = "Real-ESRGAN and other spandrel networks; the fast path and the fallback"
-    auto_rank = 1
+    auto_rank = 2
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        self._last: dict[str, Any] = {}  # what the last restore ran (provenance, --alpha model)
         self._models: dict[str, _Loaded] = {}
 
     @classmethod

@@ -63,7 +63,9 @@ def fallback_for(settings: Settings, engine_name: str) -> str | None:
 def engine_settings(settings: Settings, name: str, primary: str) -> Settings:
     """The settings engine `name` runs with: a fallback (or lent stage-1) engine gets its own default model,
     not --model, and no ensemble."""
-    return settings if name == primary else replace(settings, engine=name, model=None, ensemble=None, blend=None)
+    if name == primary:
+        return settings if settings.engine == name else replace(settings, engine=name)  # `auto` resolved
+    return replace(settings, engine=name, model=None, ensemble=None, blend=None)
 
 
 class EngineCache:

@@ -9,7 +9,7 @@ so it fails exactly where and how the real run would.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +85,19 @@ def settle_engine(plan: Plan) -> None:
         plan.settings = replace(plan.settings, engine=target, model=None)
         plan.settings.sources = {**plan.settings.sources, "engine": "fallback", "model": "fallback"}
         plan.engine = target
-    given = [name for name in sorted(DIFFUSION_SETTINGS) if plan.settings.source_of(name) == "cli"]
-    if given and not engine_class(plan.engine).diffusion:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-        warn(f"{flags} only steer diffusion engines; the {plan.engine} engine ignores them")
+    engine = engine_class(plan.engine)
+    ignored = [name for name in fields_in_order(DIFFUSION_SETTINGS - engine.used_settings())
+               if plan.settings.source_of(name) == "cli"]
+    if ignored:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in ignored)
+        steer = "only steer diffusion engines" if not engine.diffusion else "steer other diffusion engines"
+        warn(f"{flags} {steer}; the {plan.engine} engine ignores them")
     _licence_notice(plan.settings.model)
+
+
+def fields_in_order(names: frozenset[str]) -> list[str]:
+    """`names` in the order Settings declares them (the order of `studio restore --help`)."""
+    return [field.name for field in fields(Settings) if field.name in names]
 
 
 def check_faces(plan: Plan) -> None:
