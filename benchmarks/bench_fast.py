@@ -34,12 +34,7 @@ def _crop(size: int) -> np.ndarray:
     image = data.astronaut()
     top, left = max(0, 180 - size // 2), max(0, 256 - size // 2)
     top, left = min(top, 512 - size), min(left, 512 - size)
-    return (
-        np.ascontiguousarray(
-            image[top : top + size, left : left + size], dtype=np.float32
-        )
-        / 255
-    )
+    return np.ascontiguousarray(image[top : top + size, left : left + size], dtype=np.float32) / 255
 
 
 def _rss_mb() -> float:
@@ -61,12 +56,12 @@ def _worker(config: dict) -> dict:
         from studio.engines.gan import FastEngine
         from studio.settings import Settings
 
-        gan._threads = lambda: (
-            threads
-        )  # the same thread count as the other configurations
+        gan._threads = lambda: threads  # the same thread count as the other configurations
 
         engine = FastEngine(Settings(model=model))
-        run = lambda x: engine.restore(x, 4.0)
+
+        def run(x):
+            return engine.restore(x, 4.0).image
     elif kind == "ncnn":
         import ncnn
 
@@ -99,15 +94,14 @@ def _worker(config: dict) -> dict:
 
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                t = torch.from_numpy(x.transpose(2, 0, 1).copy())[None].contiguous(
-                    memory_format=torch.channels_last
-                )
+                t = torch.from_numpy(x.transpose(2, 0, 1).copy())[None].contiguous(memory_format=torch.channels_last)
                 return descriptor(t)[0].permute(1, 2, 0).numpy()
 
     elif kind == "lanczos":
         from studio.ops.resize import resize
 
-        run = lambda x: resize(x, x.shape[0] * 4, x.shape[1] * 4, "lanczos")
+        def run(x):
+            return resize(x, x.shape[0] * 4, x.shape[1] * 4, "lanczos")
     else:
         raise ValueError(kind)
     run(warm)
@@ -116,12 +110,8 @@ def _worker(config: dict) -> dict:
         start = time.perf_counter()
         out = run(image)
         times.append(time.perf_counter() - start)
-    seconds = min(
-        times
-    )  # best of N: the least disturbed by other work on a shared machine
-    np.save(
-        config["output"], np.asarray(out, dtype=np.float32)
-    )  # no copy when already float32
+    seconds = min(times)  # best of N: the least disturbed by other work on a shared machine
+    np.save(config["output"], np.asarray(out, dtype=np.float32))  # no copy when already float32
     return {
         "seconds": seconds,
         "peak_rss_mb": round(_rss_mb(), 1),
@@ -176,9 +166,7 @@ def main() -> None:
     args.threads = args.threads or _threads()
 
     for name in {args.model, args.memory_model}:
-        weights.resolve(
-            name, "sr"
-        )  # convert bundled ncnn files once, outside the timings
+        weights.resolve(name, "sr")  # convert bundled ncnn files once, outside the timings
     report: dict = {
         "model": args.model,
         "threads": args.threads,
@@ -210,23 +198,13 @@ def main() -> None:
                     "peak_rss_mb": result["peak_rss_mb"],
                 }
                 if kind != "lanczos" and args.model in MACS_PER_PIXEL:
-                    entry["gflop_per_s"] = round(
-                        2 * MACS_PER_PIXEL[args.model] * size * size / seconds / 1e9, 1
-                    )
+                    entry["gflop_per_s"] = round(2 * MACS_PER_PIXEL[args.model] * size * size / seconds / 1e9, 1)
                 row[kind] = entry
                 outputs[kind] = np.load(out_path)
-            row["studio_vs_torch_forward"] = round(
-                row["studio"]["seconds"] / row["torch"]["seconds"], 3
-            )
-            row["studio_vs_ncnn"] = round(
-                row["studio"]["seconds"] / row["ncnn"]["seconds"], 3
-            )
-            row["max_diff_vs_ncnn_255"] = round(
-                float(np.abs(outputs["studio"] - outputs["ncnn"]).max()) * 255, 4
-            )
-            row["max_diff_torch_vs_ncnn_255"] = round(
-                float(np.abs(outputs["torch"] - outputs["ncnn"]).max()) * 255, 4
-            )
+            row["studio_vs_torch_forward"] = round(row["studio"]["seconds"] / row["torch"]["seconds"], 3)
+            row["studio_vs_ncnn"] = round(row["studio"]["seconds"] / row["ncnn"]["seconds"], 3)
+            row["max_diff_vs_ncnn_255"] = round(float(np.abs(outputs["studio"] - outputs["ncnn"]).max()) * 255, 4)
+            row["max_diff_torch_vs_ncnn_255"] = round(float(np.abs(outputs["torch"] - outputs["ncnn"]).max()) * 255, 4)
             report["crops"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
         memory = {"model": args.memory_model}
@@ -246,13 +224,8 @@ def main() -> None:
                 "peak_rss_mb": result["peak_rss_mb"],
                 "baseline_rss_mb": result["baseline_rss_mb"],
             }
-        memory["peak_ratio_512_vs_256"] = round(
-            memory["512"]["peak_rss_mb"] / memory["256"]["peak_rss_mb"], 3
-        )
-        work = [
-            memory[s]["peak_rss_mb"] - memory[s]["baseline_rss_mb"]
-            for s in ("256", "512")
-        ]
+        memory["peak_ratio_512_vs_256"] = round(memory["512"]["peak_rss_mb"] / memory["256"]["peak_rss_mb"], 3)
+        work = [memory[s]["peak_rss_mb"] - memory[s]["baseline_rss_mb"] for s in ("256", "512")]
         memory["work_ratio_512_vs_256"] = round(work[1] / work[0], 3)
         report["memory"] = memory
     print(json.dumps(report, indent=2))

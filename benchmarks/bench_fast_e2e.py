@@ -59,15 +59,34 @@ def _env() -> dict[str, str]:
 
 def _bare(model: str, source: Path, target: Path) -> float:
     """Seconds of the ncnn inference alone (model loaded, input decoded: not counted)."""
-    done = subprocess.run([sys.executable, "-c", BARE, model, str(source), str(target)], env=_env(),
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", BARE, model, str(source), str(target)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.strip().splitlines()[-1])
 
 
 def _studio(model: str, source: Path, target: Path) -> float:
     """Wall seconds of the whole command, from process start to exit."""
-    command = [sys.executable, "-m", "studio", "restore", str(source), "-o", str(target), "--engine", "fast",
-               "--model", model, "--overwrite", "--tile", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "studio",
+        "restore",
+        str(source),
+        "-o",
+        str(target),
+        "--engine",
+        "fast",
+        "--model",
+        model,
+        "--overwrite",
+        "--tile",
+        "0",
+    ]
     started = time.perf_counter()
     subprocess.run(command, env=_env(), capture_output=True, text=True, check=True)
     return time.perf_counter() - started
@@ -94,14 +113,22 @@ def main() -> None:
         bare = np.asarray(Image.open(Path(tmp) / "bare.png"), dtype=np.int16)
         ours = np.asarray(Image.open(Path(tmp) / "studio.png"), dtype=np.int16)
     best = {name: min(values) for name, values in times.items()}
-    print(json.dumps({
-        "size": args.size, "model": args.model, "repeats": args.repeats, "load_average_at_end": os.getloadavg()[0],
-        "seconds": {name: [round(v, 2) for v in values] for name, values in times.items()},
-        "best_seconds": {name: round(v, 2) for name, v in best.items()},
-        "ratio_studio_end_to_end_vs_bare_inference": round(best["studio"] / best["bare_ncnn"], 3),
-        "ratio_after_a_previous_run": round(best["studio_after_a_run"] / best["bare_ncnn"], 3),
-        "max_pixel_difference": int(np.abs(bare - ours).max()),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "size": args.size,
+                "model": args.model,
+                "repeats": args.repeats,
+                "load_average_at_end": os.getloadavg()[0],
+                "seconds": {name: [round(v, 2) for v in values] for name, values in times.items()},
+                "best_seconds": {name: round(v, 2) for name, v in best.items()},
+                "ratio_studio_end_to_end_vs_bare_inference": round(best["studio"] / best["bare_ncnn"], 3),
+                "ratio_after_a_previous_run": round(best["studio_after_a_run"] / best["bare_ncnn"], 3),
+                "max_pixel_difference": int(np.abs(bare - ours).max()),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

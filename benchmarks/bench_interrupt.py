@@ -35,8 +35,15 @@ def _interrupt_after(delay: float, folder: Path, out: Path, engine: str) -> dict
     command = [sys.executable, "-m", "studio", "restore", str(folder), "-o", f"{out}/", "--engine", engine]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # a fresh session, with SIGINT at its default (a shell's background job would inherit SIG_IGN)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     time.sleep(delay)
     sent = time.perf_counter()
     process.send_signal(signal.SIGINT)
@@ -44,8 +51,13 @@ def _interrupt_after(delay: float, folder: Path, out: Path, engine: str) -> dict
     stopped = time.perf_counter() - sent
     report = out / "studio_report.json"
     statuses = [f["status"] for f in json.loads(report.read_text())["files"]] if report.exists() else None
-    return {"signal_after_s": delay, "stop_s": round(stopped, 2), "exit_code": process.returncode,
-            "report_statuses": statuses, "last_line": output.strip().splitlines()[-1] if output.strip() else ""}
+    return {
+        "signal_after_s": delay,
+        "stop_s": round(stopped, 2),
+        "exit_code": process.returncode,
+        "report_statuses": statuses,
+        "last_line": output.strip().splitlines()[-1] if output.strip() else "",
+    }
 
 
 def main() -> None:

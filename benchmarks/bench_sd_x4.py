@@ -125,8 +125,9 @@ def build_pipeline(config: RunConfig) -> UpscalePipeline:
 
     device = torch.device(config.device)
     if config.model == "tiny":
-        return UpscalePipeline(build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), Placement("none", device),
-                               torch.float32)
+        return UpscalePipeline(
+            build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), Placement("none", device), torch.float32
+        )
     dtype = choose_dtype(device)
     configs = real_configs()
     components = build_components(configs["unet"], configs["vae"])
@@ -139,9 +140,19 @@ def build_pipeline(config: RunConfig) -> UpscalePipeline:
 def upscale(pipeline: UpscalePipeline, config: RunConfig) -> np.ndarray:
     """One random image of the configuration's size through the pipeline with its tiling."""
     image = np.random.default_rng(0).random((config.size, config.size, 3), dtype=np.float32)
-    request = UpscaleRequest(prompt="a photo", negative_prompt="", steps=config.steps, guidance=4.0, noise_level=20,
-                             seed=0, scheduler=None, unet_tile=config.tile, tile_overlap=config.overlap,
-                             vae_tile=config.vae_tile, vae_pad=config.vae_pad)
+    request = UpscaleRequest(
+        prompt="a photo",
+        negative_prompt="",
+        steps=config.steps,
+        guidance=4.0,
+        noise_level=20,
+        seed=0,
+        scheduler=None,
+        unet_tile=config.tile,
+        tile_overlap=config.overlap,
+        vae_tile=config.vae_tile,
+        vae_pad=config.vae_pad,
+    )
     return pipeline(image, request)
 
 
@@ -157,10 +168,18 @@ def measure(config: RunConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out = upscale(pipeline, config)
     total = time.perf_counter() - start
-    return {"input": config.size, "output": out.shape[0], "steps": config.steps, "tile": config.tile,
-            "vae_tile": config.vae_tile, "seconds": round(total, 2), "unet_seconds": round(timer.seconds, 2),
-            "unet_calls": timer.calls, "baseline_mb": round(meter.baseline / 2**20),
-            "peak_memory_mb": round(meter.peak() / 2**20)}
+    return {
+        "input": config.size,
+        "output": out.shape[0],
+        "steps": config.steps,
+        "tile": config.tile,
+        "vae_tile": config.vae_tile,
+        "seconds": round(total, 2),
+        "unet_seconds": round(timer.seconds, 2),
+        "unet_calls": timer.calls,
+        "baseline_mb": round(meter.baseline / 2**20),
+        "peak_memory_mb": round(meter.peak() / 2**20),
+    }
 
 
 def run_worker(config: RunConfig) -> dict[str, Any]:
@@ -190,8 +209,10 @@ def series_configs(args: argparse.Namespace, steps: int) -> list[RunConfig]:
     common = {"steps": steps, "device": args.device, "threads": args.threads}
     if args.size:
         big_tile = max(args.tile, 128)
-        return [RunConfig(args.size, **common),
-                RunConfig(args.size, tile=big_tile, overlap=big_tile // 8, vae_tile=64, vae_pad=16, **common)]
+        return [
+            RunConfig(args.size, **common),
+            RunConfig(args.size, tile=big_tile, overlap=big_tile // 8, vae_tile=64, vae_pad=16, **common),
+        ]
     configs = []
     for size in (32, 64, 96):
         configs.append(RunConfig(size, **common))
@@ -205,8 +226,11 @@ def timing_summary(timing: dict[str, Any], project_steps: int) -> dict[str, Any]
     per_step = timing["unet_seconds"] / timing["steps"]
     projected = outside + per_step * project_steps
     return {
-        "input": timing["input"], "output": timing["output"], "steps": timing["steps"],
-        "seconds_per_image": timing["seconds"], "unet_seconds_per_step": round(per_step, 3),
+        "input": timing["input"],
+        "output": timing["output"],
+        "steps": timing["steps"],
+        "seconds_per_image": timing["seconds"],
+        "unet_seconds_per_step": round(per_step, 3),
         "share_outside_unet": round(outside / timing["seconds"], 4),
         f"share_outside_unet_projected_{project_steps}_steps": round(outside / projected, 4),
         f"seconds_per_image_projected_{project_steps}_steps": round(projected, 1),

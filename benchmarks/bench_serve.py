@@ -37,7 +37,7 @@ def _photos(folder: Path, count: int, size: int) -> list[Path]:
     for index in range(count):
         top, left = (37 * index) % 300, (53 * index) % 260
         path = folder / f"photo{index:03d}.png"
-        Image.fromarray(image[top:top + 200, left:left + 240]).resize((size, size * 3 // 4)).save(path)
+        Image.fromarray(image[top : top + 200, left : left + 240]).resize((size, size * 3 // 4)).save(path)
         paths.append(path)
     return paths
 
@@ -60,9 +60,22 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "studio", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--workers", "1", "--queue-limit", "10000"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "studio",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--workers",
+            "1",
+            "--queue-limit",
+            "10000",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.DEVNULL,
     )
     return process, f"http://127.0.0.1:{port}"
 
@@ -73,8 +86,9 @@ def _served(client, paths: list[Path], engine: str) -> dict[str, float]:
 
     def upload(path: Path) -> tuple[str, float]:
         started = time.perf_counter()
-        response = client.post("/api/v1/jobs", files={"file": (path.name, path.read_bytes(), "image/png")},
-                               data={"settings": settings})
+        response = client.post(
+            "/api/v1/jobs", files={"file": (path.name, path.read_bytes(), "image/png")}, data={"settings": settings}
+        )
         response.raise_for_status()
         return response.json()["id"], time.perf_counter() - started
 
@@ -93,8 +107,12 @@ def _served(client, paths: list[Path], engine: str) -> dict[str, float]:
                 run_seconds.append(job["finished"] - job["started"])
         time.sleep(0.25)
     latencies = np.array([seconds for _, seconds in submitted]) * 1000
-    return {"seconds": time.perf_counter() - started, "upload_ms_p50": float(np.percentile(latencies, 50)),
-            "upload_ms_p95": float(np.percentile(latencies, 95)), "job_run_s": float(np.mean(run_seconds))}
+    return {
+        "seconds": time.perf_counter() - started,
+        "upload_ms_p50": float(np.percentile(latencies, 50)),
+        "upload_ms_p95": float(np.percentile(latencies, 95)),
+        "job_run_s": float(np.mean(run_seconds)),
+    }
 
 
 def _memory_mb(pid: int) -> dict[str, float]:
@@ -133,15 +151,21 @@ def main() -> None:
                 for engine, count in runs:
                     _served(client, photos[:1], engine)  # warm: the worker loads its engine once
                     served = _served(client, photos[:count], engine)
-                    results.append({
-                        "engine": engine, "jobs": count, "input": f"{args.size}x{args.size * 3 // 4}", "scale": 2,
-                        "cli_batch_s": round(batch[engine], 3), "server_s": round(served["seconds"], 3),
-                        "server_over_batch": round(served["seconds"] / batch[engine], 2),
-                        "cli_s_per_job": round(batch[engine] / count, 3),
-                        "server_run_s_per_job": round(served["job_run_s"], 3),
-                        "upload_ms_p50": round(served["upload_ms_p50"], 1),
-                        "upload_ms_p95": round(served["upload_ms_p95"], 1),
-                    })
+                    results.append(
+                        {
+                            "engine": engine,
+                            "jobs": count,
+                            "input": f"{args.size}x{args.size * 3 // 4}",
+                            "scale": 2,
+                            "cli_batch_s": round(batch[engine], 3),
+                            "server_s": round(served["seconds"], 3),
+                            "server_over_batch": round(served["seconds"] / batch[engine], 2),
+                            "cli_s_per_job": round(batch[engine] / count, 3),
+                            "server_run_s_per_job": round(served["job_run_s"], 3),
+                            "upload_ms_p50": round(served["upload_ms_p50"], 1),
+                            "upload_ms_p95": round(served["upload_ms_p95"], 1),
+                        }
+                    )
             memory = _memory_mb(process.pid)
         finally:
             process.terminate()

@@ -69,9 +69,16 @@ def counts() -> list[dict[str, object]]:
         latent = (out_h // 8, out_w // 8)
         ratio = evaluation_ratio(*latent, tile, overlap)
         reference = evaluation_ratio(*latent, REFERENCE["tile"], REFERENCE["overlap"])
-        rows.append({"output": f"{out_w}x{out_h}", "megapixels": round(out_w * out_h / 1e6, 2), "tile": tile,
-                     "overlap": overlap, "unet_work_vs_minimum": round(ratio, 3),
-                     "reference_64_32_tiling_work_vs_minimum": round(reference, 3)})
+        rows.append(
+            {
+                "output": f"{out_w}x{out_h}",
+                "megapixels": round(out_w * out_h / 1e6, 2),
+                "tile": tile,
+                "overlap": overlap,
+                "unet_work_vs_minimum": round(ratio, 3),
+                "reference_64_32_tiling_work_vs_minimum": round(reference, 3),
+            }
+        )
     return rows
 
 
@@ -130,9 +137,16 @@ def worker(side: int, steps: int, device_name: str, tile_px: int | None) -> dict
     else:
         peak = _peak_rss() - baseline
     seconds = (time.perf_counter() - start) / steps
-    return {"output_px": side, "latent": latent, "tile": tile, "overlap": overlap, "device": device_name,
-            "dtype": str(dtype).replace("torch.", ""), "seconds_per_step": round(seconds, 2),
-            "peak_above_weights_mb": round(peak / 2**20, 1)}
+    return {
+        "output_px": side,
+        "latent": latent,
+        "tile": tile,
+        "overlap": overlap,
+        "device": device_name,
+        "dtype": str(dtype).replace("torch.", ""),
+        "seconds_per_step": round(seconds, 2),
+        "peak_above_weights_mb": round(peak / 2**20, 1),
+    }
 
 
 def main() -> None:
@@ -153,19 +167,40 @@ def main() -> None:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     runs = []
     for side in (int(s) for s in args.sizes.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--worker", str(side), "--steps", str(args.steps),
-                              "--device", args.device, "--threads", str(args.threads),
-                              *(["--tile", str(args.tile)] if args.tile else [])],
-                             check=True, capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(side),
+                "--steps",
+                str(args.steps),
+                "--device",
+                args.device,
+                "--threads",
+                str(args.threads),
+                *(["--tile", str(args.tile)] if args.tile else []),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     peaks = [r["peak_above_weights_mb"] for r in runs]
-    print(json.dumps({
-        "unet_work_per_output_pixel": counts(),
-        "default_steps": Settings().steps, "reference_steps": REFERENCE["steps"],
-        "unet_calls_vs_reference": round(Settings().steps / REFERENCE["steps"], 3),
-        "denoise_runs": runs,
-        "peak_growth_smallest_to_largest": round(peaks[-1] / peaks[0], 2) if peaks and peaks[0] else None,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "unet_work_per_output_pixel": counts(),
+                "default_steps": Settings().steps,
+                "reference_steps": REFERENCE["steps"],
+                "unet_calls_vs_reference": round(Settings().steps / REFERENCE["steps"], 3),
+                "denoise_runs": runs,
+                "peak_growth_smallest_to_largest": round(peaks[-1] / peaks[0], 2) if peaks and peaks[0] else None,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,21 @@ def tiling_table() -> list[dict]:
         latent = side // 8
         for free_gb in (12, 24):
             tile, overlap, vae_tile = engine.tiles(latent, latent, 8, 2, free_gb * GB)
-            covered = sum(w.size[0] * w.size[1] for w in tile_windows(latent, latent, tile, overlap)) if tile \
+            covered = (
+                sum(w.size[0] * w.size[1] for w in tile_windows(latent, latent, tile, overlap))
+                if tile
                 else latent * latent
-            rows.append({"output_mp": round(side * side / 1e6, 1), "free_gpu_gb": free_gb, "latent_tile": tile,
-                         "overlap": overlap, "vae_tile": vae_tile,
-                         "unet_work_vs_minimum": round(covered / (latent * latent), 3)})
+            )
+            rows.append(
+                {
+                    "output_mp": round(side * side / 1e6, 1),
+                    "free_gpu_gb": free_gb,
+                    "latent_tile": tile,
+                    "overlap": overlap,
+                    "vae_tile": vae_tile,
+                    "unet_work_vs_minimum": round(covered / (latent * latent), 3),
+                }
+            )
     return rows
 
 
@@ -73,16 +83,29 @@ def measure(dtype: str, size: int, steps: int) -> dict:
         torch.set_default_dtype(torch.float32)
         del pipe
         gc.collect()
-        engine = SupirEngine(resolve({"model": str(Path(folder) / "base"), "adapter": str(Path(folder) / "controlnet"),
-                                      "min_side": 0, "steps": steps, "seed": 0, "dtype": dtype, "tile": 0,
-                                      "stage1": "lanczos", "prompt": "a photo"}))
+        engine = SupirEngine(
+            resolve(
+                {
+                    "model": str(Path(folder) / "base"),
+                    "adapter": str(Path(folder) / "controlnet"),
+                    "min_side": 0,
+                    "steps": steps,
+                    "seed": 0,
+                    "dtype": dtype,
+                    "tile": 0,
+                    "stage1": "lanczos",
+                    "prompt": "a photo",
+                }
+            )
+        )
         recipe = engine._load()
         inside = [0.0]
         started: dict[int, float] = {}
         for module in (recipe.components.unet, *recipe.components.controlnets):
             module.register_forward_pre_hook(lambda m, a: started.__setitem__(id(m), time.perf_counter()))
             module.register_forward_hook(
-                lambda m, a, o: inside.__setitem__(0, inside[0] + time.perf_counter() - started[id(m)]))
+                lambda m, a, o: inside.__setitem__(0, inside[0] + time.perf_counter() - started[id(m)])
+            )
         stamps: list[float] = []
         image = np.random.default_rng(0).random((size // 2, size // 2, 3)).astype(np.float32)
         begin = time.perf_counter()
@@ -91,10 +114,16 @@ def measure(dtype: str, size: int, steps: int) -> dict:
     step_times = [b - a for a, b in zip([begin, *stamps], stamps)][:steps]
     loop = sum(step_times[1:]) if steps > 1 else step_times[0]  # the first step includes conditioning
     inside_loop = inside[0] * (steps - 1) / steps if steps > 1 else inside[0]
-    return {"dtype": dtype, "output_px": size, "latent_px": size // 8, "steps": steps,
-            "seconds_per_step": round(loop / max(steps - 1, 1), 2),
-            "seconds_in_networks_per_step": round(inside_loop / max(steps - 1, 1), 2),
-            "outside_networks_share": round(1 - inside_loop / loop, 4), "total_seconds": round(total, 1)}
+    return {
+        "dtype": dtype,
+        "output_px": size,
+        "latent_px": size // 8,
+        "steps": steps,
+        "seconds_per_step": round(loop / max(steps - 1, 1), 2),
+        "seconds_in_networks_per_step": round(inside_loop / max(steps - 1, 1), 2),
+        "outside_networks_share": round(1 - inside_loop / loop, 4),
+        "total_seconds": round(total, 1),
+    }
 
 
 def main() -> None:
@@ -111,12 +140,19 @@ def main() -> None:
 
     overhead = []
     for dtype in args.dtypes:
-        run = subprocess.run([sys.executable, __file__, "--one", dtype, "--size", str(args.size), "--steps",
-                              str(args.steps)], capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, __file__, "--one", dtype, "--size", str(args.size), "--steps", str(args.steps)],
+            capture_output=True,
+            text=True,
+        )
         lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
         overhead.append(json.loads(lines[-1]) if lines else {"dtype": dtype, "failed": run.stderr[-400:]})
-    print(json.dumps({"machine": {"cpu_threads": torch.get_num_threads()}, "tiling": tiling_table(),
-                      "overhead": overhead}, indent=1))
+    print(
+        json.dumps(
+            {"machine": {"cpu_threads": torch.get_num_threads()}, "tiling": tiling_table(), "overhead": overhead},
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,13 @@ BUDGETS_GIB = (1, 2, 4, 8)
 SIDES = (256, 384, 512, 768, 1024, 1536, 2048)
 OLD_TILE, OLD_OVERLAP = 128, 32
 TINY_UNET = {
-    "sample_size": 32, "in_channels": 8, "out_channels": 4, "layers_per_block": 1,
-    "block_out_channels": [32, 64, 64, 64], "norm_num_groups": 8, "cross_attention_dim": 32,
+    "sample_size": 32,
+    "in_channels": 8,
+    "out_channels": 4,
+    "layers_per_block": 1,
+    "block_out_channels": [32, 64, 64, 64],
+    "norm_num_groups": 8,
+    "cross_attention_dim": 32,
     "attention_head_dim": 8,
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
@@ -66,15 +71,20 @@ def work_table() -> list[dict[str, Any]]:
         for side in SIDES:
             tile, overlap = choose_latent_tiles(side, side, budget, SD_X4_BYTES_PER_CELL_FP16)
             vae_tile = choose_vae_tile(side, side, budget, SD_X4_VAE_BYTES_PER_CELL, VAE_PAD)
-            rows.append({
-                "free_gib": gib, "input_px": side, "tile": tile, "overlap": overlap,
-                "windows": len(tile_grid(side, side, tile, overlap, multiple=8)),
-                "work_ratio": round(unet_work(side, side, tile, overlap) / side**2, 3),
-                "old_work_ratio": round(unet_work(side, side, OLD_TILE, OLD_OVERLAP) / side**2, 3),
-                "vae_tile": vae_tile,
-                "vae_work_ratio": round(vae_work(side, side, vae_tile, VAE_PAD) / side**2, 3),
-                "old_vae_work_ratio": round(vae_work(side, side, OLD_VAE_TILE, VAE_PAD) / side**2, 3),
-            })
+            rows.append(
+                {
+                    "free_gib": gib,
+                    "input_px": side,
+                    "tile": tile,
+                    "overlap": overlap,
+                    "windows": len(tile_grid(side, side, tile, overlap, multiple=8)),
+                    "work_ratio": round(unet_work(side, side, tile, overlap) / side**2, 3),
+                    "old_work_ratio": round(unet_work(side, side, OLD_TILE, OLD_OVERLAP) / side**2, 3),
+                    "vae_tile": vae_tile,
+                    "vae_work_ratio": round(vae_work(side, side, vae_tile, VAE_PAD) / side**2, 3),
+                    "old_vae_work_ratio": round(vae_work(side, side, OLD_VAE_TILE, VAE_PAD) / side**2, 3),
+                }
+            )
     return rows
 
 
@@ -112,7 +122,7 @@ def time_steps(side: int, repeats: int) -> dict[str, Any]:
     variants = {"whole": model, "tiled": tiled_denoiser(model, side, side, tile, overlap)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     with torch.no_grad():
-        for name, fn in variants.items():
+        for fn in variants.values():
             fn(x, torch.tensor(500), embeds)  # warm-up
         for _ in range(repeats):
             for name, fn in variants.items():  # interleaved, so load changes hit both alike
@@ -121,10 +131,14 @@ def time_steps(side: int, repeats: int) -> dict[str, Any]:
                 times[name].append(time.perf_counter() - start)
     whole, tiled = statistics.median(times["whole"]), statistics.median(times["tiled"])
     return {
-        "latent": side, "tile": tile, "overlap": overlap,
+        "latent": side,
+        "tile": tile,
+        "overlap": overlap,
         "windows": len(tile_grid(side, side, tile, overlap, multiple=8)),
         "work_ratio": round(unet_work(side, side, tile, overlap) / side**2, 3),
-        "whole_s": round(whole, 4), "tiled_s": round(tiled, 4), "time_ratio": round(tiled / whole, 3),
+        "whole_s": round(whole, 4),
+        "tiled_s": round(tiled, 4),
+        "time_ratio": round(tiled / whole, 3),
     }
 
 
@@ -200,19 +214,26 @@ def seam_table(tile: int, overlaps: tuple[int, ...], steps: int) -> list[dict[st
                 tiled = image(denoise(tiled_model, latent, embeds, steps))
                 edges_y = sorted({e * 8 for w in grid for e in (w.top, w.bottom) if 0 < e < side})
                 edges_x = sorted({e * 8 for w in grid for e in (w.left, w.right) if 0 < e < side})
-                rows.append({
-                    "blend": blend, "tile": tile, "overlap": overlap, "windows": len(grid),
-                    "mean_diff_8bit": round(float(np.abs(tiled - whole).mean()) * 255, 3),
-                    "max_diff_8bit": round(float(np.abs(tiled - whole).max()) * 255, 2),
-                    "seam_excess_8bit": seam_excess(tiled, whole, edges_y, edges_x),
-                    "seam_ratio": seam_ratio(tiled, whole, edges_y, edges_x),
-                })
+                rows.append(
+                    {
+                        "blend": blend,
+                        "tile": tile,
+                        "overlap": overlap,
+                        "windows": len(grid),
+                        "mean_diff_8bit": round(float(np.abs(tiled - whole).mean()) * 255, 3),
+                        "max_diff_8bit": round(float(np.abs(tiled - whole).max()) * 255, 2),
+                        "seam_excess_8bit": seam_excess(tiled, whole, edges_y, edges_x),
+                        "seam_ratio": seam_ratio(tiled, whole, edges_y, edges_x),
+                    }
+                )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="1: on a shared machine more threads spin against each other")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="1: on a shared machine more threads spin against each other"
+    )
     parser.add_argument("--time-sides", default="64,96,128", help="latent sides timed whole vs tiled")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seam-tile", type=int, default=64, help="latent tile for the seam runs (128x128 latent)")
@@ -224,8 +245,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = work_table()
     result = {
-        "policy": {"overlap": latent_tiling.LATENT_OVERLAP, "blend": latent_tiling.LATENT_BLEND,
-                   "min_tile": latent_tiling.MIN_LATENT_TILE},
+        "policy": {
+            "overlap": latent_tiling.LATENT_OVERLAP,
+            "blend": latent_tiling.LATENT_BLEND,
+            "min_tile": latent_tiling.MIN_LATENT_TILE,
+        },
         "work": work,
         "worst_work_ratio_by_free_gib": {
             gib: max(r["work_ratio"] for r in work if r["free_gib"] == gib) for gib in BUDGETS_GIB

@@ -31,7 +31,9 @@ def main() -> None:
         image = Image.fromarray(getattr(data, name)())
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
-        square = image.crop((left, top, left + side, top + side)).resize((args.size, args.size), Image.Resampling.LANCZOS)
+        square = image.crop((left, top, left + side, top + side)).resize(
+            (args.size, args.size), Image.Resampling.LANCZOS
+        )
         path = args.folder / f"{name}.png"
         square.save(path)
         written.append(str(path))

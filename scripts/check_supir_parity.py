@@ -33,12 +33,23 @@ def main(root: Path) -> None:
     from studio.engines.diffusion.adapters import supir as studio_supir
     from studio.engines.diffusion.conditioning import Conditioning
 
-    args = dict(adm_in_channels=TINY["adm_in_channels"], num_classes="sequential", in_channels=4, out_channels=4,
-                model_channels=TINY["model_channels"], attention_resolutions=[4, 2], num_res_blocks=2,
-                channel_mult=TINY["channel_mult"], num_head_channels=TINY["num_head_channels"],
-                use_spatial_transformer=True, use_linear_in_transformer=True,
-                transformer_depth=TINY["transformer_depth"], context_dim=TINY["context_dim"], legacy=False,
-                spatial_transformer_attn_type="softmax")
+    args = dict(
+        adm_in_channels=TINY["adm_in_channels"],
+        num_classes="sequential",
+        in_channels=4,
+        out_channels=4,
+        model_channels=TINY["model_channels"],
+        attention_resolutions=[4, 2],
+        num_res_blocks=2,
+        channel_mult=TINY["channel_mult"],
+        num_head_channels=TINY["num_head_channels"],
+        use_spatial_transformer=True,
+        use_linear_in_transformer=True,
+        transformer_depth=TINY["transformer_depth"],
+        context_dim=TINY["context_dim"],
+        legacy=False,
+        spatial_transformer_attn_type="softmax",
+    )
     torch.manual_seed(0)
     control = reference.GLVControl(**args, input_upscale=1).eval()
     steered = reference.LightGLVUNet.__new__(reference.LightGLVUNet)
@@ -46,8 +57,18 @@ def main(root: Path) -> None:
     steered.project_modules = connectors_like(reference, TINY)
     steered.progressive_mask_nums = []
     steered.eval()
-    encoder = Encoder(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=TINY["vae_ch"],
-                      ch_mult=TINY["vae_ch_mult"], num_res_blocks=2, attn_resolutions=[], dropout=0.0)
+    encoder = Encoder(
+        double_z=True,
+        z_channels=4,
+        resolution=256,
+        in_channels=3,
+        out_ch=3,
+        ch=TINY["vae_ch"],
+        ch_mult=TINY["vae_ch_mult"],
+        num_res_blocks=2,
+        attn_resolutions=[],
+        dropout=0.0,
+    )
     with torch.no_grad():
         for module in (control, steered, encoder):
             for param in module.parameters():
@@ -58,8 +79,12 @@ def main(root: Path) -> None:
     state.update({k: v for k, v in unet_ldm.items() if ".project_modules." in k})
     state.update({f"first_stage_model.denoise_encoder.{k}": v for k, v in encoder.state_dict().items()})
     unet = UNet2DConditionModel.from_config(random_sdxl.TINY_UNET_CONFIG).eval()
-    unet.load_state_dict(convert_ldm_unet_checkpoint(
-        {k: v for k, v in unet_ldm.items() if ".project_modules." not in k}, dict(unet.config)), strict=True)
+    unet.load_state_dict(
+        convert_ldm_unet_checkpoint(
+            {k: v for k, v in unet_ldm.items() if ".project_modules." not in k}, dict(unet.config)
+        ),
+        strict=True,
+    )
     vae_config = AutoencoderKL.from_config(random_sdxl.TINY_VAE_CONFIG).config
     adapter = studio_supir.load_official(state, "parity", unet.config, vae_config, torch.float32)
 
@@ -76,12 +101,19 @@ def main(root: Path) -> None:
         out = studio_supir.controlled_forward(unet, adapter.connectors, x, t, cond, features, 0.7)
         pixels = torch.rand(1, 3, 32, 32) * 2 - 1
         ref_moments, moments = encoder(pixels), adapter.denoise_encoder(pixels)
-    print(json.dumps({
-        "adaptor_features_max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(ref_features, features)),
-        "steered_unet_max_abs_diff": float((ref_out - out).abs().max()),
-        "steered_unet_output_std": float(ref_out.std()),
-        "denoise_encoder_max_abs_diff": float((ref_moments - moments).abs().max()),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "adaptor_features_max_abs_diff": max(
+                    float((a - b).abs().max()) for a, b in zip(ref_features, features)
+                ),
+                "steered_unet_max_abs_diff": float((ref_out - out).abs().max()),
+                "steered_unet_output_std": float(ref_out.std()),
+                "denoise_encoder_max_abs_diff": float((ref_moments - moments).abs().max()),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

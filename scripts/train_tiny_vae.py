@@ -53,9 +53,7 @@ KL_WEIGHT = 1e-6  # Stable Diffusion's VAE used the same small weight: the KL on
 
 def load_photo(name: str) -> torch.Tensor:
     """A bundled photo as a (3, H, W) float tensor in [-1, 1]; grey photos get three equal channels."""
-    image = (
-        data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(data, name)()
-    )
+    image = data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(data, name)()
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return torch.from_numpy(image[..., :3].astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)
@@ -104,7 +102,10 @@ def round_trip_psnr(vae: AutoencoderKL, name: str) -> float:
 @torch.no_grad()
 def latent_scaling_factor(vae: AutoencoderKL, pool: list[torch.Tensor]) -> float:
     """1 / std of the latent means over the training photos, as SD chose its 0.18215: unit-variance latents."""
-    means = [vae.encode(photo[None, :, : photo.shape[1] // 8 * 8, : photo.shape[2] // 8 * 8]).latent_dist.mean for photo in pool]
+    means = [
+        vae.encode(photo[None, :, : photo.shape[1] // 8 * 8, : photo.shape[2] // 8 * 8]).latent_dist.mean
+        for photo in pool
+    ]
     return float(1.0 / torch.cat([m.flatten() for m in means]).std())
 
 
@@ -126,7 +127,9 @@ def train(steps: int, batch: int, crop: int, seed: int) -> AutoencoderKL:
         optimizer.step()
         schedule.step()
         if step % 250 == 0 or step == steps:
-            print(f"step {step}/{steps}  loss {float(loss.detach()):.4f}  {time.monotonic() - started:.0f} s", flush=True)
+            print(
+                f"step {step}/{steps}  loss {float(loss.detach()):.4f}  {time.monotonic() - started:.0f} s", flush=True
+            )
     vae.eval()
     vae.register_to_config(scaling_factor=latent_scaling_factor(vae, pool))
     return vae

@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["__version__", "load_settings", "restore"]
 
 
-def load_settings(
-    config: str | Path | None = None, preset_dirs: Sequence[str | Path] = (), **options: Any
-) -> Settings:
+def load_settings(config: str | Path | None = None, preset_dirs: Sequence[str | Path] = (), **options: Any) -> Settings:
     """Resolve settings exactly as the CLI does: defaults < configs < user config < preset < `options`."""
     from studio.runner import prepare_settings
 

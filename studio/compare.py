@@ -53,7 +53,9 @@ def parse_crop(text: str) -> Crop:
     try:
         x, y, width, height = (int(part) for part in parts)
     except ValueError:
-        raise UsageError(f"--crop {text!r}: expected X,Y,WIDTH,HEIGHT in output pixels, e.g. --crop 400,300,256,256") from None
+        raise UsageError(
+            f"--crop {text!r}: expected X,Y,WIDTH,HEIGHT in output pixels, e.g. --crop 400,300,256,256"
+        ) from None
     if min(x, y) < 0 or min(width, height) < 8:
         raise UsageError(f"--crop {text!r}: needs X, Y >= 0 and a size of at least 8x8")
     return Crop(x, y, width, height)
@@ -131,9 +133,16 @@ def compare(photo: Path, runs: list[Run], output: Path, crop: Crop | None, crop_
     write_png_text(output / "sheet.png", sheet, {"studio-compare": json.dumps({"crop": asdict(crop)})})
     write_text_atomic(output / "compare.html", slider_page(photo.name, baseline, results))
     summary = {
-        "input": str(photo), "crop": asdict(crop), "output_size": [width, height], "sheet": "sheet.png", "page": "compare.html",
+        "input": str(photo),
+        "crop": asdict(crop),
+        "output_size": [width, height],
+        "sheet": "sheet.png",
+        "page": "compare.html",
         "panels": layout,
-        "runs": [{"label": r.label, "engine": r.engine, "seconds": round(r.seconds, 3), "file": r.file, "error": r.error} for r in results],
+        "runs": [
+            {"label": r.label, "engine": r.engine, "seconds": round(r.seconds, 3), "file": r.file, "error": r.error}
+            for r in results
+        ],
     }
     write_text_atomic(output / "compare.json", json.dumps(summary, indent=2))
     return summary

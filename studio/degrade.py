@@ -44,14 +44,18 @@ def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
     return image[: height - height % scale, : width - width % scale]
 
 
-def degrade_image(image: np.ndarray, profile: str, scale: int, seed: int, name: str) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+def degrade_image(
+    image: np.ndarray, profile: str, scale: int, seed: int, name: str
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(clean crop, low-quality image, steps) for one float32 RGB image."""
     from studio.ops.degradation_profiles import PROFILES
 
     clean = crop_to_multiple(image, scale)
     if min(clean.shape[:2]) < MIN_SIDE * scale:
-        raise InputError(f"{name}: {image.shape[1]}x{image.shape[0]} is too small for --scale {scale} "
-                         f"(needs at least {MIN_SIDE * scale} px per side)")
+        raise InputError(
+            f"{name}: {image.shape[1]}x{image.shape[0]} is too small for --scale {scale} "
+            f"(needs at least {MIN_SIDE * scale} px per side)"
+        )
     low, steps = PROFILES[profile](clean, scale, image_rng(seed, name))
     return clean, low, steps
 
@@ -86,7 +90,9 @@ def collect_clean(inputs: list[Path]) -> list[tuple[str, Path]]:
     return found
 
 
-def make_pairs(inputs: list[Path], output: Path, profile: str, scale: int, seed: int, overwrite: bool) -> list[PairResult]:
+def make_pairs(
+    inputs: list[Path], output: Path, profile: str, scale: int, seed: int, overwrite: bool
+) -> list[PairResult]:
     """Degrade every input into `output`; a bad file fails alone, the manifest lists the pairs made."""
     check_options(profile, scale, seed)
     manifest_path = output / MANIFEST
@@ -97,15 +103,25 @@ def make_pairs(inputs: list[Path], output: Path, profile: str, scale: int, seed:
         try:
             picture = read_image(source, DEFAULT_MAX_PIXELS)
             clean, low, steps = degrade_image(picture.rgb, profile, scale, seed, name)
-            record = {"source": str(source), "profile": profile, "scale": scale, "seed": seed,
-                      "hq_size": [clean.shape[1], clean.shape[0]], "lq_size": [low.shape[1], low.shape[0]], "steps": steps}
+            record = {
+                "source": str(source),
+                "profile": profile,
+                "scale": scale,
+                "seed": seed,
+                "hq_size": [clean.shape[1], clean.shape[0]],
+                "lq_size": [low.shape[1], low.shape[0]],
+                "steps": steps,
+            }
             write_png_text(output / "hq" / f"{name}.png", clean, {"studio-source": str(source)})
             write_png_text(output / "lq" / f"{name}.png", low, {METADATA_KEY: json.dumps(record)})
             results.append(PairResult(name, "ok", record=record))
         except StudioError as exc:
             results.append(PairResult(name, "failed", error=str(exc)))
     manifest = {
-        "studio_version": __version__, "profile": profile, "scale": scale, "seed": seed,
+        "studio_version": __version__,
+        "profile": profile,
+        "scale": scale,
+        "seed": seed,
         "pairs": {r.name: r.record for r in results if r.record is not None},
         "failed": {r.name: r.error for r in results if r.error is not None},
     }

@@ -16,9 +16,10 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,14 @@ CONVENTION = (
     "peak memory: the process's resident set on CPU, torch's allocator peak on CUDA"
 )
 METRICS = ("psnr_y", "ssim_y", "lpips", "color_drift", "seconds", "peak_mib")
-HIGHER_IS_BETTER = {"psnr_y": True, "ssim_y": True, "lpips": False, "color_drift": False, "seconds": False, "peak_mib": False}
+HIGHER_IS_BETTER = {
+    "psnr_y": True,
+    "ssim_y": True,
+    "lpips": False,
+    "color_drift": False,
+    "seconds": False,
+    "peak_mib": False,
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,11 @@ class RunResult:
                 continue
             values = [value for value, _ in scored]
             worst = (min if HIGHER_IS_BETTER[metric] else max)(scored)
-            out[metric] = {"mean": statistics.fmean(values), "median": statistics.median(values),
-                           "worst": {"image": worst[1], "value": worst[0]}}
+            out[metric] = {
+                "mean": statistics.fmean(values),
+                "median": statistics.median(values),
+                "worst": {"image": worst[1], "value": worst[0]},
+            }
         return out
 
 
@@ -111,7 +122,9 @@ def pairs_scale(pairs: list[Pair]) -> int:
         with Image.open(pair.hq) as hq, Image.open(pair.lq) as lq:
             ratio = (hq.width / lq.width, hq.height / lq.height)
         if ratio[0] != ratio[1] or ratio[0] != int(ratio[0]):
-            raise UsageError(f"{pair.name}: clean and low-quality sizes differ by {ratio[0]:g} x {ratio[1]:g}, not one whole factor")
+            raise UsageError(
+                f"{pair.name}: clean and low-quality sizes differ by {ratio[0]:g} x {ratio[1]:g}, not one whole factor"
+            )
         scales.add(int(ratio[0]))
     if len(scales) > 1:
         raise UsageError(f"the pairs mix scales {sorted(scales)}; evaluate one scale at a time")
@@ -129,7 +142,7 @@ class PeakMemory:
         self.peak_mib = 0.0
         self._stop = threading.Event()
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 
@@ -159,7 +172,9 @@ class PeakMemory:
         self._thread.join()
 
 
-def score(result: np.ndarray, clean: np.ndarray, scale: int, lpips_fn: Callable[[np.ndarray, np.ndarray], float] | None) -> dict[str, float | None]:
+def score(
+    result: np.ndarray, clean: np.ndarray, scale: int, lpips_fn: Callable[[np.ndarray, np.ndarray], float] | None
+) -> dict[str, float | None]:
     from studio.ops.metrics import color_drift, psnr_y, ssim_y
 
     return {
@@ -170,7 +185,13 @@ def score(result: np.ndarray, clean: np.ndarray, scale: int, lpips_fn: Callable[
     }
 
 
-def evaluate_run(run: Run, pairs: list[Pair], scale: int, lpips_fn: Callable | None, on_image: Callable[[str, ImageScore], None] | None = None) -> RunResult:
+def evaluate_run(
+    run: Run,
+    pairs: list[Pair],
+    scale: int,
+    lpips_fn: Callable | None,
+    on_image: Callable[[str, ImageScore], None] | None = None,
+) -> RunResult:
     """Restore each pair's low-quality image with the runner's own recipe and score it.
 
     A run that cannot run at all (its weights are missing) is marked unavailable; the other runs go on.
@@ -194,7 +215,10 @@ def evaluate_run(run: Run, pairs: list[Pair], scale: int, lpips_fn: Callable | N
             entry.peak_mib = round(memory.peak_mib, 1)
             result = restored.picture.rgb
             if result.shape != clean.shape:
-                raise StudioError(f"{pair.name}: restored {result.shape[1]}x{result.shape[0]}, clean is {clean.shape[1]}x{clean.shape[0]}")
+                raise StudioError(
+                    f"{pair.name}: restored {result.shape[1]}x{result.shape[0]}, clean is "
+                    f"{clean.shape[1]}x{clean.shape[0]}"
+                )
             for key, value in score(result, clean, scale, lpips_fn).items():
                 setattr(entry, key, value)
             outcome.engine = restored.provenance["engine"]
@@ -247,7 +271,9 @@ def report_csv(results: list[RunResult]) -> str:
     return buffer.getvalue()
 
 
-def write_reports(results: list[RunResult], scale: int, lpips_note: str | None, json_path: Path | None, csv_path: Path | None) -> None:
+def write_reports(
+    results: list[RunResult], scale: int, lpips_note: str | None, json_path: Path | None, csv_path: Path | None
+) -> None:
     if json_path is not None:
         write_text_atomic(json_path, report_json(results, scale, lpips_note))
     if csv_path is not None:

@@ -171,9 +171,72 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
 
 
 _IJG_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ]
 )
 _IJG_CHROMA = np.array([17, 18, 24, 47, 18, 21, 26, 66, 24, 26, 56, 47, 66] + [99] * 51)
 """The example tables of the JPEG standard (Annex K) that libjpeg scales by quality; order is irrelevant
@@ -301,8 +364,39 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
 
 # TIFF's IFD0 doubles as its EXIF: these tags describe the source file's pixel layout, not the photo,
 # and would make the output's EXIF lie (wrong size, CMYK, strip offsets).
-_TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 292, 293, 317, 320,
-                     322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 700, 34377, 34675)
+_TIFF_LAYOUT_TAGS = (
+    254,
+    255,
+    256,
+    257,
+    258,
+    259,
+    262,
+    266,
+    273,
+    277,
+    278,
+    279,
+    284,
+    292,
+    293,
+    317,
+    320,
+    322,
+    323,
+    324,
+    325,
+    338,
+    339,
+    340,
+    341,
+    530,
+    531,
+    532,
+    700,
+    34377,
+    34675,
+)
 
 
 def _exif_without_orientation(exif: Image.Exif, source_format: str | None) -> bytes | None:
@@ -640,9 +734,7 @@ def _write_tiff16(target: Path, picture: Picture, provenance_json: str, shown: s
         warn(f"{shown}: EXIF is not carried into 16-bit TIFF; ICC and XMP are")
 
 
-def with_pixels(
-    picture: Picture, rgb: np.ndarray, alpha: np.ndarray | None, dpi: float | None = None
-) -> Picture:
+def with_pixels(picture: Picture, rgb: np.ndarray, alpha: np.ndarray | None, dpi: float | None = None) -> Picture:
     """The same picture (depth, profile, metadata) with restored pixels.
 
     The print resolution grows with the pixels, so the print size stays the same, unless `dpi` sets it.
@@ -656,6 +748,7 @@ def with_pixels(
 
 def print_size(size: tuple[int, int], dpi: tuple[float, float] | None) -> dict[str, Any]:
     """Physical size in inches and cm at the stored resolution (if any) and at 300 dpi, for people."""
+
     def at(x: float, y: float) -> dict[str, Any]:
         inches = [round(size[0] / x, 2), round(size[1] / y, 2)]
         return {"dpi": [x, y], "inches": inches, "cm": [round(v * 2.54, 1) for v in inches]}
@@ -681,7 +774,9 @@ def write_png_text(path: Path, rgb: np.ndarray, text: dict[str, str]) -> None:
 def image_files(folder: Path) -> list[Path]:
     """Supported images under `folder`, recursively and sorted, skipping hidden files and folders."""
     return sorted(
-        path for path in folder.rglob("*")
-        if path.is_file() and is_supported(path)
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and is_supported(path)
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )

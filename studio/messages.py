@@ -6,7 +6,7 @@ Library code calls `notice`/`warn`; the CLI may install a different sink (tests 
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 Sink = Callable[[str, str], None]
 

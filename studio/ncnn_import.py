@@ -61,9 +61,7 @@ class Converted:
     state_dict: dict[str, np.ndarray]
     arch: str
     scale: int
-    graph_output_scale: (
-        float  # the scale of the whole ncnn graph (differs when it ends with a resize)
-    )
+    graph_output_scale: float  # the scale of the whole ncnn graph (differs when it ends with a resize)
     details: dict[str, int]
 
 
@@ -76,14 +74,10 @@ def read_param(path: Path) -> list[Layer]:
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"{path}: cannot read ncnn param file ({exc.__class__.__name__})"
-        ) from None
+        raise InputError(f"{path}: cannot read ncnn param file ({exc.__class__.__name__})") from None
     lines = [line.strip() for line in lines if line.strip()]
     if not lines or lines[0] != str(PARAM_MAGIC):
-        raise InputError(
-            f"{path}: not an ncnn text .param file (first line must be {PARAM_MAGIC})"
-        )
+        raise InputError(f"{path}: not an ncnn text .param file (first line must be {PARAM_MAGIC})")
     layers = []
     for number, line in enumerate(lines[2:], start=3):
         parts = line.split()
@@ -97,9 +91,7 @@ def read_param(path: Path) -> list[Layer]:
                 key = int(key_text)
                 if key <= -23300:
                     values = value.split(",")
-                    params[-key - 23300] = [
-                        _parse_value(v) for v in values[1 : 1 + int(values[0])]
-                    ]
+                    params[-key - 23300] = [_parse_value(v) for v in values[1 : 1 + int(values[0])]]
                 else:
                     params[key] = _parse_value(value)
         except (IndexError, ValueError):
@@ -115,17 +107,13 @@ class _BinReader:
         try:
             self.data = path.read_bytes()
         except OSError as exc:
-            raise InputError(
-                f"{path}: cannot read ncnn bin file ({exc.__class__.__name__})"
-            ) from None
+            raise InputError(f"{path}: cannot read ncnn bin file ({exc.__class__.__name__})") from None
         self.path = path
         self.pos = 0
 
     def _take(self, size: int, what: str) -> bytes:
         if self.pos + size > len(self.data):
-            raise InputError(
-                f"{self.path}: file ends inside {what}; the .bin does not match the .param"
-            )
+            raise InputError(f"{self.path}: file ends inside {what}; the .bin does not match the .param")
         chunk = self.data[self.pos : self.pos + size]
         self.pos += size
         return chunk
@@ -138,9 +126,7 @@ class _BinReader:
             return np.frombuffer(raw[: count * 2], dtype="<f2").astype(np.float32)
         if tag == TAG_FP32:
             return np.frombuffer(self._take(count * 4, what), dtype="<f4").copy()
-        raise InputError(
-            f"{self.path}: {what} uses weight encoding tag 0x{tag:08X} (only fp16 and fp32 are supported)"
-        )
+        raise InputError(f"{self.path}: {what} uses weight encoding tag 0x{tag:08X} (only fp16 and fp32 are supported)")
 
     def raw(self, count: int, what: str) -> np.ndarray:
         return np.frombuffer(self._take(count * 4, what), dtype="<f4").copy()
@@ -166,26 +152,18 @@ def load(param: Path, bin_path: Path) -> list[Layer]:
     for layer in layers:
         if layer.type == "Convolution":
             if layer.get_int(8) or layer.get_int(19):
-                raise InputError(
-                    f"{param}: layer {layer.name} is int8-quantised; only float models can be imported"
-                )
+                raise InputError(f"{param}: layer {layer.name} is int8-quantised; only float models can be imported")
             out_ch, size = layer.get_int(0), layer.get_int(6)
             kw = layer.get_int(1)
             kh = layer.get_int(11, kw)
             if out_ch <= 0 or size % (out_ch * kh * kw):
-                raise InputError(
-                    f"{param}: layer {layer.name} has inconsistent weight size {size}"
-                )
+                raise InputError(f"{param}: layer {layer.name} has inconsistent weight size {size}")
             weight = reader.tagged(size, f"the weights of {layer.name}")
-            layer.blobs.append(
-                weight.reshape(out_ch, size // (out_ch * kh * kw), kh, kw)
-            )
+            layer.blobs.append(weight.reshape(out_ch, size // (out_ch * kh * kw), kh, kw))
             if layer.get_int(5):
                 layer.blobs.append(reader.raw(out_ch, f"the bias of {layer.name}"))
         elif layer.type == "PReLU":
-            layer.blobs.append(
-                reader.raw(layer.get_int(0), f"the slopes of {layer.name}")
-            )
+            layer.blobs.append(reader.raw(layer.get_int(0), f"the slopes of {layer.name}"))
         elif layer.type not in NO_WEIGHTS:
             raise InputError(
                 f"{param}: layer type {layer.type} ({layer.name}) is not supported; "
@@ -237,9 +215,7 @@ class _Graph:
         return "none", 0.0
 
 
-def _check_conv(
-    conv: Layer, graph: _Graph, key: str, out_ch: int, in_ch: int, act: str, param: Path
-) -> None:
+def _check_conv(conv: Layer, graph: _Graph, key: str, out_ch: int, in_ch: int, act: str, param: Path) -> None:
     weight = conv.blobs[0]
     if weight.shape != (out_ch, in_ch, 3, 3) or len(conv.blobs) != 2:
         raise InputError(
@@ -247,14 +223,10 @@ def _check_conv(
             f"({out_ch}, {in_ch}, 3, 3) with a bias; not a recognised RRDBNet/Compact graph"
         )
     if conv.get_int(3, 1) != 1 or conv.get_int(2, 1) != 1 or conv.get_int(4) != 1:
-        raise InputError(
-            f"{param}: layer {conv.name} is not a stride-1, pad-1 3x3 convolution"
-        )
+        raise InputError(f"{param}: layer {conv.name} is not a stride-1, pad-1 3x3 convolution")
     kind, slope = graph.activation(conv)
     if kind != act or (kind == "leaky" and abs(slope - LEAKY) > 1e-6):
-        raise InputError(
-            f"{param}: layer {conv.name} (as {key}) has activation {kind}, expected {act}"
-        )
+        raise InputError(f"{param}: layer {conv.name} (as {key}) has activation {kind}, expected {act}")
 
 
 def _upsample_factor(layer: Layer) -> float:
@@ -265,30 +237,18 @@ def _upsample_factor(layer: Layer) -> float:
 def _convert_rrdb(layers: list[Layer], graph: _Graph, param: Path) -> Converted:
     convs = [layer for layer in layers if layer.type == "Convolution"]
     ups = [layer for layer in layers if layer.type == "Interp"]
-    if (
-        any(
-            u.get_int(0) != 1 or _upsample_factor(u) != 2.0 or u.get_float(2) != 2.0
-            for u in ups
-        )
-        or not ups
-    ):
-        raise InputError(
-            f"{param}: RRDBNet graph without nearest x2 upsampling layers; not supported"
-        )
+    if any(u.get_int(0) != 1 or _upsample_factor(u) != 2.0 or u.get_float(2) != 2.0 for u in ups) or not ups:
+        raise InputError(f"{param}: RRDBNet graph without nearest x2 upsampling layers; not supported")
     blocks, rest = divmod(len(convs) - 4 - len(ups), 15)
     eltwise = [layer for layer in layers if layer.type == "Eltwise"]
     if rest or blocks < 1 or len(eltwise) != 4 * blocks:
-        raise InputError(
-            f"{param}: {len(convs)} convolutions do not form an RRDBNet (15 per block + 4 + upsamplers)"
-        )
+        raise InputError(f"{param}: {len(convs)} convolutions do not form an RRDBNet (15 per block + 4 + upsamplers)")
     for layer in eltwise:
         if layer.get_int(0) != 1 or [round(c, 6) for c in layer.params.get(1, [])] != [
             LEAKY,
             1.0,
         ]:
-            raise InputError(
-                f"{param}: layer {layer.name} is not the 0.2-scaled residual sum of an RRDB block"
-            )
+            raise InputError(f"{param}: layer {layer.name} is not the 0.2-scaled residual sum of an RRDB block")
     feat = convs[0].get_int(0)
     in_ch = convs[0].blobs[0].shape[1]
     grow = convs[1].get_int(0)
@@ -328,9 +288,7 @@ def _convert_compact(layers: list[Layer], graph: _Graph, param: Path) -> Convert
     prelus = [layer for layer in layers if layer.type == "PReLU"]
     shuffles = [layer for layer in layers if layer.type == "PixelShuffle"]
     if len(shuffles) != 1 or len(prelus) != len(convs) - 1 or len(convs) < 3:
-        raise InputError(
-            f"{param}: not an SRVGGNetCompact graph (conv/PReLU chain ending in one PixelShuffle)"
-        )
+        raise InputError(f"{param}: not an SRVGGNetCompact graph (conv/PReLU chain ending in one PixelShuffle)")
     scale = shuffles[0].get_int(0)
     feat = convs[0].get_int(0)
     in_ch = convs[0].blobs[0].shape[1]
@@ -353,20 +311,14 @@ def _convert_compact(layers: list[Layer], graph: _Graph, param: Path) -> Convert
         if slopes.size == 1:
             slopes = np.full(feat, slopes[0], dtype=np.float32)
         if slopes.shape != (feat,):
-            raise InputError(
-                f"{param}: layer {prelu.name} has {slopes.size} slopes, expected {feat}"
-            )
+            raise InputError(f"{param}: layer {prelu.name} has {slopes.size} slopes, expected {feat}")
         state[f"body.{2 * index + 1}.weight"] = slopes
     # Nearest upsampling of the input added to the shuffled output; an optional final resize (the x2/x3
     # animevideo-v3 files are the x4 network followed by a bicubic downscale) only changes the graph scale.
     interps = [layer for layer in layers if layer.type == "Interp"]
     base = [u for u in interps if u.get_int(0) == 1 and _upsample_factor(u) == scale]
-    if len(base) != 1 or not any(
-        layer.type == "BinaryOp" and layer.get_int(0) == 0 for layer in layers
-    ):
-        raise InputError(
-            f"{param}: missing the nearest-upsampled input added to the output; not a Compact graph"
-        )
+    if len(base) != 1 or not any(layer.type == "BinaryOp" and layer.get_int(0) == 0 for layer in layers):
+        raise InputError(f"{param}: missing the nearest-upsampled input added to the output; not a Compact graph")
     graph_scale = float(scale)
     for u in interps:
         if u is not base[0]:
@@ -389,9 +341,7 @@ def convert(param: Path, bin_path: Path) -> Converted:
         return _convert_compact(layers, graph, param)
     if "Concat" in types and "Eltwise" in types:
         return _convert_rrdb(layers, graph, param)
-    raise InputError(
-        f"{param}: neither an RRDBNet nor an SRVGGNetCompact graph; cannot import it"
-    )
+    raise InputError(f"{param}: neither an RRDBNet nor an SRVGGNetCompact graph; cannot import it")
 
 
 def network_blobs(param: Path) -> tuple[str, str]:
@@ -403,11 +353,7 @@ def network_blobs(param: Path) -> tuple[str, str]:
         raise InputError(f"{param}: no Input layer")
     producer = {top: layer for layer in layers for top in layer.tops}
     last = layers[-1]
-    while (
-        last.type == "Interp"
-        and last.get_float(1, 1.0) < 1.0
-        and last.bottoms[0] in producer
-    ):
+    while last.type == "Interp" and last.get_float(1, 1.0) < 1.0 and last.bottoms[0] in producer:
         last = producer[last.bottoms[0]]
     return inputs[0].tops[0], last.tops[0]
 
@@ -428,9 +374,7 @@ def write_safetensors(converted: Converted, dest: Path, source: dict[str, str]) 
     tensors = {}
     for key, value in converted.state_dict.items():
         tensor = torch.from_numpy(np.ascontiguousarray(value))
-        if value.ndim == 4 and np.array_equal(
-            value.astype(np.float16).astype(np.float32), value
-        ):
+        if value.ndim == 4 and np.array_equal(value.astype(np.float16).astype(np.float32), value):
             tensor = tensor.half()
         tensors[key] = tensor
     metadata = {

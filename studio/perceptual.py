@@ -7,8 +7,9 @@ torchvision download it at run time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,10 @@ def build_lpips(backbone_state: dict[str, Any], device: str = "cpu") -> LpipsFn:
     for keys in _backbone_keys().values():
         missing = [key for key in keys if key not in backbone_state]
         if missing:
-            raise WeightsMissing(f"the LPIPS backbone lacks {missing[0]}; is it torchvision's AlexNet? "
-                                 f"run `studio weights pull {BACKBONE}`")
+            raise WeightsMissing(
+                f"the LPIPS backbone lacks {missing[0]}; is it torchvision's AlexNet? "
+                f"run `studio weights pull {BACKBONE}`"
+            )
     try:
         import lpips
     except ImportError:

@@ -54,7 +54,9 @@ def parse_run(spec: str) -> Run:
     for item in _SPLIT.split(spec.strip()):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--run {spec!r}: expected KEY=VALUE pairs separated by commas, e.g. engine=fast,fidelity=0.5")
+            raise UsageError(
+                f"--run {spec!r}: expected KEY=VALUE pairs separated by commas, e.g. engine=fast,fidelity=0.5"
+            )
         overrides[key] = _value(value)
     return Run(spec.strip(), _checked(overrides, f"--run {spec!r}"))
 
@@ -63,7 +65,7 @@ def read_runs(path: Path) -> list[Run]:
     """`[[run]]` tables of a TOML file; `name` labels the run, every other key is a setting."""
     tables = read_toml(path).get("run")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
-        raise ConfigError(f"{path}: expected one or more [[run]] tables, e.g. [[run]] engine = \"fast\"")
+        raise ConfigError(f'{path}: expected one or more [[run]] tables, e.g. [[run]] engine = "fast"')
     runs = []
     for index, table in enumerate(tables, 1):
         settings = {k: v for k, v in table.items() if k != "name"}
@@ -91,5 +93,7 @@ def prepare_run(run: Run, fixed: dict[str, Any]) -> tuple[Settings, str]:
 
     for key, value in fixed.items():
         if key in run.overrides and run.overrides[key] != value:
-            raise UsageError(f"run {run.label!r}: {key}={run.overrides[key]} conflicts with {value} (set by the inputs)")
+            raise UsageError(
+                f"run {run.label!r}: {key}={run.overrides[key]} conflicts with {value} (set by the inputs)"
+            )
     return prepare_settings({"seed": 0, **run.overrides, **fixed})

@@ -52,7 +52,9 @@ class Settings:
     # Adapter-guided diffusion engines (stablesr, supir). None: derived from --fidelity or the engine default.
     adapter: str | None = None  # ControlNet folder/hub id, or an official StableSR/SUPIR checkpoint
     adapter_scale: float | None = None  # ControlNet conditioning scale / SPADE-ZeroSFT modulation scale
-    denoise: float | None = None  # fraction of the schedule run from the noised stage-1 latent (1: from pure noise level)
+    denoise: float | None = (
+        None  # fraction of the schedule run from the noised stage-1 latent (1: from pure noise level)
+    )
     pull: float | None = None  # per-step pull of the predicted clean latent toward the stage-1 latent (0: off)
     cfw: float | None = None  # StableSR CFW weight w: 0 plain decoder, 1 follows the input
     stage1: str | None = None  # how the input reaches the output size: fast, lanczos, none
@@ -150,7 +152,6 @@ class Settings:
         if self.max_pixels < 256:
             raise ConfigError(f"--max-pixels {self.max_pixels}: expected at least 256")
 
-
     def _validate_ensemble(self) -> None:
         if self.ensemble is not None and len(self.ensemble) < 2:
             raise ConfigError(f"an ensemble needs two or more models, got {self.ensemble}")
@@ -159,9 +160,13 @@ class Settings:
         if self.ensemble is None:
             raise ConfigError("--blend weighs several models: give --model twice or more")
         if len(self.blend) != len(self.ensemble):
-            raise ConfigError(f"--blend has {len(self.blend)} weights for {len(self.ensemble)} models; give one per --model")
+            raise ConfigError(
+                f"--blend has {len(self.blend)} weights for {len(self.ensemble)} models; give one per --model"
+            )
         if any(w < 0 for w in self.blend) or sum(self.blend) <= 0:
-            raise ConfigError(f"--blend {','.join(f'{w:g}' for w in self.blend)}: weights must be >= 0 with a positive sum")
+            raise ConfigError(
+                f"--blend {','.join(f'{w:g}' for w in self.blend)}: weights must be >= 0 with a positive sum"
+            )
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

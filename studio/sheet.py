@@ -65,12 +65,20 @@ def draw_sheet(title: str, source: np.ndarray, results: list, crop: Any) -> tupl
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     draw.text((MARGIN, MARGIN), f"studio compare · {title}", font=_font(FONT_SIZE + 4), fill=TEXT)
-    draw.text((MARGIN, MARGIN + line + 4), f"crop {crop.x},{crop.y} {crop.width}x{crop.height} of the {out_w}x{out_h} results, "
-              "shown at 1:1 pixels; the input is enlarged by nearest neighbour", font=small, fill=MUTED)
+    draw.text(
+        (MARGIN, MARGIN + line + 4),
+        f"crop {crop.x},{crop.y} {crop.width}x{crop.height} of the {out_w}x{out_h} results, "
+        "shown at 1:1 pixels; the input is enlarged by nearest neighbour",
+        font=small,
+        fill=MUTED,
+    )
 
     enlarged = _pil(source).resize((out_w, out_h), Image.Resampling.NEAREST)
     panels = [(INPUT_LABEL, None, np.asarray(enlarged, np.float32) / 255.0, None)]
-    panels += [(r.label, f"{r.engine}, {r.seconds:.1f} s" if r.image is not None else "not run", r.image, r.error) for r in results]
+    panels += [
+        (r.label, f"{r.engine}, {r.seconds:.1f} s" if r.image is not None else "not run", r.image, r.error)
+        for r in results
+    ]
     layout: list[dict[str, Any]] = []
     scale_to_thumb = panel_w / out_w
     for column, (label, detail, image, error) in enumerate(panels):
@@ -86,7 +94,9 @@ def draw_sheet(title: str, source: np.ndarray, results: list, crop: Any) -> tupl
             thumb = _pil(image).resize((panel_w, thumb_h), Image.Resampling.LANCZOS)
             sheet.paste(thumb, (left, thumbs_top))
             box = [round(v * scale_to_thumb) for v in (crop.x, crop.y, crop.x + crop.width, crop.y + crop.height)]
-            draw.rectangle((left + box[0], thumbs_top + box[1], left + box[2], thumbs_top + box[3]), outline=MARK, width=2)
+            draw.rectangle(
+                (left + box[0], thumbs_top + box[1], left + box[2], thumbs_top + box[3]), outline=MARK, width=2
+            )
             layout.append({"label": label, "kind": "crop", "box": [crop_left, crops_top, crop.width, crop.height]})
             layout.append({"label": label, "kind": "thumbnail", "box": [left, thumbs_top, panel_w, thumb_h]})
         else:

@@ -69,20 +69,14 @@ def _parse_entry(entry: Any, index: int, origin: str) -> WeightSpec:
         raise ConfigError(f"{origin}: [[weights]] entry {index + 1} is not a table")
     for key in ("name", "kind"):
         if not isinstance(entry.get(key), str) or not entry[key]:
-            raise ConfigError(
-                f"{origin}: [[weights]] entry {index + 1} needs a string '{key}'"
-            )
+            raise ConfigError(f"{origin}: [[weights]] entry {index + 1} needs a string '{key}'")
     known = {k: v for k, v in entry.items() if k in _KNOWN_KEYS}
     scale = known.get("scale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int)):
-        raise ConfigError(
-            f"{origin}: weights '{entry['name']}': scale must be an integer, got {scale!r}"
-        )
+        raise ConfigError(f"{origin}: weights '{entry['name']}': scale must be an integer, got {scale!r}")
     for key, value in known.items():
         if key != "scale" and not isinstance(value, str):
-            raise ConfigError(
-                f"{origin}: weights '{entry['name']}': key '{key}' must be a string, got {value!r}"
-            )
+            raise ConfigError(f"{origin}: weights '{entry['name']}': key '{key}' must be a string, got {value!r}")
     extra = {k: v for k, v in entry.items() if k not in _KNOWN_KEYS}
     return WeightSpec(**known, extra=extra)
 
@@ -101,9 +95,7 @@ def registry() -> list[WeightSpec]:
         data = read_toml(path)
         entries = data.get("weights", [])
         if not isinstance(entries, list):
-            raise ConfigError(
-                f"{path}: 'weights' must be an array of tables ([[weights]])"
-            )
+            raise ConfigError(f"{path}: 'weights' must be an array of tables ([[weights]])")
         specs = [_parse_entry(entry, i, str(path)) for i, entry in enumerate(entries)]
         seen: set[str] = set()
         for spec in specs:
@@ -184,9 +176,7 @@ def _convert_bundled(spec: WeightSpec) -> Path | None:
     if files is None:
         return None
     dest = converted_path(spec)
-    notice(
-        f"converting the bundled {spec.name} model ({files[0].parent.parent.name}) to {dest} (first use only)"
-    )
+    notice(f"converting the bundled {spec.name} model ({files[0].parent.parent.name}) to {dest} (first use only)")
     import_ncnn(files[0], files[1], dest)
     return dest
 
@@ -196,8 +186,12 @@ def diffusers_allow_patterns(variant: str | None = None) -> list[str]:
     (safetensors; the fp16 variant when `variant` says so), never the repo's other checkpoints (the x4
     upscaler's repo also holds a 3.5 GB .ckpt and .bin copies of every component)."""
     suffix = f".{variant}" if variant else ""
-    weights = [f"{folder}{stem}{suffix}{shard}.safetensors" for folder in ("", "*/")
-               for stem in ("diffusion_pytorch_model", "model") for shard in ("", "-*")]
+    weights = [
+        f"{folder}{stem}{suffix}{shard}.safetensors"
+        for folder in ("", "*/")
+        for stem in ("diffusion_pytorch_model", "model")
+        for shard in ("", "-*")
+    ]
     return ["*.json", "*.txt", "*/*.json", "*/*.txt", "*/*.model", *weights]
 
 
@@ -218,9 +212,7 @@ def _hub_snapshot(spec: WeightSpec, download: bool) -> Path:
             f"weights '{spec.name}' ({spec.hub_repo}) are not downloaded; run `studio weights pull {spec.name}`"
         ) from None
     except OSError as exc:
-        raise WeightsMissing(
-            f"cannot download {spec.hub_repo} for '{spec.name}': {exc}"
-        ) from None
+        raise WeightsMissing(f"cannot download {spec.hub_repo} for '{spec.name}': {exc}") from None
 
 
 def resolve(name_or_path: str, kind: str) -> Path:
@@ -244,20 +236,14 @@ def resolve(name_or_path: str, kind: str) -> Path:
         found = local_path(spec) or _convert_bundled(spec)
         if found is not None:
             return found
-        raise WeightsMissing(
-            f"weights '{spec.name}' are not in {weights_dir()}; run `studio weights pull {spec.name}`"
-        )
-    for candidate in [weights_dir() / name_or_path] + [
-        weights_dir() / f"{name_or_path}{s}" for s in MODEL_SUFFIXES
-    ]:
+        raise WeightsMissing(f"weights '{spec.name}' are not in {weights_dir()}; run `studio weights pull {spec.name}`")
+    for candidate in [weights_dir() / name_or_path] + [weights_dir() / f"{name_or_path}{s}" for s in MODEL_SUFFIXES]:
         if candidate.is_file():
             return candidate
     if path.suffix.lower() in MODEL_SUFFIXES or os.sep in name_or_path:
         raise WeightsMissing(f"{path}: weights file not found")
     known = ", ".join(names(kind)) if kind else ", ".join(names())
-    raise UsageError(
-        f"unknown model '{name_or_path}': not a file and not a known name ({known})"
-    )
+    raise UsageError(f"unknown model '{name_or_path}': not a file and not a known name ({known})")
 
 
 def _sha_cache_file() -> Path:
@@ -302,9 +288,7 @@ def _download(url: str, part: Path, progress: ProgressFn | None) -> None:
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as exc:
-        if (
-            exc.code == 416 and have
-        ):  # nothing left to fetch: the partial file is complete
+        if exc.code == 416 and have:  # nothing left to fetch: the partial file is complete
             return
         raise
     with response:
@@ -340,9 +324,7 @@ def pull(name: str, progress: ProgressFn | None = None) -> Path:
     if not spec.url:
         converted = local_path(spec) or _convert_bundled(spec)
         if converted is None:
-            raise WeightsMissing(
-                f"weights '{spec.name}' have no download URL; copy the file to {weights_dir()}"
-            )
+            raise WeightsMissing(f"weights '{spec.name}' have no download URL; copy the file to {weights_dir()}")
         return converted
     dest = weights_dir() / (spec.filename or Path(spec.url).name)
     if dest.is_file() and (not spec.sha256 or file_sha256(dest) == spec.sha256):
@@ -387,9 +369,7 @@ def verify() -> list[Check]:
             continue  # its parts have lines of their own
         if spec.hub_repo:
             try:
-                checks.append(
-                    Check(spec.name, "cached", _hub_snapshot(spec, download=False))
-                )
+                checks.append(Check(spec.name, "cached", _hub_snapshot(spec, download=False)))
             except WeightsMissing:
                 checks.append(Check(spec.name, "missing", None))
             continue
@@ -414,11 +394,7 @@ def verify() -> list[Check]:
                     )
                 )
         else:
-            checks.append(
-                Check(
-                    spec.name, "converted", path, "converted from the bundled ncnn copy"
-                )
-            )
+            checks.append(Check(spec.name, "converted", path, "converted from the bundled ncnn copy"))
     return checks
 
 
@@ -430,14 +406,10 @@ def import_model(param: Path, bin_path: Path, name: str | None = None) -> Path:
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise InputError(f"--name {name!r}: use a plain name without slashes")
     if find(name) is not None:
-        raise UsageError(
-            f"--name {name}: that is a registry name; choose another name for your model"
-        )
+        raise UsageError(f"--name {name}: that is a registry name; choose another name for your model")
     dest = weights_dir() / f"{name}.safetensors"
     converted = import_ncnn(Path(param), Path(bin_path), dest)
-    notice(
-        f"imported {converted.arch} x{converted.scale} as '{name}' ({dest}); use it with --model {name}"
-    )
+    notice(f"imported {converted.arch} x{converted.scale} as '{name}' ({dest}); use it with --model {name}")
     if converted.graph_output_scale != converted.scale:
         notice(
             f"the ncnn graph resized its output to x{converted.graph_output_scale:g}; studio keeps the "

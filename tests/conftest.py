@@ -55,9 +55,20 @@ def restoreformer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     model = RestoreFormer(
-        n_embed=64, embed_dim=32, ch=32, out_ch=3, ch_mult=(1, 1, 2, 2, 2, 2), num_res_blocks=1,
-        attn_resolutions=(16,), dropout=0.0, in_channels=3, resolution=512, z_channels=32,
-        double_z=False, enable_mid=True, head_size=8,
+        n_embed=64,
+        embed_dim=32,
+        ch=32,
+        out_ch=3,
+        ch_mult=(1, 1, 2, 2, 2, 2),
+        num_res_blocks=1,
+        attn_resolutions=(16,),
+        dropout=0.0,
+        in_channels=3,
+        resolution=512,
+        z_channels=32,
+        double_z=False,
+        enable_mid=True,
+        head_size=8,
     )
     path = tmp_path_factory.mktemp("faces") / "tiny-restoreformer.pth"
     torch.save({key: value.contiguous() for key, value in model.state_dict().items()}, path)

@@ -11,13 +11,25 @@ from typing import Any
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_UNET: dict[str, Any] = {
-    "sample_size": 16, "block_out_channels": (32, 64), "layers_per_block": 1, "cross_attention_dim": 32,
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"), "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-    "attention_head_dim": (2, 4), "use_linear_projection": True, "norm_num_groups": 32}
+    "sample_size": 16,
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "cross_attention_dim": 32,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "attention_head_dim": (2, 4),
+    "use_linear_projection": True,
+    "norm_num_groups": 32,
+}
 """The UNet of tests/fixtures/stablesr_keys_tiny.json (toy StableSR: 32/64 channels, 32 groups as ldm)."""
-TINY_VAE: dict[str, Any] = {"block_out_channels": (32, 32, 64, 64), "layers_per_block": 1, "norm_num_groups": 32,
-                                "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
-                                "scaling_factor": 0.18215}
+TINY_VAE: dict[str, Any] = {
+    "block_out_channels": (32, 32, 64, 64),
+    "layers_per_block": 1,
+    "norm_num_groups": 32,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "scaling_factor": 0.18215,
+}
 """The autoencoder of the toy CFW file."""
 
 
@@ -39,8 +51,9 @@ def write_official_files(folder: Path) -> tuple[Path, Path]:
     from safetensors.torch import save_file
 
     keys = tiny_keys()
-    adapter = {k: official_value(k, s) for k, s in keys.items()
-               if ".spade." in k or k.startswith("structcond_stage_model.")}
+    adapter = {
+        k: official_value(k, s) for k, s in keys.items() if ".spade." in k or k.startswith("structcond_stage_model.")
+    }
     cfw = {k: official_value(k, s) for k, s in keys.items() if not k.startswith(("model.", "structcond_stage_model."))}
     cfw["loss.logvar"] = torch.zeros(())
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,8 +79,15 @@ def write_base(folder: Path, vae: Any = None, prediction_type: str = "epsilon", 
     tokenizer = tiny_tokenizer()
     scheduler = diffusers.DDIMScheduler.from_config({**SD_SCHEDULER_CONFIG, "prediction_type": prediction_type})
     pipe = diffusers.StableDiffusionPipeline(
-        vae=vae, text_encoder=tiny_text_encoder(len(tokenizer), 32), tokenizer=tokenizer, unet=unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        vae=vae,
+        text_encoder=tiny_text_encoder(len(tokenizer), 32),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -80,8 +100,15 @@ def write_controlnet_base(folder: Path) -> tuple[Path, Path]:
 
     parts = build_sd_components(controlnets=1)
     pipe = diffusers.StableDiffusionPipeline(
-        vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
-        scheduler=parts.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        vae=parts.vae,
+        text_encoder=parts.text_encoder,
+        tokenizer=parts.tokenizer,
+        unet=parts.unet,
+        scheduler=parts.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder / "base", safe_serialization=True)
     parts.controlnets[0].save_pretrained(folder / "controlnet", safe_serialization=True)
     return folder / "base", folder / "controlnet"

@@ -16,18 +16,48 @@ def studio(*args: str):
 
 
 def test_adapter_flags_reach_the_settings_with_their_source(photo: Path) -> None:
-    result = studio("restore", photo, "--engine", "classical", "--adapter", "some/controlnet", "--adapter-scale", "0.8",
-                    "--denoise", "0.6", "--pull", "0.2", "--cfw", "0.5", "--stage1", "lanczos", "--dry-run")
+    result = studio(
+        "restore",
+        photo,
+        "--engine",
+        "classical",
+        "--adapter",
+        "some/controlnet",
+        "--adapter-scale",
+        "0.8",
+        "--denoise",
+        "0.6",
+        "--pull",
+        "0.2",
+        "--cfw",
+        "0.5",
+        "--stage1",
+        "lanczos",
+        "--dry-run",
+    )
     assert result.exit_code == 0, result.output
-    for line in ("adapter = 'some/controlnet'  (cli)", "adapter_scale = 0.8  (cli)", "denoise = 0.6  (cli)",
-                 "pull = 0.2  (cli)", "cfw = 0.5  (cli)", "stage1 = 'lanczos'  (cli)"):
+    for line in (
+        "adapter = 'some/controlnet'  (cli)",
+        "adapter_scale = 0.8  (cli)",
+        "denoise = 0.6  (cli)",
+        "pull = 0.2  (cli)",
+        "cfw = 0.5  (cli)",
+        "stage1 = 'lanczos'  (cli)",
+    ):
         assert line in result.stdout
-    assert "--adapter, --adapter-scale, --denoise, --pull, --cfw, --stage1 only steer diffusion engines" in result.stderr
+    assert (
+        "--adapter, --adapter-scale, --denoise, --pull, --cfw, --stage1 only steer diffusion engines" in result.stderr
+    )
 
 
 def test_adapter_flags_out_of_range_are_one_line_usage_errors(photo: Path) -> None:
-    for flag, value in (("--denoise", "1.5"), ("--pull", "-0.1"), ("--cfw", "2"), ("--adapter-scale", "3"),
-                        ("--stage1", "bicubic")):
+    for flag, value in (
+        ("--denoise", "1.5"),
+        ("--pull", "-0.1"),
+        ("--cfw", "2"),
+        ("--adapter-scale", "3"),
+        ("--stage1", "bicubic"),
+    ):
         result = studio("restore", photo, "--engine", "classical", flag, value, "--dry-run")
         assert result.exit_code == 2, (flag, result.output)
         assert flag in result.stderr and "Traceback" not in result.output

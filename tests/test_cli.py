@@ -159,7 +159,7 @@ def test_debug_shows_the_traceback(photo: Path) -> None:
 
 def test_dry_run_prints_plan_and_sources_and_writes_nothing(tmp_path: Path, photo: Path) -> None:
     config = tmp_path / "studio.toml"
-    config.write_text('[restore]\nscale = 3.0\nsteps = 40\n')
+    config.write_text("[restore]\nscale = 3.0\nsteps = 40\n")
     result = studio("restore", photo, "--engine", "classical", "--config", config, "--steps", "30", "--dry-run")
     assert result.exit_code == 0, result.output
     assert '"output_size": [192, 144]' in " ".join(result.stdout.split()).replace("[ ", "[").replace(" ]", "]")
@@ -172,7 +172,7 @@ def test_user_config_layer_and_cli_precedence(tmp_path: Path, photo: Path, monke
     from studio.settings import resolve
 
     user = tmp_path / "user.toml"
-    user.write_text('[restore]\nscale = 2.0\nguidance = 6.0\n')
+    user.write_text("[restore]\nscale = 2.0\nguidance = 6.0\n")
     monkeypatch.setenv("STUDIO_CONFIG", str(user))
     settings = resolve({"guidance": 3.5})
     assert settings.scale == 2.0 and settings.source_of("scale").startswith("user:")
@@ -234,8 +234,19 @@ def test_python_api_matches_the_cli(tmp_path: Path, photo: Path) -> None:
 
 def test_preset_fills_prompt_and_parameters_but_flags_win(photo: Path) -> None:
     result = studio(
-        "restore", photo, "--engine", "fast", "--preset", "old-photo", "--prompt", "a bride in 1950",
-        "--negative-prompt", "text", "--face-fidelity", "0.3", "--dry-run",
+        "restore",
+        photo,
+        "--engine",
+        "fast",
+        "--preset",
+        "old-photo",
+        "--prompt",
+        "a bride in 1950",
+        "--negative-prompt",
+        "text",
+        "--face-fidelity",
+        "0.3",
+        "--dry-run",
     )
     assert result.exit_code == 0, result.output
     assert "face_fidelity = 0.3  (cli)" in result.stdout  # the flag beats the preset's 0.7
@@ -310,8 +321,11 @@ def test_an_unexpected_error_fails_one_file_not_the_batch(
     assert (out / "a.png").exists() and not (out / "b.png").exists()
     assert "internal error (ValueError: simulated bug)" in result.stderr and "--debug" in result.stderr
     with pytest.raises(ValueError):
-        runner.invoke(app, ["--debug", "restore", str(tmp_path / "b.png"), "--engine", "classical", "-o",
-                            str(tmp_path / "again.png")], catch_exceptions=False)
+        runner.invoke(
+            app,
+            ["--debug", "restore", str(tmp_path / "b.png"), "--engine", "classical", "-o", str(tmp_path / "again.png")],
+            catch_exceptions=False,
+        )
 
 
 def test_report_and_sidecar_never_land_on_inputs_or_foreign_files(tmp_path: Path, photo: Path) -> None:

@@ -34,10 +34,23 @@ def test_crop_option_is_checked() -> None:
 
 def test_cli_writes_sheet_page_and_full_images(tmp_path: Path, photo: Path) -> None:
     out = tmp_path / "cmp"
-    result = CliRunner().invoke(app, [
-        "compare", str(photo), "--run", "engine=classical", "--run", "engine=classical,color-fix=histogram",
-        "--run", "engine=classical,faces=gfpgan", "-o", str(out), "--crop-size", "96",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            str(photo),
+            "--run",
+            "engine=classical",
+            "--run",
+            "engine=classical,color-fix=histogram",
+            "--run",
+            "engine=classical,faces=gfpgan",
+            "-o",
+            str(out),
+            "--crop-size",
+            "96",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "not run" in result.output  # gfpgan weights are absent here
     summary = json.loads((out / "compare.json").read_text())
@@ -45,7 +58,11 @@ def test_cli_writes_sheet_page_and_full_images(tmp_path: Path, photo: Path) -> N
     assert summary["output_size"] == [256, 192] and (crop["width"], crop["height"]) == (96, 96)
     sheet = np.asarray(Image.open(out / "sheet.png").convert("RGB"))
     crops = [panel for panel in summary["panels"] if panel["kind"] == "crop"]
-    assert [panel["label"] for panel in crops] == ["input (nearest neighbour)", "engine=classical", "engine=classical,color-fix=histogram"]
+    assert [panel["label"] for panel in crops] == [
+        "input (nearest neighbour)",
+        "engine=classical",
+        "engine=classical,color-fix=histogram",
+    ]
     for run, panel in zip(summary["runs"][:2], crops[1:]):
         full = np.asarray(Image.open(out / run["file"]).convert("RGB"))
         x, y, w, h = panel["box"]
@@ -65,5 +82,17 @@ def test_cli_writes_sheet_page_and_full_images(tmp_path: Path, photo: Path) -> N
 
 
 def test_cli_refuses_runs_with_different_scales(tmp_path: Path, photo: Path) -> None:
-    result = CliRunner().invoke(app, ["compare", str(photo), "--run", "engine=classical,scale=2", "--run", "engine=classical", "-o", str(tmp_path / "c")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            str(photo),
+            "--run",
+            "engine=classical,scale=2",
+            "--run",
+            "engine=classical",
+            "-o",
+            str(tmp_path / "c"),
+        ],
+    )
     assert result.exit_code == 2 and "one scale" in result.output

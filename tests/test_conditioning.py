@@ -12,8 +12,14 @@ from studio.engines.diffusion.latent_tiling import Window, tiled_denoiser
 
 
 def test_crop_cuts_spatial_entries_at_their_own_scale_and_keeps_the_rest() -> None:
-    cond = Conditioning({"encoder_hidden_states": torch.zeros(1, 7, 4), "low_res": torch.randn(1, 3, 10, 12),
-                         "control_0": torch.randn(1, 3, 80, 96)}, {"low_res": 1, "control_0": 8})
+    cond = Conditioning(
+        {
+            "encoder_hidden_states": torch.zeros(1, 7, 4),
+            "low_res": torch.randn(1, 3, 10, 12),
+            "control_0": torch.randn(1, 3, 80, 96),
+        },
+        {"low_res": 1, "control_0": 8},
+    )
     window = Window(2, 6, 3, 9)
     cropped = cond.crop(window)
     assert cropped["encoder_hidden_states"] is cond["encoder_hidden_states"]
@@ -37,7 +43,9 @@ def test_batch_joins_key_by_key_and_refuses_different_keys() -> None:
 def test_unet_kwargs_names_sdxl_conditions_only_when_both_are_present() -> None:
     text = torch.zeros(1, 2, 3)
     assert set(unet_kwargs(Conditioning({"encoder_hidden_states": text}))) == {"encoder_hidden_states"}
-    sdxl = Conditioning({"encoder_hidden_states": text, "text_embeds": torch.zeros(1, 4), "time_ids": torch.zeros(1, 6)})
+    sdxl = Conditioning(
+        {"encoder_hidden_states": text, "text_embeds": torch.zeros(1, 4), "time_ids": torch.zeros(1, 6)}
+    )
     assert set(unet_kwargs(sdxl)["added_cond_kwargs"]) == {"text_embeds", "time_ids"}
 
 

@@ -25,8 +25,14 @@ def control_image(size: int = 64) -> np.ndarray:
 
 
 def run_recipe(components: Components, nets: int, **values: object) -> np.ndarray:
-    chosen = Components(components.vae, components.text_encoder, components.tokenizer, components.unet,
-                        components.scheduler, controlnets=components.controlnets[:nets])
+    chosen = Components(
+        components.vae,
+        components.text_encoder,
+        components.tokenizer,
+        components.unet,
+        components.scheduler,
+        controlnets=components.controlnets[:nets],
+    )
     recipe = Recipe(chosen, Placement("none", torch.device("cpu")), torch.float32)
     settings = {"prompt": "a cat", "negative_prompt": "blur", "steps": 3, "guidance": 5.0, "seed": 11, **values}
     return recipe(control_image(), Request(**settings))
@@ -37,17 +43,30 @@ def run_diffusers(components: Components, nets: int, scales: list[float]) -> np.
 
     controlnets = components.controlnets[:nets]
     pipe = StableDiffusionControlNetPipeline(
-        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
-        unet=components.unet, controlnet=controlnets if nets > 1 else controlnets[0],
-        scheduler=type(components.scheduler).from_config(components.scheduler.config), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
+        vae=components.vae,
+        text_encoder=components.text_encoder,
+        tokenizer=components.tokenizer,
+        unet=components.unet,
+        controlnet=controlnets if nets > 1 else controlnets[0],
+        scheduler=type(components.scheduler).from_config(components.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     image = torch.from_numpy(control_image().transpose(2, 0, 1).copy())[None]
-    return pipe(prompt="a cat", negative_prompt="blur", image=[image] * nets if nets > 1 else image, height=64,
-                width=64, num_inference_steps=3, guidance_scale=5.0, controlnet_conditioning_scale=scales
-                if nets > 1 else scales[0], generator=torch.Generator("cpu").manual_seed(11),
-                output_type="np").images[0]
+    return pipe(
+        prompt="a cat",
+        negative_prompt="blur",
+        image=[image] * nets if nets > 1 else image,
+        height=64,
+        width=64,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        controlnet_conditioning_scale=scales if nets > 1 else scales[0],
+        generator=torch.Generator("cpu").manual_seed(11),
+        output_type="np",
+    ).images[0]
 
 
 def test_one_controlnet_matches_diffusers_pipeline(components: Components) -> None:
@@ -69,17 +88,32 @@ def test_img2img_strength_matches_diffusers_controlnet_img2img_pipeline(componen
 
     ours = run_recipe(components, 1, steps=4, strength=0.5, control_scales=(0.9,))
     pipe = StableDiffusionControlNetImg2ImgPipeline(
-        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
-        unet=components.unet, controlnet=components.controlnets[0],
-        scheduler=type(components.scheduler).from_config(components.scheduler.config), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
+        vae=components.vae,
+        text_encoder=components.text_encoder,
+        tokenizer=components.tokenizer,
+        unet=components.unet,
+        controlnet=components.controlnets[0],
+        scheduler=type(components.scheduler).from_config(components.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     image = torch.from_numpy(control_image().transpose(2, 0, 1).copy())[None]
-    theirs = pipe(prompt="a cat", negative_prompt="blur", image=image * 2 - 1, control_image=image, height=64,
-                  width=64, strength=0.5, num_inference_steps=4, guidance_scale=5.0,
-                  controlnet_conditioning_scale=0.9, generator=torch.Generator("cpu").manual_seed(11),
-                  output_type="np").images[0]
+    theirs = pipe(
+        prompt="a cat",
+        negative_prompt="blur",
+        image=image * 2 - 1,
+        control_image=image,
+        height=64,
+        width=64,
+        strength=0.5,
+        num_inference_steps=4,
+        guidance_scale=5.0,
+        controlnet_conditioning_scale=0.9,
+        generator=torch.Generator("cpu").manual_seed(11),
+        output_type="np",
+    ).images[0]
     assert np.abs(ours - theirs).max() == 0.0
 
 
@@ -112,16 +146,31 @@ def test_sdxl_controlnet_gets_pooled_text_and_time_ids_by_name() -> None:
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8, cross_attention_dim=64,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=32 + 6 * 8,
+        cross_attention_dim=64,
         norm_num_groups=8,
     ).eval()
     controlnet = tiny_controlnet(unet, seed=1)
-    cond = Conditioning({"encoder_hidden_states": torch.randn(1, 7, 64), "text_embeds": torch.randn(1, 32),
-                         "time_ids": torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]),
-                         "control_0": torch.rand(1, 3, 64, 64)}, {"control_0": 8})
+    cond = Conditioning(
+        {
+            "encoder_hidden_states": torch.randn(1, 7, 64),
+            "text_embeds": torch.randn(1, 32),
+            "time_ids": torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]),
+            "control_0": torch.rand(1, 3, 64, 64),
+        },
+        {"control_0": 8},
+    )
     x, t = torch.randn(1, 4, 8, 8), torch.tensor(500)
     with torch.no_grad():
         steered = controlled_unet(unet, [controlnet], [1.0])(x, t, cond, None)

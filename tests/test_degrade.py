@@ -143,7 +143,9 @@ def test_cli_writes_the_pairs_layout(tmp_path: Path, astronaut: np.ndarray) -> N
     (clean_dir / "broken.png").write_bytes(b"not an image")
     pairs = tmp_path / "pairs"
     runner = CliRunner()
-    result = runner.invoke(app, ["degrade", str(clean_dir), "-o", str(pairs), "--profile", "scan", "--scale", "2", "--seed", "5"])
+    result = runner.invoke(
+        app, ["degrade", str(clean_dir), "-o", str(pairs), "--profile", "scan", "--scale", "2", "--seed", "5"]
+    )
     assert result.exit_code == 1, result.output  # the broken file fails alone
     assert "broken" in result.output
     hq = Image.open(pairs / "hq" / "a.png")

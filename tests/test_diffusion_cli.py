@@ -32,13 +32,26 @@ def tiny_sd_x4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _restore(*args: object) -> "object":
+def _restore(*args: object) -> object:
     return runner.invoke(app, ["restore", *[str(a) for a in args]])
 
 
 def test_sd_x4_through_the_cli_with_preset_seed_and_metadata(tmp_path: Path, photo: Path, tiny_sd_x4: Path) -> None:
-    base = [photo, "--engine", "sd-x4", "--model", tiny_sd_x4, "--steps", "2", "--seed", "11",
-            "--preset", "old-photo", "--prompt", "an astronaut"]
+    base = [
+        photo,
+        "--engine",
+        "sd-x4",
+        "--model",
+        tiny_sd_x4,
+        "--steps",
+        "2",
+        "--seed",
+        "11",
+        "--preset",
+        "old-photo",
+        "--prompt",
+        "an astronaut",
+    ]
     first, second = tmp_path / "a.png", tmp_path / "b.png"
     result = _restore(*base, "-o", first)
     assert result.exit_code == 0, result.output
@@ -60,8 +73,21 @@ def test_colour_fix_pulls_the_result_towards_the_source_colours(tmp_path: Path, 
     means = {}
     for fix in ("none", "wavelet"):
         out = tmp_path / f"{fix}.png"
-        result = _restore(photo, "--engine", "sd-x4", "--model", tiny_sd_x4, "--steps", "2", "--seed", "3",
-                          "--color-fix", fix, "-o", out)
+        result = _restore(
+            photo,
+            "--engine",
+            "sd-x4",
+            "--model",
+            tiny_sd_x4,
+            "--steps",
+            "2",
+            "--seed",
+            "3",
+            "--color-fix",
+            fix,
+            "-o",
+            out,
+        )
         assert result.exit_code == 0, result.output
         means[fix] = np.asarray(Image.open(out), dtype=np.float32).mean(axis=(0, 1))
     assert np.abs(means["wavelet"] - source).max() < 3.0
@@ -77,8 +103,19 @@ def test_explicit_sd_x4_without_weights_exits_3_and_fallback_is_opt_in(tmp_path:
     assert not (tmp_path / "x.png").exists()
 
     report = tmp_path / "report.json"
-    result = _restore(photo, "--engine", "sd-x4", "--model", missing, "--fallback", "classical",
-                      "-o", tmp_path / "y.png", "--report", report)
+    result = _restore(
+        photo,
+        "--engine",
+        "sd-x4",
+        "--model",
+        missing,
+        "--fallback",
+        "classical",
+        "-o",
+        tmp_path / "y.png",
+        "--report",
+        report,
+    )
     assert result.exit_code == 0, result.output
     assert "falling back to the classical engine" in result.stderr
     entry = json.loads(report.read_text())["files"][0]
@@ -91,8 +128,19 @@ def test_a_batch_reports_a_missing_engine_once_and_falls_back_for_every_file(tmp
     for index in range(3):
         Image.fromarray(astronaut[index * 40 : index * 40 + 32, :32]).save(folder / f"{index}.png")
     out = tmp_path / "out"
-    result = _restore(folder, "--engine", "sd-x4", "--model", tmp_path / "missing", "--fallback", "classical",
-                      "--scale", "2", "-o", out)
+    result = _restore(
+        folder,
+        "--engine",
+        "sd-x4",
+        "--model",
+        tmp_path / "missing",
+        "--fallback",
+        "classical",
+        "--scale",
+        "2",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr.count("falling back to the classical engine") == 1
     report = json.loads((out / "studio_report.json").read_text())

@@ -50,7 +50,9 @@ def load_x4(folder: Path, dtype: torch.dtype) -> UpscaleComponents:
     from diffusers import StableDiffusionUpscalePipeline
 
     source = loading.resolve_source(str(folder))
-    return UpscaleComponents.from_pipeline(loading.load_pipeline(StableDiffusionUpscalePipeline, source, "sd-x4", dtype))
+    return UpscaleComponents.from_pipeline(
+        loading.load_pipeline(StableDiffusionUpscalePipeline, source, "sd-x4", dtype)
+    )
 
 
 def test_fp16_only_folder_counts_as_present_and_loads_in_the_asked_dtype(fp16_folder: Path) -> None:
@@ -123,15 +125,30 @@ def test_weights_pull_downloads_only_what_the_pipeline_needs() -> None:
 
     from studio.weights import diffusers_allow_patterns
 
-    listing = ["model_index.json", "x4-upscaler-ema.ckpt", "README.md", "unet/config.json",
-               "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin",
-               "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.safetensors",
-               "text_encoder/pytorch_model.bin", "tokenizer/merges.txt", "tokenizer/vocab.json",
-               "scheduler/scheduler_config.json"]
+    listing = [
+        "model_index.json",
+        "x4-upscaler-ema.ckpt",
+        "README.md",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.safetensors",
+        "text_encoder/pytorch_model.bin",
+        "tokenizer/merges.txt",
+        "tokenizer/vocab.json",
+        "scheduler/scheduler_config.json",
+    ]
     full = set(filter_repo_objects(listing, allow_patterns=diffusers_allow_patterns()))
-    assert full == {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                    "text_encoder/model.safetensors", "tokenizer/merges.txt", "tokenizer/vocab.json",
-                    "scheduler/scheduler_config.json"}
+    assert full == {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/vocab.json",
+        "scheduler/scheduler_config.json",
+    }
     half = set(filter_repo_objects(listing, allow_patterns=diffusers_allow_patterns("fp16")))
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in half
     assert "unet/diffusion_pytorch_model.safetensors" not in half
@@ -153,8 +170,17 @@ def test_bf16_is_chosen_only_where_the_chosen_gpu_has_it_natively(monkeypatch) -
 
 def test_tiny_sd_x4_runs_in_bfloat16_on_cpu_tiled(fp16_folder: Path) -> None:
     image = np.random.default_rng(0).random((24, 24, 3), dtype=np.float32)
-    request = UpscaleRequest(prompt="a cat", steps=2, guidance=4.0, seed=1, noise_level=20, unet_tile=16,
-                             tile_overlap=8, vae_tile=16, vae_pad=4)
+    request = UpscaleRequest(
+        prompt="a cat",
+        steps=2,
+        guidance=4.0,
+        seed=1,
+        noise_level=20,
+        unet_tile=16,
+        tile_overlap=8,
+        vae_tile=16,
+        vae_pad=4,
+    )
     half = UpscalePipeline(load_x4(fp16_folder, torch.bfloat16), CPU, torch.bfloat16)(image, request)
     full = UpscalePipeline(load_x4(fp16_folder, torch.float32), CPU, torch.float32)(image, request)
     assert half.shape == full.shape == (96, 96, 3) and half.dtype == np.float32 and np.isfinite(half).all()

@@ -55,7 +55,9 @@ def test_tile_ladder_halves_both_tiles_down_to_the_minimum() -> None:
 
 
 def test_out_of_memory_retries_with_smaller_tiles_and_says_so(tiny_folder: str, unet_memory_limit) -> None:
-    expected = SDx4Engine(Settings(model=tiny_folder, steps=2, seed=5, tile=24, tile_overlap=12)).restore(image(), 4).image
+    expected = (
+        SDx4Engine(Settings(model=tiny_folder, steps=2, seed=5, tile=24, tile_overlap=12)).restore(image(), 4).image
+    )
     unet_memory_limit[0] = 24
     engine = SDx4Engine(Settings(model=tiny_folder, steps=2, seed=5, tile=0, tile_overlap=12))
     out = engine.restore(image(), 4).image
@@ -65,20 +67,38 @@ def test_out_of_memory_retries_with_smaller_tiles_and_says_so(tiny_folder: str, 
     np.testing.assert_array_equal(out, expected)  # the retry is the same computation as asking for those tiles
 
 
-def test_out_of_memory_at_the_smallest_tile_is_a_studio_error_and_other_errors_pass(tiny_folder: str,
-                                                                                     unet_memory_limit) -> None:
+def test_out_of_memory_at_the_smallest_tile_is_a_studio_error_and_other_errors_pass(
+    tiny_folder: str, unet_memory_limit
+) -> None:
     unet_memory_limit[0] = 8
     with pytest.raises(OutOfMemory, match="even with 16 px latent tiles"):
         SDx4Engine(Settings(model=tiny_folder, steps=1, seed=5, tile=0)).restore(image(), 4)
 
 
-def test_cli_falls_back_after_out_of_memory_and_the_notes_say_so(tmp_path: Path, photo: Path, tiny_folder: str,
-                                                                 unet_memory_limit) -> None:
+def test_cli_falls_back_after_out_of_memory_and_the_notes_say_so(
+    tmp_path: Path, photo: Path, tiny_folder: str, unet_memory_limit
+) -> None:
     unet_memory_limit[0] = 8
     report = tmp_path / "report.json"
-    result = CliRunner().invoke(app, ["restore", str(photo), "--engine", "sd-x4", "--model", tiny_folder, "--steps",
-                                      "1", "--fallback", "classical", "-o", str(tmp_path / "out.png"),
-                                      "--report", str(report)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "restore",
+            str(photo),
+            "--engine",
+            "sd-x4",
+            "--model",
+            tiny_folder,
+            "--steps",
+            "1",
+            "--fallback",
+            "classical",
+            "-o",
+            str(tmp_path / "out.png"),
+            "--report",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     entry = json.loads(report.read_text())["files"][0]
     assert entry["engine"] == "classical"

@@ -22,8 +22,18 @@ def test_real_sd_x4_architecture_runs_one_step_on_a_16px_input() -> None:
     assert sum(p.numel() for p in components.unet.parameters()) == 473_398_020  # the x4 upscaler's UNet
     assert components.size_multiple == 8 and components.vae.config.scaling_factor == 0.08333
     pipeline = UpscalePipeline(components, Placement("none", torch.device("cpu")), torch.float32)
-    request = UpscaleRequest(prompt="a photo", negative_prompt="", steps=1, guidance=4.0, noise_level=20, seed=0,
-                             scheduler=None, unet_tile=0, tile_overlap=0, vae_tile=0)
+    request = UpscaleRequest(
+        prompt="a photo",
+        negative_prompt="",
+        steps=1,
+        guidance=4.0,
+        noise_level=20,
+        seed=0,
+        scheduler=None,
+        unet_tile=0,
+        tile_overlap=0,
+        vae_tile=0,
+    )
     image = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
     out = pipeline(image, request)
     assert out.shape == (64, 64, 3) and np.isfinite(out).all()

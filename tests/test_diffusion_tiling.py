@@ -140,7 +140,9 @@ def per_tile_decode(vae, latent: torch.Tensor, tile: int, pad: int) -> np.ndarra
         ctx = win.padded(pad, height, width)
         part = vae.decode(latent[(..., *ctx.slices)]).sample
         top, left = (win.top - ctx.top) * 8, (win.left - ctx.left) * 8
-        out[win.scaled(8).slices] = tiled_vae.to_image(part[..., top : top + win.height * 8, left : left + win.width * 8])
+        out[win.scaled(8).slices] = tiled_vae.to_image(
+            part[..., top : top + win.height * 8, left : left + win.width * 8]
+        )
     return out
 
 

@@ -1,4 +1,5 @@
-"""Spreading a batch over processes: the split, the merged report, and a real two-process run on CPU, interrupted and resumed."""
+"""Spreading a batch over processes: the split, the merged report, and a real two-process run on CPU,
+interrupted and resumed."""
 
 from __future__ import annotations
 
@@ -46,14 +47,29 @@ def test_merge_keeps_batch_order_and_each_file_once() -> None:
 def _launch(args: list[str], **popen: object) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "studio", "restore", *args,
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "studio",
+        "restore",
+        *args,
     ]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def test_two_cpu_processes_split_merge_and_resume_after_an_interruption(tmp_path: Path, astronaut: np.ndarray) -> None:
-    """`accelerate launch --multi_gpu --num_processes 2` on CPU (torch's launcher, gloo): the classical engine keeps it fast."""
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU (torch's launcher, gloo): the classical
+    engine keeps it fast."""
     inputs, out = tmp_path / "scans", tmp_path / "out"
     inputs.mkdir()
     for i in range(10):

@@ -50,8 +50,14 @@ def test_one_euler_step_with_churn_equals_the_hand_computed_value() -> None:
 
     steps: list[torch.Tensor] = []
     churn = Churn(s_churn=0.5, s_noise=1.003)
-    sample_euler(model, x, torch.tensor([2.0, 1.0, 0.0]), torch.Generator().manual_seed(3), churn,
-                 on_step=lambda i, latents: steps.append(latents))
+    sample_euler(
+        model,
+        x,
+        torch.tensor([2.0, 1.0, 0.0]),
+        torch.Generator().manual_seed(3),
+        churn,
+        on_step=lambda i, latents: steps.append(latents),
+    )
     expected = 0.7 * (1.0 + 1.5 * 1.003 * eps)
     torch.testing.assert_close(steps[0], expected)
     assert seen[0] == pytest.approx(2.5)
@@ -59,8 +65,13 @@ def test_one_euler_step_with_churn_equals_the_hand_computed_value() -> None:
 
 def test_churn_only_between_s_tmin_and_s_tmax() -> None:
     x = torch.ones(1, 1, 1, 1)
-    out = sample_euler(lambda x, s: 0.5 * x, x, torch.tensor([2.0, 1.0]), torch.Generator().manual_seed(0),
-                       Churn(s_churn=10.0, s_tmax=1.5))
+    out = sample_euler(
+        lambda x, s: 0.5 * x,
+        x,
+        torch.tensor([2.0, 1.0]),
+        torch.Generator().manual_seed(0),
+        Churn(s_churn=10.0, s_tmax=1.5),
+    )
     torch.testing.assert_close(out, torch.full_like(x, 0.75))  # plain Euler: 1 + (1 - 0.5) / 2 * (1 - 2)
 
 
@@ -80,7 +91,10 @@ def test_x0_wrappers_recover_x0_from_exact_eps_and_v_predictions() -> None:
 
     torch.testing.assert_close(X0Denoiser(eps_model, discrete, "epsilon")(x0 + sigma * noise, sigma), x0)
     torch.testing.assert_close(inputs[0], a * x0 + b * noise)  # c_in brought x back to the VP sample
-    v_model = lambda x, t, window: a * noise - b * x0
+
+    def v_model(x, t, window):
+        return a * noise - b * x0
+
     torch.testing.assert_close(X0Denoiser(v_model, discrete, "v_prediction")(x0 + sigma * noise, sigma), x0)
     with pytest.raises(ValueError, match="prediction type"):
         X0Denoiser(eps_model, discrete, "sample")

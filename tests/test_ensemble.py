@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from swinir_fixtures import save_swinir
 from typer.testing import CliRunner
 
 from studio import weights
@@ -20,7 +21,6 @@ from studio.cli import app
 from studio.engines.gan import FastEngine
 from studio.ops.blend import blend_linear, linear_to_srgb, srgb_to_linear
 from studio.settings import Settings
-from swinir_fixtures import save_swinir
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,9 @@ def _linear(image: np.ndarray) -> np.ndarray:
     return srgb_to_linear(torch.from_numpy(image)).numpy()
 
 
-def test_the_ensemble_lies_between_its_members_in_linear_light(members: tuple[Path, Path], astronaut: np.ndarray) -> None:
+def test_the_ensemble_lies_between_its_members_in_linear_light(
+    members: tuple[Path, Path], astronaut: np.ndarray
+) -> None:
     a, b = (str(p) for p in members)
     image = astronaut[180:204, 200:230].astype(np.float32) / 255
     out_a, _ = _run(image, model=a)
@@ -86,12 +88,28 @@ def test_blend_helpers_round_trip_and_reject_bad_weights() -> None:
         blend_linear([x, x], [0, 0])
 
 
-def test_cli_ensemble_records_every_model_and_weight(tmp_path: Path, members: tuple[Path, Path], astronaut: np.ndarray) -> None:
+def test_cli_ensemble_records_every_model_and_weight(
+    tmp_path: Path, members: tuple[Path, Path], astronaut: np.ndarray
+) -> None:
     a, b = (str(p) for p in members)
     source = tmp_path / "in.png"
     Image.fromarray(astronaut[180:212, 200:232]).save(source)
     out = tmp_path / "out.png"
-    args = ["restore", str(source), "-o", str(out), "--scale", "2", "--model", a, "--model", b, "--blend", "0.6,0.4", "--sidecar"]
+    args = [
+        "restore",
+        str(source),
+        "-o",
+        str(out),
+        "--scale",
+        "2",
+        "--model",
+        a,
+        "--model",
+        b,
+        "--blend",
+        "0.6,0.4",
+        "--sidecar",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     provenance = json.loads((tmp_path / "out.png.json").read_text())
@@ -102,9 +120,12 @@ def test_cli_ensemble_records_every_model_and_weight(tmp_path: Path, members: tu
 
 @pytest.mark.parametrize(
     "extra,message",
-    [(["--blend", "1"], "--blend weighs several models"), (["--model", "x", "--model", "y", "--blend", "0.5"], "2 models"),
-     (["--model", "x", "--model", "y", "--blend", "a,b"], "comma-separated numbers"),
-     (["--model", "x", "--model", "y", "--engine", "classical"], "runs on the fast engine")],
+    [
+        (["--blend", "1"], "--blend weighs several models"),
+        (["--model", "x", "--model", "y", "--blend", "0.5"], "2 models"),
+        (["--model", "x", "--model", "y", "--blend", "a,b"], "comma-separated numbers"),
+        (["--model", "x", "--model", "y", "--engine", "classical"], "runs on the fast engine"),
+    ],
 )
 def test_cli_rejects_bad_ensembles_in_one_line(tmp_path: Path, photo: Path, extra: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "o.png"), *extra])

@@ -34,7 +34,9 @@ def test_psnr_y_crops_the_border_and_matches_skimage(face: np.ndarray) -> None:
     noisy = np.clip(face + np.random.default_rng(0).normal(0, 0.03, face.shape), 0, 1)
     noisy[:4] = 0.0  # damage only the border: cropped away at scale 4
     expected = peak_signal_noise_ratio(
-        rgb2ycbcr(np.round(face * 255) / 255)[4:-4, 4:-4, 0], rgb2ycbcr(np.round(noisy * 255) / 255)[4:-4, 4:-4, 0], data_range=255
+        rgb2ycbcr(np.round(face * 255) / 255)[4:-4, 4:-4, 0],
+        rgb2ycbcr(np.round(noisy * 255) / 255)[4:-4, 4:-4, 0],
+        data_range=255,
     )
     assert psnr_y(noisy, face, 4) == pytest.approx(expected, abs=1e-6)
     assert psnr_y(noisy, face, 0) < psnr_y(noisy, face, 4) - 3
@@ -53,7 +55,9 @@ def test_ssim_y_matches_skimage(face: np.ndarray) -> None:
     blurred = face.copy()
     blurred[1:-1] = (face[:-2] + face[1:-1] + face[2:]) / 3
     a, b = luma(blurred)[2:-2, 2:-2], luma(face)[2:-2, 2:-2]
-    expected = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    expected = structural_similarity(
+        a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim_y(blurred, face, 2) == pytest.approx(expected, abs=1e-9)
     assert ssim_y(face, face, 2) == pytest.approx(1.0)
 
@@ -113,7 +117,9 @@ def pairs(tmp_path: Path, astronaut: np.ndarray) -> Path:
     clean.mkdir()
     Image.fromarray(astronaut[:96, :96]).save(clean / "a.png")
     Image.fromarray(astronaut[200:296, 250:346]).save(clean / "b.png")
-    result = CliRunner().invoke(app, ["degrade", str(clean), "-o", str(tmp_path / "pairs"), "--profile", "jpeg", "--scale", "2"])
+    result = CliRunner().invoke(
+        app, ["degrade", str(clean), "-o", str(tmp_path / "pairs"), "--profile", "jpeg", "--scale", "2"]
+    )
     assert result.exit_code == 0, result.output
     return tmp_path / "pairs"
 
@@ -121,9 +127,19 @@ def pairs(tmp_path: Path, astronaut: np.ndarray) -> Path:
 def test_cli_scores_each_run_and_writes_reports(pairs: Path, tmp_path: Path) -> None:
     runs_file = tmp_path / "runs.toml"
     runs_file.write_text('[[run]]\nname = "lanczos, lab colours"\nengine = "classical"\ncolor_fix = "lab"\n')
-    result = CliRunner().invoke(app, [
-        "evaluate", str(pairs), "--run", "engine=classical", "--run", "engine=classical,faces=gfpgan", "--runs", str(runs_file),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(pairs),
+            "--run",
+            "engine=classical",
+            "--run",
+            "engine=classical,faces=gfpgan",
+            "--runs",
+            str(runs_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "needs `studio weights pull lpips-alexnet`" in result.output
     assert "not run" in result.output and "gfpgan" in result.output

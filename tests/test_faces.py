@@ -103,8 +103,16 @@ def test_gfpgan_real_hyperparameters_loads_and_runs_in_minus_one_to_one(
 
     torch.manual_seed(0)
     model = GFPGAN(
-        out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
-        num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
+        out_size=512,
+        num_style_feat=512,
+        channel_multiplier=2,
+        decoder_load_path=None,
+        fix_decoder=False,
+        num_mlp=8,
+        input_is_latent=True,
+        different_w=True,
+        narrow=1,
+        sft_half=True,
     )
     network = FaceNetwork.load(_save(model, tmp_path / "gfpgan.pth"), "gfpgan", CPU)
     assert network.arch == "GFPGAN"

@@ -153,7 +153,12 @@ def test_offline_detector_finds_a_small_rotated_blurred_face(detector: MobileNet
     assert face.score > 0.95
     assert np.abs(face.landmarks - expected).max() <= 3
     x0, y0, x1, y1 = face.box
-    assert x0 < expected[:, 0].min() and expected[:, 0].max() < x1 and y0 < expected[:, 1].min() and expected[:, 1].max() < y1
+    assert (
+        x0 < expected[:, 0].min()
+        and expected[:, 0].max() < x1
+        and y0 < expected[:, 1].min()
+        and expected[:, 1].max() < y1
+    )
 
 
 def test_offline_detector_finds_the_face_in_the_degraded_example(detector: MobileNetDetector) -> None:

@@ -31,10 +31,22 @@ def test_faces_on_top_of_the_classical_engine_change_only_the_face(
     plain, faced, report = tmp_path / "plain.png", tmp_path / "faced.png", tmp_path / "report.json"
     base = ["restore", str(portrait), "--engine", "classical", "--scale", "1.5"]
     assert runner.invoke(app, [*base, "-o", str(plain)]).exit_code == 0
-    result = runner.invoke(app, [
-        *base, "-o", str(faced), "--faces", "restoreformer", "--face-model", str(restoreformer_path),
-        "--face-fidelity", "0.3", "--report", str(report),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            *base,
+            "-o",
+            str(faced),
+            "--faces",
+            "restoreformer",
+            "--face-model",
+            str(restoreformer_path),
+            "--face-fidelity",
+            "0.3",
+            "--report",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     entry = json.loads(report.read_text())["files"][0]
     assert len(entry["faces"]) == 1
@@ -60,7 +72,9 @@ def test_missing_face_weights_exit_3_when_asked_for(tmp_path: Path, portrait: Pa
 
 def test_faces_suggested_by_a_preset_are_skipped_with_a_warning(tmp_path: Path, portrait: Path) -> None:
     out = tmp_path / "out.png"
-    result = runner.invoke(app, ["restore", str(portrait), "--engine", "classical", "--preset", "old-photo", "-o", str(out)])
+    result = runner.invoke(
+        app, ["restore", str(portrait), "--engine", "classical", "--preset", "old-photo", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert out.exists()
     lines = [line for line in result.stderr.splitlines() if "skipped" in line]
@@ -86,10 +100,25 @@ def test_faces_from_a_preset_run_without_flags_once_the_weights_are_there(
         '[engines."*"]\nfaces = "restoreformer"\n'
     )
     report = tmp_path / "report.json"
-    result = runner.invoke(app, [
-        "restore", str(portrait), "--engine", "classical", "--scale", "1", "--preset", "faces-on",
-        "--preset-dir", str(presets), "-o", str(tmp_path / "out.png"), "--report", str(report),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "restore",
+            str(portrait),
+            "--engine",
+            "classical",
+            "--scale",
+            "1",
+            "--preset",
+            "faces-on",
+            "--preset-dir",
+            str(presets),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--report",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     (face,) = json.loads(report.read_text())["files"][0]["faces"]
     assert face["detector"] == "retinaface-mobilenet0.25" and face["score"] > 0.99 and len(face["landmarks"]) == 5

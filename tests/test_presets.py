@@ -78,7 +78,10 @@ def test_shipped_parameters_follow_the_guides_ranges():
     assert faithful.parameters_for("sd-x4")["noise_level"] < detail.parameters_for("sd-x4")["noise_level"]
     assert faithful.parameters_for("stablesr")["fidelity"] > detail.parameters_for("stablesr")["fidelity"]
     assert presets["anime"].parameters_for("fast")["model"] == "realesrgan-x4plus-anime-6b"
-    quality, fidelity = presets["supir-quality"].parameters_for("supir"), presets["supir-fidelity"].parameters_for("supir")
+    quality, fidelity = (
+        presets["supir-quality"].parameters_for("supir"),
+        presets["supir-fidelity"].parameters_for("supir"),
+    )
     assert (quality["cfg_start"], quality["guidance"]) == (4.0, 7.5)  # SUPIR's options/SUPIR_v0.yaml
     assert (fidelity["cfg_start"], fidelity["guidance"]) == (1.0, 4.0)
 

@@ -55,20 +55,35 @@ def test_tiny_model_seed_reproduces_and_random_seed_is_reported(tiny_folder: str
 
 
 @pytest.mark.parametrize(("scheduler", "guidance"), [(None, 4.0), ("euler-a", 4.0), ("dpm++", 1.0), ("ddpm", 7.5)])
-def test_tiny_model_matches_diffusers_pipeline_with_tiling_off(tiny_folder: str, scheduler: str | None,
-                                                               guidance: float) -> None:
+def test_tiny_model_matches_diffusers_pipeline_with_tiling_off(
+    tiny_folder: str, scheduler: str | None, guidance: float
+) -> None:
     from diffusers import StableDiffusionUpscalePipeline
 
     image = blocky_image(16, 24)
-    eng = engine(tiny_folder, scheduler=scheduler, guidance=guidance, prompt="a cat", negative_prompt="blur",
-                 noise_level=30, steps=3)
+    eng = engine(
+        tiny_folder,
+        scheduler=scheduler,
+        guidance=guidance,
+        prompt="a cat",
+        negative_prompt="blur",
+        noise_level=30,
+        steps=3,
+    )
     ours = eng.restore(image, 4).image
     pipe = StableDiffusionUpscalePipeline.from_pretrained(tiny_folder)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler(scheduler, pipe.scheduler)
-    theirs = pipe(prompt="a cat", negative_prompt="blur", image=image[None], num_inference_steps=3,
-                  guidance_scale=guidance, noise_level=30, generator=torch.Generator("cpu").manual_seed(7),
-                  output_type="np").images[0]
+    theirs = pipe(
+        prompt="a cat",
+        negative_prompt="blur",
+        image=image[None],
+        num_inference_steps=3,
+        guidance_scale=guidance,
+        noise_level=30,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
+    ).images[0]
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).max() == 0.0  # identical, not merely close
 

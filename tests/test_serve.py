@@ -42,8 +42,9 @@ def _client(data_dir: Path, **options: Any) -> TestClient:
     return TestClient(create_app(ServeConfig(data_dir=data_dir, **options)))
 
 
-def _post(client: TestClient, content: bytes, name: str = "photo.png", settings: str | None = CLASSICAL,
-          **headers: str) -> Any:
+def _post(
+    client: TestClient, content: bytes, name: str = "photo.png", settings: str | None = CLASSICAL, **headers: str
+) -> Any:
     data = {"settings": settings} if settings is not None else {}
     return client.post("/api/v1/jobs", files={"file": (name, content, "image/png")}, data=data, headers=headers)
 

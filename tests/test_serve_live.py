@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -56,13 +56,32 @@ def server(tmp_path_factory: pytest.TempPathFactory, shared_weights_dir: Path) -
     """`studio serve` in its own process, isolated from the developer's config and data."""
     root = tmp_path_factory.mktemp("serve")
     port = _free_port()
-    env = {**os.environ, "XDG_CONFIG_HOME": str(root / "xdg"), "STUDIO_CONFIG": str(root / "xdg" / "config.toml"),
-           "STUDIO_WEIGHTS_DIR": str(shared_weights_dir), "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(root / "xdg"),
+        "STUDIO_CONFIG": str(root / "xdg" / "config.toml"),
+        "STUDIO_WEIGHTS_DIR": str(shared_weights_dir),
+        "HF_HUB_OFFLINE": "1",
+    }
     log = open(root / "server.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "studio", "serve", "--port", str(port), "--data-dir", str(root / "data"),
-         "--workers", "2", "--queue-limit", "200"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "studio",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(root / "data"),
+            "--workers",
+            "2",
+            "--queue-limit",
+            "200",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -84,7 +103,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, shared_weights_dir: Path) -
 def _image(astronaut: np.ndarray, index: int, size: tuple[int, int] = (32, 24)) -> Image.Image:
     """Different small crops of a real photo."""
     top, left = 40 * index, 60 * index
-    return Image.fromarray(astronaut[top:top + 200, left:left + 240]).resize(size, Image.Resampling.LANCZOS)
+    return Image.fromarray(astronaut[top : top + 200, left : left + 240]).resize(size, Image.Resampling.LANCZOS)
 
 
 def _wait_all(client: httpx.Client, ids: list[str], deadline_s: float) -> dict[str, dict]:
@@ -109,15 +128,20 @@ def test_fifty_concurrent_uploads_none_lost_same_pixels_as_the_cli_bounded_memor
         _image(astronaut, index).save(path)
         inputs.append(path)
     plan = [(inputs[i % 5], "fast" if i < FAST_UPLOADS else "classical") for i in range(UPLOADS)]
-    settings = {"classical": {"engine": "classical", "scale": 2, "seed": 7},
-                "fast": {"engine": "fast", "scale": 2, "seed": 7}}
+    settings = {
+        "classical": {"engine": "classical", "scale": 2, "seed": 7},
+        "fast": {"engine": "fast", "scale": 2, "seed": 7},
+    }
 
-    with httpx.Client(base_url=server["base"], timeout=60,
-                      limits=httpx.Limits(max_connections=UPLOADS)) as client:
+    with httpx.Client(base_url=server["base"], timeout=60, limits=httpx.Limits(max_connections=UPLOADS)) as client:
+
         def upload(item: tuple[Path, str]) -> httpx.Response:
             path, engine = item
-            return client.post("/api/v1/jobs", files={"file": (path.name, path.read_bytes(), "image/png")},
-                               data={"settings": json.dumps(settings[engine])})
+            return client.post(
+                "/api/v1/jobs",
+                files={"file": (path.name, path.read_bytes(), "image/png")},
+                data={"settings": json.dumps(settings[engine])},
+            )
 
         with ThreadPoolExecutor(UPLOADS) as pool:
             responses = list(pool.map(upload, plan))
@@ -138,8 +162,9 @@ def test_fifty_concurrent_uploads_none_lost_same_pixels_as_the_cli_bounded_memor
     expected: dict[tuple[Path, str], np.ndarray] = {}
     for path, engine in set(plan):
         out = tmp_path / f"{path.stem}_{engine}_cli.png"
-        cli = CliRunner().invoke(app, ["restore", str(path), "-o", str(out), "--engine", engine,
-                                       "--scale", "2", "--seed", "7"])
+        cli = CliRunner().invoke(
+            app, ["restore", str(path), "-o", str(out), "--engine", engine, "--scale", "2", "--seed", "7"]
+        )
         assert cli.exit_code == 0, cli.output
         expected[(path, engine)] = np.asarray(Image.open(out))
     for job_id, item in zip(ids, plan):
@@ -170,13 +195,20 @@ def browser(tmp_path: Path) -> Iterator:
 
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--force-device-scale-factor=1"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(argument)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(options=options, service=Service(found[1]))
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads

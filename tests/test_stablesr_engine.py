@@ -44,18 +44,45 @@ def test_permissive_variant_equals_diffusers_controlnet_img2img(files: dict[str,
         StableDiffusionControlNetImg2ImgPipeline,
     )
 
-    ours = engine(model=str(files["sd15"]), adapter=str(files["controlnet"]), stage1="none", denoise=1.0, pull=0.0,
-                  adapter_scale=1.0, scheduler="ddim", guidance=5.0, prompt="a cat", negative_prompt="blur",
-                  steps=3, seed=11).restore(image((64, 64)), 1.0).image
+    ours = (
+        engine(
+            model=str(files["sd15"]),
+            adapter=str(files["controlnet"]),
+            stage1="none",
+            denoise=1.0,
+            pull=0.0,
+            adapter_scale=1.0,
+            scheduler="ddim",
+            guidance=5.0,
+            prompt="a cat",
+            negative_prompt="blur",
+            steps=3,
+            seed=11,
+        )
+        .restore(image((64, 64)), 1.0)
+        .image
+    )
     pipe = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
-        files["sd15"], controlnet=ControlNetModel.from_pretrained(files["controlnet"]), safety_checker=None,
-        requires_safety_checker=False)
+        files["sd15"],
+        controlnet=ControlNetModel.from_pretrained(files["controlnet"]),
+        safety_checker=None,
+        requires_safety_checker=False,
+    )
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pixels = torch.from_numpy(image((64, 64)).transpose(2, 0, 1).copy())[None]
-    theirs = pipe(prompt="a cat", negative_prompt="blur", image=pixels, control_image=pixels, strength=1.0,
-                  controlnet_conditioning_scale=1.0, num_inference_steps=3, guidance_scale=5.0,
-                  generator=torch.Generator("cpu").manual_seed(11), output_type="np").images[0]
+    theirs = pipe(
+        prompt="a cat",
+        negative_prompt="blur",
+        image=pixels,
+        control_image=pixels,
+        strength=1.0,
+        controlnet_conditioning_scale=1.0,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(11),
+        output_type="np",
+    ).images[0]
     assert ours.shape == theirs.shape == (64, 64, 3)
     assert np.abs(ours - theirs).max() < 1e-6
 
@@ -124,9 +151,32 @@ def test_cli_runs_and_records_the_resolved_knobs(files: dict[str, Path], photo: 
     from studio.cli import app
 
     out = tmp_path / "out.png"
-    args = ["restore", str(photo), "--engine", "stablesr", "--model", str(files["base"]), "--adapter",
-            str(files["adapter"]), "--stage1", "lanczos", "--steps", "2", "--scale", "0.5", "--tile", "0",
-            "--seed", "7", "--fidelity", "0.4", "--denoise", "0.9", "-o", str(out)]
+    args = [
+        "restore",
+        str(photo),
+        "--engine",
+        "stablesr",
+        "--model",
+        str(files["base"]),
+        "--adapter",
+        str(files["adapter"]),
+        "--stage1",
+        "lanczos",
+        "--steps",
+        "2",
+        "--scale",
+        "0.5",
+        "--tile",
+        "0",
+        "--seed",
+        "7",
+        "--fidelity",
+        "0.4",
+        "--denoise",
+        "0.9",
+        "-o",
+        str(out),
+    ]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     details = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)["engine_details"]

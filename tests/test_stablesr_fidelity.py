@@ -33,9 +33,21 @@ def test_psnr_to_stage1_rises_with_fidelity(tiny_photo_vae_path: Path, tmp_path:
     stage1 = resize(low, 64, 64, "lanczos")
     scores = []
     for fidelity in (0.0, 0.25, 0.5, 0.75, 1.0):
-        settings = apply_layer(Settings(), {"engine": "stablesr", "model": str(base), "adapter": str(adapter),
-                                            "stage1": "lanczos", "steps": 4, "guidance": 1.0, "seed": 5, "tile": 0,
-                                            "fidelity": fidelity}, "cli")
+        settings = apply_layer(
+            Settings(),
+            {
+                "engine": "stablesr",
+                "model": str(base),
+                "adapter": str(adapter),
+                "stage1": "lanczos",
+                "steps": 4,
+                "guidance": 1.0,
+                "seed": 5,
+                "tile": 0,
+                "fidelity": fidelity,
+            },
+            "cli",
+        )
         out = StableSREngine(settings).restore(low, 2.0).image
         scores.append(psnr(out, stage1))
     assert all(b >= a - 1e-6 for a, b in itertools.pairwise(scores)), scores

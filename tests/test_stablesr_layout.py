@@ -29,8 +29,9 @@ from studio.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFIGS = Path(__file__).parent.parent / "configs" / "stablesr"
-TINY_ENCODER = EncoderConfig(channels=32, channel_mult=(1, 2), layers_per_level=1, attention_levels=(0,), heads=4,
-                             out_channels=32)
+TINY_ENCODER = EncoderConfig(
+    channels=32, channel_mult=(1, 2), layers_per_level=1, attention_levels=(0,), heads=4, out_channels=32
+)
 
 
 def _fixture(name: str) -> dict[str, list[int]]:
@@ -53,16 +54,25 @@ def full_size() -> dict[str, torch.nn.Module]:
         vae = AutoencoderKL.from_config(json.loads((CONFIGS / "vae.json").read_text()))
         text = CLIPTextModel(CLIPTextConfig(**json.loads((CONFIGS / "text_encoder.json").read_text())))
         cfw_vae = AutoencoderKL.from_config(json.loads((CONFIGS / "vae.json").read_text()))
-        return {"unet": unet, "vae": vae, "text_encoder": text, "adapter": StableSRAdapter.for_unet(unet),
-                "cfw_vae": cfw_vae, "cfw": CFWFusion.for_vae(cfw_vae)}
+        return {
+            "unet": unet,
+            "vae": vae,
+            "text_encoder": text,
+            "adapter": StableSRAdapter.for_unet(unet),
+            "cfw_vae": cfw_vae,
+            "cfw": CFWFusion.for_vae(cfw_vae),
+        }
 
 
-@pytest.mark.parametrize(("name", "layout", "targets"), [
-    ("512", "full", ("unet", "adapter", "vae", "text_encoder")),
-    ("768v", "full", ("unet", "adapter", "vae", "text_encoder")),
-    ("webui", "adapter", ("adapter",)),
-    ("cfw", "cfw", ("cfw_vae", "cfw")),
-])
+@pytest.mark.parametrize(
+    ("name", "layout", "targets"),
+    [
+        ("512", "full", ("unet", "adapter", "vae", "text_encoder")),
+        ("768v", "full", ("unet", "adapter", "vae", "text_encoder")),
+        ("webui", "adapter", ("adapter",)),
+        ("cfw", "cfw", ("cfw_vae", "cfw")),
+    ],
+)
 def test_published_layouts_fill_full_size_modules_exactly(full_size, name, layout, targets) -> None:
     keys = _fixture(name)
     assert layout_of(keys) == layout
@@ -88,8 +98,12 @@ def test_a_misshapen_or_missing_or_foreign_key_is_one_precise_line(full_size) ->
     with pytest.raises(UsageError, match="no key fills adapter.encoder.feature_heads.3.conv2.bias"):
         map_state_dict({k: v for k, v in state.items() if k != missing}, modules, key_map, "webui.ckpt")
     with pytest.raises(UsageError, match="key 'model.diffusion_model.input_blocks.1.0.lora.weight' is not part"):
-        map_state_dict(state | {"model.diffusion_model.input_blocks.1.0.lora.weight": torch.empty(1, device="meta")},
-                       modules, key_map, "webui.ckpt")
+        map_state_dict(
+            state | {"model.diffusion_model.input_blocks.1.0.lora.weight": torch.empty(1, device="meta")},
+            modules,
+            key_map,
+            "webui.ckpt",
+        )
     with pytest.raises(UsageError, match="not a StableSR checkpoint"):
         layout_of(["conv_in.weight"])
 
@@ -100,11 +114,23 @@ def test_toy_official_file_loads_strictly_and_reproduces_the_reference_outputs()
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=16, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32).eval()
-    vae = AutoencoderKL(block_out_channels=(32, 32, 64, 64), layers_per_block=1, norm_num_groups=32,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
+        sample_size=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        cross_attention_dim=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        norm_num_groups=32,
+    ).eval()
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    ).eval()
     adapter, cfw = StableSRAdapter.for_unet(unet, TINY_ENCODER).eval(), CFWFusion.for_vae(vae).eval()
     official = {key: _official_value(key, shape) for key, shape in _fixture("tiny").items()}
     key_map = StableSRKeyMap(unet, TINY_ENCODER, vae)

@@ -31,8 +31,16 @@ def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def make_engine(models: tuple[Path, Path], **flags: object) -> SupirEngine:
-    cli = {"model": str(models[0]), "adapter": str(models[1]), "min_side": 0, "steps": 2, "seed": 3,
-           "stage1": "lanczos", "prompt": "a photo", **flags}
+    cli = {
+        "model": str(models[0]),
+        "adapter": str(models[1]),
+        "min_side": 0,
+        "steps": 2,
+        "seed": 3,
+        "stage1": "lanczos",
+        "prompt": "a photo",
+        **flags,
+    }
     return SupirEngine(resolve(cli))
 
 
@@ -54,8 +62,14 @@ def test_restoration_guided_euler_step_matches_hand_computation() -> None:
     z1 = torch.tensor([[[[0.5, 0.25]]]])
     d_model = torch.tensor([[[[0.2, -0.4]]]])
     sigma, sigma_next, tau, churn, s_noise, top = 2.0, 1.0, 2.0, 0.1, 1.003, 14.6146
-    out = sample_euler(lambda xi, s: d_model, x, torch.tensor([sigma, sigma_next]), torch.Generator().manual_seed(5),
-                       Churn(churn, s_noise=s_noise), restoration_guidance(z1, top, tau))
+    out = sample_euler(
+        lambda xi, s: d_model,
+        x,
+        torch.tensor([sigma, sigma_next]),
+        torch.Generator().manual_seed(5),
+        Churn(churn, s_noise=s_noise),
+        restoration_guidance(z1, top, tau),
+    )
     noise = randn_tensor(x.shape, generator=torch.Generator().manual_seed(5)).flatten().tolist()
     sigma_hat = sigma * (1 + churn)  # gamma = min(s_churn / steps, sqrt 2 - 1) with one step
     x_hat = [v + n * s_noise * math.sqrt(sigma_hat**2 - sigma**2) for v, n in zip([1.0, -2.0], noise)]
@@ -100,8 +114,9 @@ def test_linear_schedules_give_the_configured_value_at_each_sigma() -> None:
 
 def test_engine_schedules_follow_the_models_sigma(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
     """CFG and control scale seen by the model at each step: start at sigma_max, final at sigma 0."""
-    engine = make_engine(tiny_sdxl, guidance=7.5, cfg_start=4.0, adapter_scale=1.0, adapter_scale_start=0.5,
-                         steps=3, churn=0.0)
+    engine = make_engine(
+        tiny_sdxl, guidance=7.5, cfg_start=4.0, adapter_scale=1.0, adapter_scale_start=0.5, steps=3, churn=0.0
+    )
     engine.restore(small_image, 2.0)
     request, recipe = engine._last["request"], engine._recipe
     top = recipe.sigma_max
@@ -115,8 +130,9 @@ def test_engine_schedules_follow_the_models_sigma(tiny_sdxl: tuple[Path, Path], 
 # ------------------------------------------------------------------------------------------ settings
 def test_strength_mapping_ends_and_raw_flags_win(tiny_sdxl: tuple[Path, Path]) -> None:
     assert from_strength(0.0) == {"restore_tau": 0.0, "guidance": 4.0, "cfg_start": 1.0, "adapter_scale": 1.0}
-    assert from_strength(1.0) == pytest.approx({"restore_tau": -1.0, "guidance": 7.5, "cfg_start": 4.0,
-                                                "adapter_scale": 0.9})
+    assert from_strength(1.0) == pytest.approx(
+        {"restore_tau": -1.0, "guidance": 7.5, "cfg_start": 4.0, "adapter_scale": 0.9}
+    )
     assert from_strength(0.5)["restore_tau"] == pytest.approx(2.0)
     resolved = make_engine(tiny_sdxl, strength=0.0, restore_tau=3.0).resolved()
     assert resolved.tau == 3.0 and resolved.sources["restore_tau"] == "cli"
@@ -183,9 +199,28 @@ def test_cli_restore_writes_the_image(tiny_sdxl: tuple[Path, Path], photo: Path,
     from studio.cli import app
 
     out = tmp_path / "out.png"
-    args = ["restore", str(photo), "-o", str(out), "--engine", "supir", "--model", str(tiny_sdxl[0]),
-            "--adapter", str(tiny_sdxl[1]), "--min-side", "0", "--steps", "1", "--scale", "0.5", "--seed", "1",
-            "--stage1", "lanczos"]
+    args = [
+        "restore",
+        str(photo),
+        "-o",
+        str(out),
+        "--engine",
+        "supir",
+        "--model",
+        str(tiny_sdxl[0]),
+        "--adapter",
+        str(tiny_sdxl[1]),
+        "--min-side",
+        "0",
+        "--steps",
+        "1",
+        "--scale",
+        "0.5",
+        "--seed",
+        "1",
+        "--stage1",
+        "lanczos",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     from PIL import Image
@@ -196,8 +231,9 @@ def test_cli_restore_writes_the_image(tiny_sdxl: tuple[Path, Path], photo: Path,
 
 
 # ------------------------------------------------------------------------------------------ strength
-def test_strength_moves_monotonically_away_from_the_stage1_image(tiny_photo_vae_path: Path, astronaut: np.ndarray,
-                                                                 tmp_path: Path) -> None:
+def test_strength_moves_monotonically_away_from_the_stage1_image(
+    tiny_photo_vae_path: Path, astronaut: np.ndarray, tmp_path: Path
+) -> None:
     """With a VAE trained on photo crops (a random VAE's round trip is noise), raising --strength never
     brings the output closer to the stage-1 image, and strength 0 is >= 3 dB closer than strength 1."""
     from diffusers import AutoencoderKL

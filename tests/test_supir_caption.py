@@ -29,15 +29,34 @@ def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("blip")
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.ascii_lowercase, "dog", "photo"]
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
-    text = {"vocab_size": len(words), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
-            "num_attention_heads": 4, "max_position_embeddings": 64, "encoder_hidden_size": 32, "bos_token_id": 2,
-            "sep_token_id": 3, "pad_token_id": 0}
-    vision = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 4,
-              "image_size": 32, "patch_size": 8}
+    text = {
+        "vocab_size": len(words),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 64,
+        "encoder_hidden_size": 32,
+        "bos_token_id": 2,
+        "sep_token_id": 3,
+        "pad_token_id": 0,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+    }
     torch.manual_seed(0)
-    BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(folder)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
-                  tokenizer=BertTokenizer(str(folder / "vocab.txt"))).save_pretrained(folder)
+    BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(
+        folder
+    )
+    BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=BertTokenizer(str(folder / "vocab.txt")),
+    ).save_pretrained(folder)
     return folder
 
 
@@ -57,8 +76,9 @@ def test_absent_weights_say_one_line_and_give_no_caption(capsys: pytest.CaptureF
 def test_preset_keeps_the_caption_slot_for_the_engine() -> None:
     from studio.runner import prepare_settings
 
-    settings, engine = prepare_settings({"engine": "supir", "preset": "supir-quality", "caption": True,
-                                         "prompt": "a dog"})
+    settings, engine = prepare_settings(
+        {"engine": "supir", "preset": "supir-quality", "caption": True, "prompt": "a dog"}
+    )
     assert engine == "supir" and settings.prompt.startswith("{caption}, a dog, Cinematic")
     plain, _ = prepare_settings({"engine": "supir", "preset": "supir-quality", "prompt": "a dog"})
     assert plain.prompt.startswith("a dog, Cinematic")

@@ -53,15 +53,18 @@ def tiny_official(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG)
     random_sdxl.save_base(pipe, root / "base")
     generator = torch.Generator().manual_seed(0)
-    state = {key: torch.randn(shape, generator=generator) * 0.02
-             for key, shape in fixture_keys("supir_tiny_keys.json").items()}
+    state = {
+        key: torch.randn(shape, generator=generator) * 0.02
+        for key, shape in fixture_keys("supir_tiny_keys.json").items()
+    }
     state["model.diffusion_model.out.2.weight"] = torch.zeros(4, 32, 3, 3)  # SDXL's own keys are ignored
     save_file(state, root / "SUPIR-tiny.safetensors")
     return root / "base", root / "SUPIR-tiny.safetensors"
 
 
-def test_tiny_official_checkpoint_loads_strictly_and_runs(tiny_official: tuple[Path, Path],
-                                                          astronaut: np.ndarray) -> None:
+def test_tiny_official_checkpoint_loads_strictly_and_runs(
+    tiny_official: tuple[Path, Path], astronaut: np.ndarray
+) -> None:
     from studio.engines.diffusion.supir import SupirEngine
     from studio.ops.resize import resize
     from studio.settings import resolve
@@ -70,8 +73,9 @@ def test_tiny_official_checkpoint_loads_strictly_and_runs(tiny_official: tuple[P
     from safetensors.torch import load_file
 
     assert official.is_official_checkpoint(load_file(checkpoint))
-    engine = SupirEngine(resolve({"model": str(base), "adapter": str(checkpoint), "min_side": 0, "steps": 1,
-                                  "seed": 2, "strength": 0.2}))
+    engine = SupirEngine(
+        resolve({"model": str(base), "adapter": str(checkpoint), "min_side": 0, "steps": 1, "seed": 2, "strength": 0.2})
+    )
     image = resize(astronaut.astype(np.float32) / 255.0, 12, 10)
     out = engine.restore(image, 2.0).image
     assert out.shape == (24, 20, 3) and np.isfinite(out).all()
@@ -87,7 +91,8 @@ def test_wrong_key_or_shape_gives_one_line(tiny_official: tuple[Path, Path], tmp
     state = load_file(tiny_official[1])
     renamed = dict(state)
     renamed["model.diffusion_model.project_modules.0.zero_mul.weightx"] = renamed.pop(
-        "model.diffusion_model.project_modules.0.zero_mul.weight")
+        "model.diffusion_model.project_modules.0.zero_mul.weight"
+    )
     with pytest.raises(UsageError, match=r"^\S+renamed.safetensors: missing SUPIR key for 'connectors.0.zero_mul"):
         official.load_official(renamed, str(tmp_path / "renamed.safetensors"), unet_config, vae_config, torch.float32)
     reshaped = dict(state)
@@ -95,5 +100,6 @@ def test_wrong_key_or_shape_gives_one_line(tiny_official: tuple[Path, Path], tmp
     with pytest.raises(UsageError, match=r"'adaptor.hint.weight' has shape \(32, 4, 1, 1\), expected \(32, 4, 3, 3\)"):
         official.load_official(reshaped, "reshaped.safetensors", unet_config, vae_config, torch.float32)
     with pytest.raises(UsageError, match="no 'first_stage_model.denoise_encoder"):
-        official.to_studio_keys({k: v for k, v in state.items() if not k.startswith("first_stage")},
-                                unet_config, vae_config)
+        official.to_studio_keys(
+            {k: v for k, v in state.items() if not k.startswith("first_stage")}, unet_config, vae_config
+        )

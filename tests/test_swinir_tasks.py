@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from swinir_fixtures import TASK_CONFIGS, save_swinir
 
 from studio import weights
 from studio.engines.gan import FastEngine, _load_spandrel
 from studio.engines.swinir_tasks import choose_task_model, noise_sigma, task_models
 from studio.imageio import jpeg_quality, read_image
 from studio.settings import Settings
-from swinir_fixtures import TASK_CONFIGS, save_swinir
 
 EXPECTED = {  # config: (scale, channels, window)
     "classical_sr_x2": (2, 3, 8),
@@ -61,7 +61,9 @@ def test_odd_sizes_are_reflect_padded_to_the_window_and_cropped_back(tmp_path: P
     assert out.shape == (1, 3, 37 * scale, 23 * scale)
     assert torch.allclose(out, reference, atol=1e-5)
     with torch.inference_mode():
-        zero_padded = descriptor.model(torch.nn.functional.pad(x, (0, pad_w, 0, pad_h)))[..., : 37 * scale, : 23 * scale]
+        zero_padded = descriptor.model(torch.nn.functional.pad(x, (0, pad_w, 0, pad_h)))[
+            ..., : 37 * scale, : 23 * scale
+        ]
     assert not torch.allclose(out, zero_padded.clamp(0, 1), atol=1e-4)  # the padding mode matters, and it is reflect
 
 
@@ -99,7 +101,9 @@ def test_the_jpeg_model_follows_the_files_quality(tmp_path: Path, astronaut: np.
     assert choose_task_model("jpeg", picture.rgb, None).model == "swinir-jpeg-q40"  # not a JPEG: gentlest
 
 
-@pytest.mark.parametrize("sigma,expected", [(15, "swinir-denoise-s15"), (25, "swinir-denoise-s25"), (50, "swinir-denoise-s50")])
+@pytest.mark.parametrize(
+    "sigma,expected", [(15, "swinir-denoise-s15"), (25, "swinir-denoise-s25"), (50, "swinir-denoise-s50")]
+)
 def test_the_denoiser_follows_the_measured_noise(astronaut: np.ndarray, sigma: int, expected: str) -> None:
     rng = np.random.default_rng(0)
     clean = astronaut[:256, :256].astype(np.float32) / 255
@@ -150,8 +154,20 @@ def test_third_party_warnings_are_shown_only_with_debug(tmp_path: Path, astronau
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
     def run(*debug: str) -> subprocess.CompletedProcess:
-        args = [sys.executable, "-m", "studio", *debug, "restore", str(source), "--model", str(model),
-                "--scale", "2", "-o", str(tmp_path / f"out{len(debug)}.png")]
+        args = [
+            sys.executable,
+            "-m",
+            "studio",
+            *debug,
+            "restore",
+            str(source),
+            "--model",
+            str(model),
+            "--scale",
+            "2",
+            "-o",
+            str(tmp_path / f"out{len(debug)}.png"),
+        ]
         return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
 
     quiet, loud = run(), run("--debug")
@@ -160,7 +176,9 @@ def test_third_party_warnings_are_shown_only_with_debug(tmp_path: Path, astronau
     assert "meshgrid" in loud.stderr
 
 
-def test_cli_task_jpeg_reads_the_files_quality_then_enlarges_only_when_asked(tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_cli_task_jpeg_reads_the_files_quality_then_enlarges_only_when_asked(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -172,15 +190,31 @@ def test_cli_task_jpeg_reads_the_files_quality_then_enlarges_only_when_asked(tmp
     Image.fromarray(astronaut[180:212, 200:236]).save(source, quality=18)
     runner = CliRunner()
     same, bigger = tmp_path / "same.png", tmp_path / "bigger.png"
-    result = runner.invoke(app, ["restore", str(source), "--task", "jpeg", "--scale", "1", "-o", str(same), "--sidecar"])
+    result = runner.invoke(
+        app, ["restore", str(source), "--task", "jpeg", "--scale", "1", "-o", str(same), "--sidecar"]
+    )
     assert result.exit_code == 0, result.output
     details = json.loads((tmp_path / "same.png.json").read_text())["engine_details"]
     assert details["model"] == "swinir-jpeg-q20" and details["enlarging"] is None
     assert details["cleanup"]["measured"] == 18.0 and "JPEG quality 18" in result.stderr
     assert Image.open(same).size == (36, 32)
 
-    result = runner.invoke(app, ["restore", str(source), "--task", "jpeg", "--scale", "2", "-o", str(bigger), "--sidecar",
-                                 "--model", "realesr-animevideov3"])
+    result = runner.invoke(
+        app,
+        [
+            "restore",
+            str(source),
+            "--task",
+            "jpeg",
+            "--scale",
+            "2",
+            "-o",
+            str(bigger),
+            "--sidecar",
+            "--model",
+            "realesr-animevideov3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     details = json.loads((tmp_path / "bigger.png.json").read_text())["engine_details"]
     assert details["cleanup"]["model"] == "swinir-jpeg-q20" and details["model"] == "realesr-animevideov3"

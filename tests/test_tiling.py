@@ -23,9 +23,7 @@ from studio.ops.tiling import (
     ("height", "width", "tile", "overlap"),
     [(100, 250, 64, 16), (64, 64, 64, 8), (33, 200, 32, 0)],
 )
-def test_grid_covers_everything_with_the_requested_overlap(
-    height: int, width: int, tile: int, overlap: int
-) -> None:
+def test_grid_covers_everything_with_the_requested_overlap(height: int, width: int, tile: int, overlap: int) -> None:
     grid = tile_grid(height, width, tile, overlap)
     covered = np.zeros((height, width), dtype=int)
     for t in grid:
@@ -64,9 +62,7 @@ def test_feathered_weights_cross_fade_and_ignore_the_margin() -> None:
     width = grid[0].width
     left = blend_weights(grid[0], (10, 100), overlap=16, margin=4)
     assert left.shape == (10, width) and width <= 40
-    assert np.all(
-        left[:, : width - 16] == 1.0
-    )  # image border and interior keep full weight
+    assert np.all(left[:, : width - 16] == 1.0)  # image border and interior keep full weight
     assert np.all(left[:, -4:] == 0.0)  # the margin at the shared edge is ignored
     assert np.all(np.diff(left[0, -16:]) <= 0)  # and it ramps down towards it
     scaled = blend_weights(grid[0], (10, 100), overlap=16, scale=4, margin=4)
@@ -88,16 +84,12 @@ def test_gaussian_weights_peak_in_the_centre() -> None:
 
 
 def _nearest(scale: int):
-    return lambda x: torch.nn.functional.interpolate(
-        x, scale_factor=scale, mode="nearest"
-    )
+    return lambda x: torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
 def test_tiled_pointwise_function_is_exact(scale: int, astronaut: np.ndarray) -> None:
-    image = torch.from_numpy(
-        astronaut[:70, :90].transpose(2, 0, 1).astype(np.float32) / 255
-    )[None]
+    image = torch.from_numpy(astronaut[:70, :90].transpose(2, 0, 1).astype(np.float32) / 255)[None]
     calls: list[tuple[int, int]] = []
     out = tiled_apply(
         _nearest(scale),
@@ -123,13 +115,9 @@ def test_tiled_equals_untiled_on_a_real_network(astronaut: np.ndarray) -> None:
 
     from studio import weights
 
-    descriptor = spandrel.ModelLoader().load_from_file(
-        weights.resolve("realesr-animevideov3", "sr")
-    )
+    descriptor = spandrel.ModelLoader().load_from_file(weights.resolve("realesr-animevideov3", "sr"))
     descriptor.model.eval()
-    image = torch.from_numpy(
-        astronaut[200:296, 180:276].transpose(2, 0, 1).astype(np.float32) / 255
-    )[None]
+    image = torch.from_numpy(astronaut[200:296, 180:276].transpose(2, 0, 1).astype(np.float32) / 255)[None]
     with torch.inference_mode():
         whole = descriptor(image)
         tiled = tiled_apply(descriptor, image, 4, tile=56, overlap=32)
@@ -144,17 +132,13 @@ def test_tiled_equals_untiled_on_a_real_network(astronaut: np.ndarray) -> None:
 
 
 def test_out_of_memory_steps_down_to_a_tile_that_fits(astronaut: np.ndarray) -> None:
-    image = torch.from_numpy(
-        astronaut[:300, :300].transpose(2, 0, 1).astype(np.float32) / 255
-    )[None]
+    image = torch.from_numpy(astronaut[:300, :300].transpose(2, 0, 1).astype(np.float32) / 255)[None]
     sizes_seen: list[int] = []
 
     def network(x: torch.Tensor) -> torch.Tensor:
         sizes_seen.append(max(x.shape[-2:]))
         if max(x.shape[-2:]) > 256:
-            raise torch.OutOfMemoryError(
-                "CUDA out of memory. Tried to allocate 2.00 GiB"
-            )
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return _nearest(2)(x)
 
     steps: list[tuple[int, int]] = []
@@ -171,9 +155,7 @@ def test_out_of_memory_steps_down_to_a_tile_that_fits(astronaut: np.ndarray) -> 
 
 def test_out_of_memory_everywhere_is_one_clear_error() -> None:
     def never_fits(tile: int) -> None:
-        raise RuntimeError(
-            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"
-        )
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
 
     with pytest.raises(OutOfMemory, match="128-pixel tiles"):
         retry_smaller_tiles(never_fits, 300)

@@ -69,8 +69,18 @@ def test_missing_engine_weights_exit_3_unless_a_fallback_is_set(tmp_path: Path, 
     missing = tmp_path / "no-such-model"
     result = studio(photo, "--engine", "sd-x4", "--model", missing, "-o", tmp_path / "x.png", dry_run=dry_run)
     assert result.exit_code == 3 and "--fallback fast" in result.stderr
-    result = studio(photo, "--engine", "sd-x4", "--model", missing, "--fallback", "classical",
-                    "-o", tmp_path / "y.png", dry_run=dry_run)
+    result = studio(
+        photo,
+        "--engine",
+        "sd-x4",
+        "--model",
+        missing,
+        "--fallback",
+        "classical",
+        "-o",
+        tmp_path / "y.png",
+        dry_run=dry_run,
+    )
     assert result.exit_code == 0, result.output
     assert "falling back to the classical engine" in result.stderr
     assert (tmp_path / "y.png").exists() != dry_run
@@ -139,11 +149,15 @@ def _rerun_recorded(output: Path, again: Path) -> np.ndarray:
     return np.asarray(Image.open(again))
 
 
-@pytest.mark.parametrize("engine_args", [
-    ["--engine", "classical", "--model", "bicubic", "--scale", "3"],
-    ["--engine", "fast", "--model", "realesr-animevideov3", "--scale", "2"],
-    ["--engine", "sd-x4", "--model", "/missing/model", "--fallback", "classical"],
-], ids=["classical", "fast", "fallback-from-sd-x4"])
+@pytest.mark.parametrize(
+    "engine_args",
+    [
+        ["--engine", "classical", "--model", "bicubic", "--scale", "3"],
+        ["--engine", "fast", "--model", "realesr-animevideov3", "--scale", "2"],
+        ["--engine", "sd-x4", "--model", "/missing/model", "--fallback", "classical"],
+    ],
+    ids=["classical", "fast", "fallback-from-sd-x4"],
+)
 def test_the_recorded_command_reproduces_the_pixels(tmp_path: Path, photo: Path, engine_args: list[str]) -> None:
     first = tmp_path / "first.png"
     result = studio(photo, *engine_args, "--color-fix", "adain", "-o", first)
@@ -239,8 +253,13 @@ def test_listings_never_truncate_names_and_all_take_json() -> None:
         if name not in verified:  # composites (a base + adapters) have no file of their own to verify
             continue
         assert state.startswith("bundled") == (verified[name] == "bundled"), (name, state, verified[name])
-    for command in (["engines"], ["weights", "list"], ["weights", "verify"], ["presets", "list"],
-                    ["presets", "show", "old-photo"]):
+    for command in (
+        ["engines"],
+        ["weights", "list"],
+        ["weights", "verify"],
+        ["presets", "list"],
+        ["presets", "show", "old-photo"],
+    ):
         result = runner.invoke(app, [*command, "--json"])
         assert result.exit_code == 0, (command, result.output)
         assert json.loads(result.stdout), command
@@ -269,8 +288,13 @@ def test_print_resolution_scales_with_the_pixels_in_every_format(
 
     source = tmp_path / ("in16.tif" if sixteen else "in.jpg")
     if sixteen:
-        tifffile.imwrite(source, astronaut[:32, :40].astype(np.uint16) * 257, photometric="rgb",
-                         resolution=(600, 600), resolutionunit="INCH")
+        tifffile.imwrite(
+            source,
+            astronaut[:32, :40].astype(np.uint16) * 257,
+            photometric="rgb",
+            resolution=(600, 600),
+            resolutionunit="INCH",
+        )
     else:
         Image.fromarray(astronaut[:32, :40]).save(source, quality=95, dpi=(300, 300))
     assert _stated_dpi(source) == ((600.0, 600.0) if sixteen else (300.0, 300.0))

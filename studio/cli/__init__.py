@@ -55,7 +55,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors, and third-party warnings.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks for errors, and third-party warnings.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,

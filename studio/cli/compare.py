@@ -23,10 +23,17 @@ OUTPUT/compare.json. The crop is where the runs differ most, unless --crop is gi
 
 def compare(
     photo: Annotated[Path, typer.Argument(help="The image to restore with every run.")],
-    run: Annotated[Optional[list[str]], typer.Option("--run", "-r", help="Settings of one run, KEY=VALUE,... (repeatable).")] = None,
+    run: Annotated[
+        Optional[list[str]], typer.Option("--run", "-r", help="Settings of one run, KEY=VALUE,... (repeatable).")
+    ] = None,
     runs: Annotated[Optional[Path], typer.Option("--runs", help="TOML file of [[run]] tables.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder (default: PHOTO_compare/ beside the photo).")] = None,
-    crop: Annotated[Optional[str], typer.Option("--crop", help="X,Y,WIDTH,HEIGHT in output pixels (default: where the runs differ most).")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Output folder (default: PHOTO_compare/ beside the photo).")
+    ] = None,
+    crop: Annotated[
+        Optional[str],
+        typer.Option("--crop", help="X,Y,WIDTH,HEIGHT in output pixels (default: where the runs differ most)."),
+    ] = None,
     crop_size: Annotated[int, typer.Option("--crop-size", help="Side of the automatic crop, in output pixels.")] = 256,
 ) -> None:
     from rich.console import Console
@@ -44,18 +51,27 @@ def compare(
     chosen = comparing.parse_crop(crop) if crop else None
     output = output or photo.with_name(f"{photo.stem}_compare")
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    messages.set_sink(lambda level, text: console.print(f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True))
+    messages.set_sink(
+        lambda level, text: console.print(
+            f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True
+        )
+    )
 
     def on_done(result: comparing.RunImage) -> None:
         if result.image is None:
             console.print(f"[yellow]not run:[/] {result.label}: {result.error}", markup=True)
         else:
-            console.print(f"[green]ok:[/] {result.label} ({result.engine}, {result.seconds:.1f} s) -> {output / result.file}", markup=True)
+            console.print(
+                f"[green]ok:[/] {result.label} ({result.engine}, {result.seconds:.1f} s) -> {output / result.file}",
+                markup=True,
+            )
 
     try:
         summary = comparing.compare(photo, selected, output, chosen, crop_size, on_done)
     finally:
         messages.set_sink(None)
     box = summary["crop"]
-    console.print(f"sheet: {output / 'sheet.png'} (crop {box['x']},{box['y']} {box['width']}x{box['height']}); "
-                  f"slider page: {output / 'compare.html'}")
+    console.print(
+        f"sheet: {output / 'sheet.png'} (crop {box['x']},{box['y']} {box['width']}x{box['height']}); "
+        f"slider page: {output / 'compare.html'}"
+    )

@@ -24,7 +24,9 @@ def degrade(
     inputs: Annotated[list[Path], typer.Argument(help="Clean image files and folders (searched recursively).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pairs folder (hq/, lq/, degradations.json).")],
     profile: Annotated[str, typer.Option("--profile", help="realesrgan, old-photo, scan or jpeg.")] = "realesrgan",
-    scale: Annotated[int, typer.Option("--scale", "-s", help="How many times smaller the low-quality image is (1-8).")] = 4,
+    scale: Annotated[
+        int, typer.Option("--scale", "-s", help="How many times smaller the low-quality image is (1-8).")
+    ] = 4,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same pairs.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Remake pairs in an existing pairs folder.")] = False,
 ) -> None:

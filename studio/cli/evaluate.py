@@ -22,12 +22,18 @@ the low frequencies), seconds and peak memory per image. A run is any set of `st
 
 def evaluate(
     pairs: Annotated[Optional[Path], typer.Argument(help="Pairs folder from `studio degrade` (hq/, lq/).")] = None,
-    run: Annotated[Optional[list[str]], typer.Option("--run", "-r", help="Settings of one run, KEY=VALUE,... (repeatable).")] = None,
+    run: Annotated[
+        Optional[list[str]], typer.Option("--run", "-r", help="Settings of one run, KEY=VALUE,... (repeatable).")
+    ] = None,
     runs: Annotated[Optional[Path], typer.Option("--runs", help="TOML file of [[run]] tables.")] = None,
     hq: Annotated[Optional[Path], typer.Option("--hq", help="Clean images (instead of PAIRS/hq).")] = None,
     lq: Annotated[Optional[Path], typer.Option("--lq", help="Low-quality images (instead of PAIRS/lq).")] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="JSON report (default: PAIRS/evaluation.json).")] = None,
-    csv: Annotated[Optional[Path], typer.Option("--csv", help="One row per run and image (default: PAIRS/evaluation.csv).")] = None,
+    report: Annotated[
+        Optional[Path], typer.Option("--report", help="JSON report (default: PAIRS/evaluation.json).")
+    ] = None,
+    csv: Annotated[
+        Optional[Path], typer.Option("--csv", help="One row per run and image (default: PAIRS/evaluation.csv).")
+    ] = None,
 ) -> None:
     from rich.console import Console
 
@@ -42,15 +48,33 @@ def evaluate(
     report = report or base / "evaluation.json"
     csv = csv or base / "evaluation.csv"
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    messages.set_sink(lambda level, text: console.print(f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True))
+    messages.set_sink(
+        lambda level, text: console.print(
+            f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True
+        )
+    )
     lpips_fn, lpips_note = lpips_or_reason()
     results = []
     try:
         for item in selected:
             console.print(f"[bold]{item.label}[/]: {len(found)} image(s), x{scale}", markup=True)
-            results.append(evaluate_run(item, found, scale, lpips_fn, lambda _label, entry: console.print(
-                f"  {entry.name}: " + (f"[red]{entry.error}[/]" if entry.error else f"PSNR-Y {entry.psnr_y:.2f} dB, {entry.seconds:.2f} s"),
-                markup=True)))
+            results.append(
+                evaluate_run(
+                    item,
+                    found,
+                    scale,
+                    lpips_fn,
+                    lambda _label, entry: console.print(
+                        f"  {entry.name}: "
+                        + (
+                            f"[red]{entry.error}[/]"
+                            if entry.error
+                            else f"PSNR-Y {entry.psnr_y:.2f} dB, {entry.seconds:.2f} s"
+                        ),
+                        markup=True,
+                    ),
+                )
+            )
     finally:
         messages.set_sink(None)
     write_reports(results, scale, lpips_note, report, csv)
@@ -77,7 +101,17 @@ def _table(results: list, lpips_note: str | None) -> Any:
 
     table = Table(title="mean (median) per image; worst image by PSNR-Y", title_justify="left")
     lpips_header = f"LPIPS ↓ ({lpips_note})" if lpips_note else "LPIPS ↓"
-    for header in ("run", "engine", "PSNR-Y dB ↑", "SSIM-Y ↑", lpips_header, "colour drift ΔE ↓", "s / image", "peak MiB", "worst image"):
+    for header in (
+        "run",
+        "engine",
+        "PSNR-Y dB ↑",
+        "SSIM-Y ↑",
+        lpips_header,
+        "colour drift ΔE ↓",
+        "s / image",
+        "peak MiB",
+        "worst image",
+    ):
         table.add_column(header, overflow="fold")
     for result in results:
         if result.unavailable:
@@ -86,9 +120,14 @@ def _table(results: list, lpips_note: str | None) -> Any:
         summary = result.summary()
         worst = summary.get("psnr_y", {}).get("worst")
         table.add_row(
-            result.label, result.engine or "", _cell(summary, "psnr_y", 2), _cell(summary, "ssim_y", 4),
-            _cell(summary, "lpips", 4), _cell(summary, "color_drift", 2),
-            _cell(summary, "seconds", 2), _cell(summary, "peak_mib", 0),
+            result.label,
+            result.engine or "",
+            _cell(summary, "psnr_y", 2),
+            _cell(summary, "ssim_y", 4),
+            _cell(summary, "lpips", 4),
+            _cell(summary, "color_drift", 2),
+            _cell(summary, "seconds", 2),
+            _cell(summary, "peak_mib", 0),
             f"{worst['image']} ({worst['value']:.2f})" if worst else "-",
         )
     return table

@@ -34,8 +34,20 @@ def info(
     for key in ("studio_version", "created", "engine", "model", "weights_sha256", "color_fix", "output_size"):
         table.add_row(f"[bold]{key}[/]", str(data.get(key)))
     settings = data.get("settings", {})
-    shown = ("scale", "prompt", "negative_prompt", "seed", "steps", "guidance", "noise_level", "strength", "fidelity",
-             "faces", "face_fidelity", "tile")
+    shown = (
+        "scale",
+        "prompt",
+        "negative_prompt",
+        "seed",
+        "steps",
+        "guidance",
+        "noise_level",
+        "strength",
+        "fidelity",
+        "faces",
+        "face_fidelity",
+        "tile",
+    )
     for key in shown:  # only those that applied: provenance leaves out what the engine did not read
         if key in settings:
             table.add_row(f"[bold]{key}[/]", str(settings[key]))
@@ -44,8 +56,10 @@ def info(
             if printed.get(key):
                 entry = printed[key]
                 inches, cm = entry["inches"], entry["cm"]
-                table.add_row(f"[bold]{label}[/]", f"{inches[0]} x {inches[1]} in ({cm[0]} x {cm[1]} cm) at "
-                              f"{entry['dpi'][0]:g} dpi")
+                table.add_row(
+                    f"[bold]{label}[/]",
+                    f"{inches[0]} x {inches[1]} in ({cm[0]} x {cm[1]} cm) at {entry['dpi'][0]:g} dpi",
+                )
     if data.get("faces"):
         table.add_row("[bold]faces[/]", json.dumps(data["faces"]))
     console = Console()

@@ -29,8 +29,10 @@ def list_presets(preset_dir: PresetDirOption = None, as_json: JsonOption = False
     from studio.cli.options import print_listing
     from studio.presets import load_presets
 
-    rows = [{"preset": name, "description": preset.description, "folder": str(preset.path.parent)}
-            for name, preset in sorted(load_presets(preset_dir or []).items())]
+    rows = [
+        {"preset": name, "description": preset.description, "folder": str(preset.path.parent)}
+        for name, preset in sorted(load_presets(preset_dir or []).items())
+    ]
     print_listing(rows, ("preset",), as_json)
 
 
@@ -61,9 +63,20 @@ def show_preset(
     if as_json:
         import json
 
-        print(json.dumps({"name": preset.name, "description": preset.description, "file": str(preset.path),
-                          "variables": {v: preset.variables.get(v, "") for v in preset.variable_names},
-                          "positive": positive, "negative": negative, "parameters": tables}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "name": preset.name,
+                    "description": preset.description,
+                    "file": str(preset.path),
+                    "variables": {v: preset.variables.get(v, "") for v in preset.variable_names},
+                    "positive": positive,
+                    "negative": negative,
+                    "parameters": tables,
+                },
+                indent=2,
+            )
+        )
         return
     console = Console()
     console.print(f"[bold]{escape(preset.name)}[/]: {escape(preset.description)}")

@@ -36,64 +36,338 @@ _PANEL_OUTPUT = "Output"
 def restore(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (folders are searched recursively).")],
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output file (one input) or folder (several inputs, or a trailing /).")] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option("-o", "--output", help="Output file (one input) or folder (several inputs, or a trailing /)."),
+    ] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help=ENGINE_HELP)] = None,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Weights name, file, folder or hub id; give it again for an ensemble (fast engine).")] = None,
-    blend: Annotated[Optional[str], typer.Option("--blend", help="Ensemble weights, one per --model, e.g. 0.6,0.4 (averaged in linear light; normalised to sum 1). Default: equal.")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="sr (enlarge), jpeg (remove JPEG artefacts) or denoise; jpeg/denoise clean at the original size with SwinIR first. Default: sr.")] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Output scale, fractional allowed. Default: 4.")] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Prompt preset (studio presets list).")] = None,
-    preset_dir: Annotated[Optional[list[Path]], typer.Option("--preset-dir", help="Extra preset folder (repeatable).")] = None,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", help="What the image shows; steers diffusion.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What to avoid.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    var: Annotated[Optional[list[str]], typer.Option("--var", help="Preset variable KEY=VALUE (repeatable).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (recorded in the output).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Denoising steps. Default: 25.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance. Default: 4.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    noise_level: Annotated[Optional[int], typer.Option("--noise-level", help="SD x4 noise level 0-350. Default: 20 (or from --strength).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    fidelity: Annotated[Optional[float], typer.Option("--fidelity", help="0-1: blend the result toward a Lanczos upscale of the input (1 = Lanczos). Default: the result as is.")] = None,
-    strength: Annotated[Optional[float], typer.Option("--strength", help="0-1: how much a diffusion engine may re-invent (sd-x4: sets the noise level). Default: 0.5.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="ddim, dpm++, euler, euler-a, pndm, ddpm, unipc; supir: edm-euler, dpm++-2m-karras.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    adapter: Annotated[Optional[str], typer.Option("--adapter", help="ControlNet folder or hub id, or an official StableSR/SUPIR checkpoint (detected by its keys).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    adapter_scale: Annotated[Optional[float], typer.Option("--adapter-scale", help="0-2: ControlNet conditioning / SPADE modulation scale. Default: 1 (or from --fidelity).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    denoise: Annotated[Optional[float], typer.Option("--denoise", help="0-1: fraction of the schedule run from the noised stage-1 latent (1 = from the last timestep).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    pull: Annotated[Optional[float], typer.Option("--pull", help="0-1: per-step pull of the predicted clean latent toward the stage-1 latent (0 = off).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    cfw: Annotated[Optional[float], typer.Option("--cfw", help="0-1: StableSR CFW weight (0 = plain decoder, 1 = follow the input); needs the CFW weights.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    stage1: Annotated[Optional[str], typer.Option("--stage1", help="fast, lanczos, none: how the input reaches the output size before it conditions the model.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    restore_tau: Annotated[Optional[float], typer.Option("--restore-tau", help="SUPIR restoration guidance exponent (0 = follow the input, higher = freer; negative = off). Default: from --strength.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    cfg_start: Annotated[Optional[float], typer.Option("--cfg-start", help="CFG at the highest noise, linear to --guidance at the lowest (supir). Default: from --strength.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    adapter_scale_start: Annotated[Optional[float], typer.Option("--adapter-scale-start", help="Control scale at the highest noise, linear to --adapter-scale (supir). Default: constant.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    churn: Annotated[Optional[float], typer.Option("--churn", help="EDM churn: noise re-added per step (supir). Default: 5.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    s_noise: Annotated[Optional[float], typer.Option("--s-noise", help="EDM churn noise scale (supir). Default: 1.003.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp16, bf16, fp32: diffusion precision (supir; the VAE runs bf16/fp32). Default: fp16 on CUDA, fp32 on CPU.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    min_side: Annotated[Optional[int], typer.Option("--min-side", help="Diffuse with the short side at least this many pixels, then resize to the output (supir; 0 = at the output size). Default: 1024.", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    caption: Annotated[Optional[bool], typer.Option("--caption/--no-caption", help="Fill {caption} in the prompt from an image captioner (supir).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    caption_model: Annotated[Optional[str], typer.Option("--caption-model", help="transformers image-to-text model for --caption (hub id or folder).", rich_help_panel=_PANEL_DIFFUSION)] = None,
-    color_fix: Annotated[Optional[str], typer.Option("--color-fix", help="none, wavelet, wavelet-dwt, adain, histogram, lab (default: wavelet for diffusion, else none).")] = None,
-    faces: Annotated[Optional[str], typer.Option("--faces", help="none, gfpgan, codeformer, restoreformer.", rich_help_panel=_PANEL_FACES)] = None,
-    face_model: Annotated[Optional[str], typer.Option("--face-model", help="Face weights name or file.", rich_help_panel=_PANEL_FACES)] = None,
-    face_fidelity: Annotated[Optional[float], typer.Option("--face-fidelity", help="0-1: higher keeps more of the original face.", rich_help_panel=_PANEL_FACES)] = None,
-    only_center_face: Annotated[Optional[bool], typer.Option("--only-center-face/--no-only-center-face", help="Restore only the most central face.", rich_help_panel=_PANEL_FACES)] = None,
-    max_faces: Annotated[Optional[int], typer.Option("--max-faces", help="Restore at most this many (largest first).", rich_help_panel=_PANEL_FACES)] = None,
-    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile size in pixels; 0 = off; default: from free memory.")] = None,
-    tile_overlap: Annotated[Optional[int], typer.Option("--tile-overlap", help="Pixels (of the input) neighbouring tiles share. Default: 32.")] = None,
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--model", "-m", help="Weights name, file, folder or hub id; give it again for an ensemble (fast engine)."
+        ),
+    ] = None,
+    blend: Annotated[
+        Optional[str],
+        typer.Option(
+            "--blend",
+            help=(
+                "Ensemble weights, one per --model, e.g. 0.6,0.4 (averaged in linear light; normalised "
+                "to sum 1). Default: equal."
+            ),
+        ),
+    ] = None,
+    task: Annotated[
+        Optional[str],
+        typer.Option(
+            "--task",
+            help=(
+                "sr (enlarge), jpeg (remove JPEG artefacts) or denoise; jpeg/denoise clean at the "
+                "original size with SwinIR first. Default: sr."
+            ),
+        ),
+    ] = None,
+    scale: Annotated[
+        Optional[float], typer.Option("--scale", "-s", help="Output scale, fractional allowed. Default: 4.")
+    ] = None,
+    preset: Annotated[
+        Optional[str], typer.Option("--preset", "-p", help="Prompt preset (studio presets list).")
+    ] = None,
+    preset_dir: Annotated[
+        Optional[list[Path]], typer.Option("--preset-dir", help="Extra preset folder (repeatable).")
+    ] = None,
+    prompt: Annotated[
+        Optional[str],
+        typer.Option("--prompt", help="What the image shows; steers diffusion.", rich_help_panel=_PANEL_DIFFUSION),
+    ] = None,
+    negative_prompt: Annotated[
+        Optional[str], typer.Option("--negative-prompt", help="What to avoid.", rich_help_panel=_PANEL_DIFFUSION)
+    ] = None,
+    var: Annotated[
+        Optional[list[str]],
+        typer.Option("--var", help="Preset variable KEY=VALUE (repeatable).", rich_help_panel=_PANEL_DIFFUSION),
+    ] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option("--seed", help="Random seed (recorded in the output).", rich_help_panel=_PANEL_DIFFUSION),
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option("--steps", help="Denoising steps. Default: 25.", rich_help_panel=_PANEL_DIFFUSION)
+    ] = None,
+    guidance: Annotated[
+        Optional[float],
+        typer.Option("--guidance", help="Classifier-free guidance. Default: 4.", rich_help_panel=_PANEL_DIFFUSION),
+    ] = None,
+    noise_level: Annotated[
+        Optional[int],
+        typer.Option(
+            "--noise-level",
+            help="SD x4 noise level 0-350. Default: 20 (or from --strength).",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    fidelity: Annotated[
+        Optional[float],
+        typer.Option(
+            "--fidelity",
+            help=(
+                "0-1: blend the result toward a Lanczos upscale of the input (1 = Lanczos). Default: the result as is."
+            ),
+        ),
+    ] = None,
+    strength: Annotated[
+        Optional[float],
+        typer.Option(
+            "--strength",
+            help="0-1: how much a diffusion engine may re-invent (sd-x4: sets the noise level). Default: 0.5.",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scheduler",
+            help="ddim, dpm++, euler, euler-a, pndm, ddpm, unipc; supir: edm-euler, dpm++-2m-karras.",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    adapter: Annotated[
+        Optional[str],
+        typer.Option(
+            "--adapter",
+            help="ControlNet folder or hub id, or an official StableSR/SUPIR checkpoint (detected by its keys).",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    adapter_scale: Annotated[
+        Optional[float],
+        typer.Option(
+            "--adapter-scale",
+            help="0-2: ControlNet conditioning / SPADE modulation scale. Default: 1 (or from --fidelity).",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    denoise: Annotated[
+        Optional[float],
+        typer.Option(
+            "--denoise",
+            help="0-1: fraction of the schedule run from the noised stage-1 latent (1 = from the last timestep).",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    pull: Annotated[
+        Optional[float],
+        typer.Option(
+            "--pull",
+            help="0-1: per-step pull of the predicted clean latent toward the stage-1 latent (0 = off).",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    cfw: Annotated[
+        Optional[float],
+        typer.Option(
+            "--cfw",
+            help="0-1: StableSR CFW weight (0 = plain decoder, 1 = follow the input); needs the CFW weights.",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    stage1: Annotated[
+        Optional[str],
+        typer.Option(
+            "--stage1",
+            help="fast, lanczos, none: how the input reaches the output size before it conditions the model.",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    restore_tau: Annotated[
+        Optional[float],
+        typer.Option(
+            "--restore-tau",
+            help=(
+                "SUPIR restoration guidance exponent (0 = follow the input, higher = freer; negative = "
+                "off). Default: from --strength."
+            ),
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    cfg_start: Annotated[
+        Optional[float],
+        typer.Option(
+            "--cfg-start",
+            help="CFG at the highest noise, linear to --guidance at the lowest (supir). Default: from --strength.",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    adapter_scale_start: Annotated[
+        Optional[float],
+        typer.Option(
+            "--adapter-scale-start",
+            help="Control scale at the highest noise, linear to --adapter-scale (supir). Default: constant.",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    churn: Annotated[
+        Optional[float],
+        typer.Option(
+            "--churn", help="EDM churn: noise re-added per step (supir). Default: 5.", rich_help_panel=_PANEL_DIFFUSION
+        ),
+    ] = None,
+    s_noise: Annotated[
+        Optional[float],
+        typer.Option(
+            "--s-noise", help="EDM churn noise scale (supir). Default: 1.003.", rich_help_panel=_PANEL_DIFFUSION
+        ),
+    ] = None,
+    dtype: Annotated[
+        Optional[str],
+        typer.Option(
+            "--dtype",
+            help=(
+                "fp16, bf16, fp32: diffusion precision (supir; the VAE runs bf16/fp32). Default: fp16 on "
+                "CUDA, fp32 on CPU."
+            ),
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    min_side: Annotated[
+        Optional[int],
+        typer.Option(
+            "--min-side",
+            help=(
+                "Diffuse with the short side at least this many pixels, then resize to the output "
+                "(supir; 0 = at the output size). Default: 1024."
+            ),
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    caption: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--caption/--no-caption",
+            help="Fill {caption} in the prompt from an image captioner (supir).",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    caption_model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--caption-model",
+            help="transformers image-to-text model for --caption (hub id or folder).",
+            rich_help_panel=_PANEL_DIFFUSION,
+        ),
+    ] = None,
+    color_fix: Annotated[
+        Optional[str],
+        typer.Option(
+            "--color-fix",
+            help="none, wavelet, wavelet-dwt, adain, histogram, lab (default: wavelet for diffusion, else none).",
+        ),
+    ] = None,
+    faces: Annotated[
+        Optional[str],
+        typer.Option("--faces", help="none, gfpgan, codeformer, restoreformer.", rich_help_panel=_PANEL_FACES),
+    ] = None,
+    face_model: Annotated[
+        Optional[str], typer.Option("--face-model", help="Face weights name or file.", rich_help_panel=_PANEL_FACES)
+    ] = None,
+    face_fidelity: Annotated[
+        Optional[float],
+        typer.Option(
+            "--face-fidelity", help="0-1: higher keeps more of the original face.", rich_help_panel=_PANEL_FACES
+        ),
+    ] = None,
+    only_center_face: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--only-center-face/--no-only-center-face",
+            help="Restore only the most central face.",
+            rich_help_panel=_PANEL_FACES,
+        ),
+    ] = None,
+    max_faces: Annotated[
+        Optional[int],
+        typer.Option("--max-faces", help="Restore at most this many (largest first).", rich_help_panel=_PANEL_FACES),
+    ] = None,
+    tile: Annotated[
+        Optional[int], typer.Option("--tile", help="Tile size in pixels; 0 = off; default: from free memory.")
+    ] = None,
+    tile_overlap: Annotated[
+        Optional[int],
+        typer.Option("--tile-overlap", help="Pixels (of the input) neighbouring tiles share. Default: 32."),
+    ] = None,
     alpha: Annotated[Optional[str], typer.Option("--alpha", help="Alpha upscaling: bicubic or model.")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="png, jpg, webp, tiff (default: png, or -o's extension).", rich_help_panel=_PANEL_OUTPUT)] = None,
-    quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG quality (95+ unless --force-jpeg).", rich_help_panel=_PANEL_OUTPUT)] = None,
-    dpi: Annotated[Optional[float], typer.Option("--dpi", help="Print resolution of the output (default: the input's, scaled to keep the print size).", rich_help_panel=_PANEL_OUTPUT)] = None,
-    force_jpeg: Annotated[Optional[bool], typer.Option("--force-jpeg/--no-force-jpeg", help="Allow JPEG quality below 95.", rich_help_panel=_PANEL_OUTPUT)] = None,
-    sidecar: Annotated[Optional[bool], typer.Option("--sidecar/--no-sidecar", help="Also write OUTPUT.json with the provenance.", rich_help_panel=_PANEL_OUTPUT)] = None,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a batch).", rich_help_panel=_PANEL_OUTPUT)] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).", rich_help_panel=_PANEL_OUTPUT)] = False,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report here (default for batches: in the output folder).", rich_help_panel=_PANEL_OUTPUT)] = None,
+    fmt: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            "-f",
+            help="png, jpg, webp, tiff (default: png, or -o's extension).",
+            rich_help_panel=_PANEL_OUTPUT,
+        ),
+    ] = None,
+    quality: Annotated[
+        Optional[int],
+        typer.Option("--quality", help="JPEG quality (95+ unless --force-jpeg).", rich_help_panel=_PANEL_OUTPUT),
+    ] = None,
+    dpi: Annotated[
+        Optional[float],
+        typer.Option(
+            "--dpi",
+            help="Print resolution of the output (default: the input's, scaled to keep the print size).",
+            rich_help_panel=_PANEL_OUTPUT,
+        ),
+    ] = None,
+    force_jpeg: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--force-jpeg/--no-force-jpeg", help="Allow JPEG quality below 95.", rich_help_panel=_PANEL_OUTPUT
+        ),
+    ] = None,
+    sidecar: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--sidecar/--no-sidecar", help="Also write OUTPUT.json with the provenance.", rich_help_panel=_PANEL_OUTPUT
+        ),
+    ] = None,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing", help="Keep outputs that exist (resume a batch).", rich_help_panel=_PANEL_OUTPUT
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace existing outputs (never inputs).", rich_help_panel=_PANEL_OUTPUT),
+    ] = False,
+    report: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--report",
+            help="Write a JSON report here (default for batches: in the output folder).",
+            rich_help_panel=_PANEL_OUTPUT,
+        ),
+    ] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the fast engine (default: every physical core).")] = None,
-    offload: Annotated[Optional[str], typer.Option("--offload", help="none, model, sequential (diffusion on small GPUs).")] = None,
-    fallback: Annotated[Optional[str], typer.Option("--fallback", help="Engine to use when the chosen one cannot run: fast, classical, none.")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse inputs above this many pixels.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML, a \\[restore] table).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", help="CPU threads for the fast engine (default: every physical core).")
+    ] = None,
+    offload: Annotated[
+        Optional[str], typer.Option("--offload", help="none, model, sequential (diffusion on small GPUs).")
+    ] = None,
+    fallback: Annotated[
+        Optional[str],
+        typer.Option("--fallback", help="Engine to use when the chosen one cannot run: fast, classical, none."),
+    ] = None,
+    max_pixels: Annotated[
+        Optional[int], typer.Option("--max-pixels", help="Refuse inputs above this many pixels.")
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="Settings file (TOML, a \\[restore] table).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every check, print the plan; write nothing.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors (as `studio --debug`).")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks for errors (as `studio --debug`).")
+    ] = False,
 ) -> None:
     if debug:
         ctx.meta["studio.debug"] = True  # click shares meta with the group, which reads it on errors
@@ -113,20 +387,69 @@ def restore(
         fmt = implied
     models = list(model or [])
     cli: dict[str, Any] = {
-        "engine": engine, "model": models[0] if models else None, "ensemble": models if len(models) > 1 else None,
-        "blend": parse_blend(blend), "task": task, "scale": scale, "preset": preset, "prompt": prompt,
-        "negative_prompt": negative_prompt, "variables": parse_vars(var) or None, "seed": seed, "steps": steps,
-        "guidance": guidance, "noise_level": noise_level, "fidelity": fidelity, "strength": strength,
-        "scheduler": scheduler, "adapter": adapter, "adapter_scale": adapter_scale, "denoise": denoise,
-        "pull": pull, "cfw": cfw, "stage1": stage1, "restore_tau": restore_tau, "cfg_start": cfg_start,
-        "adapter_scale_start": adapter_scale_start, "churn": churn, "s_noise": s_noise, "dtype": dtype,
-        "min_side": min_side, "caption": caption, "caption_model": caption_model, "color_fix": color_fix, "faces": faces, "face_model": face_model,
-        "face_fidelity": face_fidelity, "only_center_face": only_center_face, "max_faces": max_faces,
-        "tile": tile, "tile_overlap": tile_overlap, "alpha": alpha, "format": fmt, "quality": quality, "dpi": dpi, "force_jpeg": force_jpeg, "sidecar": sidecar,
-        "device": device, "threads": threads, "offload": offload, "fallback": fallback, "max_pixels": max_pixels,
+        "engine": engine,
+        "model": models[0] if models else None,
+        "ensemble": models if len(models) > 1 else None,
+        "blend": parse_blend(blend),
+        "task": task,
+        "scale": scale,
+        "preset": preset,
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "variables": parse_vars(var) or None,
+        "seed": seed,
+        "steps": steps,
+        "guidance": guidance,
+        "noise_level": noise_level,
+        "fidelity": fidelity,
+        "strength": strength,
+        "scheduler": scheduler,
+        "adapter": adapter,
+        "adapter_scale": adapter_scale,
+        "denoise": denoise,
+        "pull": pull,
+        "cfw": cfw,
+        "stage1": stage1,
+        "restore_tau": restore_tau,
+        "cfg_start": cfg_start,
+        "adapter_scale_start": adapter_scale_start,
+        "churn": churn,
+        "s_noise": s_noise,
+        "dtype": dtype,
+        "min_side": min_side,
+        "caption": caption,
+        "caption_model": caption_model,
+        "color_fix": color_fix,
+        "faces": faces,
+        "face_model": face_model,
+        "face_fidelity": face_fidelity,
+        "only_center_face": only_center_face,
+        "max_faces": max_faces,
+        "tile": tile,
+        "tile_overlap": tile_overlap,
+        "alpha": alpha,
+        "format": fmt,
+        "quality": quality,
+        "dpi": dpi,
+        "force_jpeg": force_jpeg,
+        "sidecar": sidecar,
+        "device": device,
+        "threads": threads,
+        "offload": offload,
+        "fallback": fallback,
+        "max_pixels": max_pixels,
     }
-    plan = plan_run(cli, list(inputs), output, output_is_folder=output_is_folder, report=report, overwrite=overwrite,
-                    skip_existing=skip_existing, config_file=config, preset_dirs=list(preset_dir or []))
+    plan = plan_run(
+        cli,
+        list(inputs),
+        output,
+        output_is_folder=output_is_folder,
+        report=report,
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        config_file=config,
+        preset_dirs=list(preset_dir or []),
+    )
     if dry_run:
         if _print_plan(plan, skip_existing):
             raise typer.Exit(1)  # the real run would fail these files: same exit code
@@ -167,8 +490,12 @@ def _print_plan(plan: Any, skip_existing: bool) -> int:
                 continue
             picture = read_image(job.source, settings.max_pixels)
             height, width = picture.rgb.shape[:2]
-            step = {"input": str(job.source), "output": str(job.output), "input_size": [width, height],
-                    **engine.plan(height, width, settings.scale)}
+            step = {
+                "input": str(job.source),
+                "output": str(job.output),
+                "input_size": [width, height],
+                **engine.plan(height, width, settings.scale),
+            }
             if picture.alpha is not None:
                 step["alpha"] = f"kept, upscaled by {settings.alpha}"
             if picture.bit_depth == 16:
@@ -205,11 +532,19 @@ def _run(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
     share = current_share()  # under `accelerate launch`: this process's part of the batch
     all_jobs = plan.jobs
     plan = dataclasses.replace(plan, jobs=share.select(plan.jobs))
-    messages.set_sink(lambda level, text: console.print(
-        f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True))
+    messages.set_sink(
+        lambda level, text: console.print(
+            f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True
+        )
+    )
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     )
     batch_task = progress.add_task("images", total=len(plan.jobs))
     image_task = progress.add_task("", total=1, visible=False)
@@ -229,8 +564,10 @@ def _run(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
         elif result.status == "skipped":
             console.print(f"[dim]skipped:[/] {result.input} (output exists)")
         else:
-            console.print(f"[green]ok:[/] {result.input} -> {result.output} "
-                          f"({result.output_size[0]}x{result.output_size[1]}, {result.engine}, {result.seconds:.1f} s)")
+            console.print(
+                f"[green]ok:[/] {result.input} -> {result.output} "
+                f"({result.output_size[0]}x{result.output_size[1]}, {result.engine}, {result.seconds:.1f} s)"
+            )
 
     try:
         with progress, warnings.catch_warnings():

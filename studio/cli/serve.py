@@ -20,15 +20,36 @@ HELP = """Serve the REST API (/api/v1, schema at /docs) and the browser studio (
 
 
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to bind; beyond loopback a --token is required.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; beyond loopback a --token is required.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8765,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Jobs database, inputs and results. Default: ~/.local/share/studio/serve.")] = None,
-    token: Annotated[Optional[str], typer.Option("--token", envvar="STUDIO_SERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN' on every API call.")] = None,
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest accepted upload (413 beyond it).")] = 20.0,
-    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Pixel budget per input (413 beyond it). Default: Pillow's bomb limit.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="CPU workers for classical/fast jobs, beside one diffusion worker per GPU.")] = 1,
-    queue_limit: Annotated[int, typer.Option("--queue-limit", help="Queued + running jobs before new ones get 429.")] = 100,
-    keep_hours: Annotated[float, typer.Option("--keep-hours", help="Delete finished jobs and their files after this many hours.")] = 24.0,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option("--data-dir", help="Jobs database, inputs and results. Default: ~/.local/share/studio/serve."),
+    ] = None,
+    token: Annotated[
+        Optional[str],
+        typer.Option(
+            "--token", envvar="STUDIO_SERVE_TOKEN", help="Require 'Authorization: Bearer TOKEN' on every API call."
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest accepted upload (413 beyond it).")
+    ] = 20.0,
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option("--max-pixels", help="Pixel budget per input (413 beyond it). Default: Pillow's bomb limit."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="CPU workers for classical/fast jobs, beside one diffusion worker per GPU.")
+    ] = 1,
+    queue_limit: Annotated[
+        int, typer.Option("--queue-limit", help="Queued + running jobs before new ones get 429.")
+    ] = 100,
+    keep_hours: Annotated[
+        float, typer.Option("--keep-hours", help="Delete finished jobs and their files after this many hours.")
+    ] = 24.0,
 ) -> None:
     import uvicorn
 
@@ -38,8 +59,12 @@ def serve(
     from studio.settings import DEFAULT_MAX_PIXELS
 
     check_bind(host, token)
-    for name, value in (("--max-upload-mb", max_upload_mb), ("--workers", workers), ("--queue-limit", queue_limit),
-                        ("--keep-hours", keep_hours)):
+    for name, value in (
+        ("--max-upload-mb", max_upload_mb),
+        ("--workers", workers),
+        ("--queue-limit", queue_limit),
+        ("--keep-hours", keep_hours),
+    ):
         if value <= 0:
             raise UsageError(f"{name} {value}: expected a number above 0")
     if max_pixels is not None and max_pixels < 256:

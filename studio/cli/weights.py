@@ -41,16 +41,22 @@ def list_weights(
             continue
         installed, path = weights.install_state(spec)
         state = {"bundled": "bundled (converts on first use)"}.get(installed, installed)
-        rows.append({"name": spec.name, "kind": spec.kind, "installed": state, "size": _size(path),
-                     "licence": spec.license, "good for": spec.good_for})
+        rows.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "installed": state,
+                "size": _size(path),
+                "licence": spec.license,
+                "good for": spec.good_for,
+            }
+        )
     print_listing(rows, ("name",), as_json, title=f"weights in {weights.weights_dir()}")
 
 
 @app.command("pull")
 def pull(
-    name: Annotated[
-        str, typer.Argument(help="A registry name from `studio weights list`.")
-    ],
+    name: Annotated[str, typer.Argument(help="A registry name from `studio weights list`.")],
 ) -> None:
     """Download a model into the weights folder (resumes, checks sha256).
 
@@ -70,9 +76,7 @@ def pull(
         task = bar.add_task(name, total=None)
         path = weights.pull(
             name,
-            progress=lambda done, total: bar.update(
-                task, completed=done, total=total or None
-            ),
+            progress=lambda done, total: bar.update(task, completed=done, total=total or None),
         )
     typer.echo(f"{name}: {path}")
 
@@ -103,14 +107,10 @@ def verify(
 @app.command("import")
 def import_(
     param: Annotated[Path, typer.Argument(help="The ncnn .param file.")],
-    bin_file: Annotated[
-        Path, typer.Argument(metavar="BIN", help="The ncnn .bin file.")
-    ],
+    bin_file: Annotated[Path, typer.Argument(metavar="BIN", help="The ncnn .bin file.")],
     name: Annotated[
         str | None,
-        typer.Option(
-            "--name", help="Name to use with --model (default: the file stem)."
-        ),
+        typer.Option("--name", help="Name to use with --model (default: the file stem)."),
     ] = None,
 ) -> None:
     """Convert an ncnn Real-ESRGAN model (RRDBNet or Compact) into the weights folder.

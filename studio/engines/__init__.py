@@ -5,8 +5,8 @@ Engines never import each other; `studio.runner` composes them (fallback, faces 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from studio.engines.base import Engine
 from studio.errors import UsageError
@@ -41,6 +41,8 @@ def _stablesr() -> type[Engine]:
     from studio.engines.diffusion.stablesr import StableSREngine
 
     return StableSREngine
+
+
 def _supir() -> type[Engine]:
     from studio.engines.diffusion.supir import SupirEngine
 
@@ -51,9 +53,12 @@ ENGINES: tuple[EngineEntry, ...] = (
     EngineEntry("classical", "Lanczos/bicubic resampling; no invented detail, any scale", _classical),
     EngineEntry("fast", "Real-ESRGAN and other spandrel networks; the fast path and the fallback", _fast),
     EngineEntry("sd-x4", "Stable Diffusion x4 upscaler, prompt-steered, tiled latent sampling", _sd_x4),
-    EngineEntry("stablesr", "StableSR (official, non-commercial) or an SD tile-ControlNet; --fidelity steers", _stablesr),
-    EngineEntry("supir", "SDXL restoration, SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)",
-                _supir),
+    EngineEntry(
+        "stablesr", "StableSR (official, non-commercial) or an SD tile-ControlNet; --fidelity steers", _stablesr
+    ),
+    EngineEntry(
+        "supir", "SDXL restoration, SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)", _supir
+    ),
 )
 
 

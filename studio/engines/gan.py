@@ -25,8 +25,8 @@ from studio import weights
 from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
 from studio.errors import InputError, StudioError, UsageError, WeightsMissing
 from studio.messages import notice, warn
-from studio.ops.blend import blend_linear, normalised
 from studio.native import run_interruptible
+from studio.ops.blend import blend_linear, normalised
 from studio.ops.resize import resize
 from studio.ops.tiling import retry_smaller_tiles, tile_grid, tiled_apply
 from studio.settings import Settings
@@ -83,25 +83,15 @@ def content_stats(image: np.ndarray) -> ContentStats:
     height, width = image.shape[:2]
     factor = min(1.0, 512 / max(height, width))
     small = (
-        image
-        if factor == 1.0
-        else resize(
-            image, max(1, round(height * factor)), max(1, round(width * factor)), "area"
-        )
+        image if factor == 1.0 else resize(image, max(1, round(height * factor)), max(1, round(width * factor)), "area")
     )
     u8 = np.clip(np.rint(small * 255), 0, 255).astype(np.uint8)
     pixels = u8.shape[0] * u8.shape[1]
-    packed = (
-        (u8[..., 0].astype(np.int32) >> 3) << 10
-        | (u8[..., 1].astype(np.int32) >> 3) << 5
-        | (u8[..., 2] >> 3)
-    )
+    packed = (u8[..., 0].astype(np.int32) >> 3) << 10 | (u8[..., 1].astype(np.int32) >> 3) << 5 | (u8[..., 2] >> 3)
     colour_ratio = len(np.unique(packed)) / pixels
     grey = cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)
     edge_ratio = float(np.count_nonzero(cv2.Canny(grey, 100, 200))) / pixels
-    spread = cv2.dilate(grey, np.ones((3, 3), np.uint8)).astype(np.int16) - cv2.erode(
-        grey, np.ones((3, 3), np.uint8)
-    )
+    spread = cv2.dilate(grey, np.ones((3, 3), np.uint8)).astype(np.int16) - cv2.erode(grey, np.ones((3, 3), np.uint8))
     flat_ratio = float(np.count_nonzero(spread <= 2)) / pixels
     saturation = u8.max(axis=2).astype(np.int16) - u8.min(axis=2)
     grey_ratio = float(np.count_nonzero(saturation < 16)) / pixels
@@ -160,9 +150,7 @@ class _TorchBackend:
         self.dtype = half_dtype(device) if descriptor.supports_half else torch.float32
         descriptor.to(device).to(self.dtype).eval()
         descriptor.model.to(memory_format=torch.channels_last)
-        self.name = (
-            f"torch-{device.type}-{'fp16' if self.dtype == torch.float16 else 'fp32'}"
-        )
+        self.name = f"torch-{device.type}-{'fp16' if self.dtype == torch.float16 else 'fp32'}"
         self.grey = descriptor.input_channels == 1
 
     def __call__(self, tile: torch.Tensor) -> torch.Tensor:
@@ -172,9 +160,7 @@ class _TorchBackend:
         with torch.inference_mode():
             if self.grey:
                 tile = (tile * tile.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
-            x = tile.to(self.device, self.dtype).contiguous(
-                memory_format=torch.channels_last
-            )
+            x = tile.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
             out = self.descriptor(x).float()
             return out.repeat(1, 3, 1, 1) if self.grey else out
 
@@ -274,21 +260,16 @@ def _load_spandrel(path: Path) -> Any:
                 raise
             descriptor = spandrel.ModelLoader().load_from_file(path)
     except spandrel.UnsupportedModelError:
-        raise UsageError(
-            f"{path}: spandrel does not recognise this network; see `studio weights list`"
-        ) from None
+        raise UsageError(f"{path}: spandrel does not recognise this network; see `studio weights list`") from None
     except Exception as exc:  # noqa: BLE001 - corrupt zip, truncated safetensors, forbidden pickle global...
-        raise UsageError(
-            f"{path}: cannot load weights ({exc.__class__.__name__}: {str(exc)[:120]})"
-        ) from None
+        raise UsageError(f"{path}: cannot load weights ({exc.__class__.__name__}: {str(exc)[:120]})") from None
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise UsageError(
-            f"{path}: this is a {descriptor.purpose} model, not a super-resolution model"
-        )
+        raise UsageError(f"{path}: this is a {descriptor.purpose} model, not a super-resolution model")
     channels = (descriptor.input_channels, descriptor.output_channels)
     if channels not in ((3, 3), (1, 1)):
         raise UsageError(
-            f"{path}: the fast engine needs an RGB or greyscale model, this one maps {channels[0]} to {channels[1]} channels"
+            f"{path}: the fast engine needs an RGB or greyscale model, this one maps {channels[0]} to "
+            f"{channels[1]} channels"
         )
     return descriptor
 
@@ -312,9 +293,7 @@ class FastEngine(Engine):
     def availability(cls, settings: Settings) -> Availability:
         if importlib.util.find_spec("spandrel") is None:
             return Availability(False, "missing package: spandrel")
-        names: list[str] = settings.ensemble or (
-            [settings.model] if settings.model else [PHOTO_MODEL, ANIME_MODEL]
-        )
+        names: list[str] = settings.ensemble or ([settings.model] if settings.model else [PHOTO_MODEL, ANIME_MODEL])
         for name in names:
             spec = weights.find(name)
             if spec is None or spec.kind != "sr":
@@ -322,15 +301,9 @@ class FastEngine(Engine):
                     weights.resolve(name, "sr")
                 except WeightsMissing as exc:
                     return Availability(False, str(exc))
-            elif (
-                weights.local_path(spec) is None and weights.offline_files(spec) is None
-            ):
-                return Availability(
-                    False, f"weights missing: studio weights pull {spec.name}"
-                )
-        return Availability(
-            True, "bundled Real-ESRGAN (ncnn on CPU)" if not settings.model else ""
-        )
+            elif weights.local_path(spec) is None and weights.offline_files(spec) is None:
+                return Availability(False, f"weights missing: studio weights pull {spec.name}")
+        return Availability(True, "bundled Real-ESRGAN (ncnn on CPU)" if not settings.model else "")
 
     # -- loading
 
@@ -377,20 +350,13 @@ class FastEngine(Engine):
 
     # -- tiles
 
-    def auto_tile(
-        self, arch: str, scale: int, device: torch.device | str, tiling: str = "supported"
-    ) -> int:
+    def auto_tile(self, arch: str, scale: int, device: torch.device | str, tiling: str = "supported") -> int:
         """A tile size that fits in about half the free memory; capped on CPU so memory stays flat."""
         from studio.devices import free_memory_bytes
 
         if tiling == "internal":
             return 0
-        per_input_pixel = (
-            _VALUES_PER_OUTPUT_PIXEL.get(arch, _DEFAULT_VALUES_PER_OUTPUT_PIXEL)
-            * 4
-            * scale
-            * scale
-        )
+        per_input_pixel = _VALUES_PER_OUTPUT_PIXEL.get(arch, _DEFAULT_VALUES_PER_OUTPUT_PIXEL) * 4 * scale * scale
         kind = getattr(device, "type", device)
         if kind in ("cuda", "mps"):
             per_input_pixel //= 2  # fp16
@@ -434,14 +400,10 @@ class FastEngine(Engine):
             return tiled_apply(fn, x, scale, tile, overlap, progress)
 
         def stepped_down(old: int, new: int) -> None:
-            notice(
-                f"out of memory with {old or 'whole-image'} tiles; retrying with {new}-pixel tiles"
-            )
+            notice(f"out of memory with {old or 'whole-image'} tiles; retrying with {new}-pixel tiles")
 
         with torch.inference_mode():
-            out, used = retry_smaller_tiles(
-                attempt, self._tile_for(models), models[0].device, on_retry=stepped_down
-            )
+            out, used = retry_smaller_tiles(attempt, self._tile_for(models), models[0].device, on_retry=stepped_down)
             return out[0].clamp_(0.0, 1.0).permute(1, 2, 0).cpu().numpy(), used
 
     # -- the contract
@@ -453,9 +415,7 @@ class FastEngine(Engine):
             return [self.settings.model], "chosen with --model"
         name, reason, kind = _choose(image)
         if kind == "document":
-            warn(
-                f"{reason}: GAN models can invent letter shapes; for fidelity use --engine classical"
-            )
+            warn(f"{reason}: GAN models can invent letter shapes; for fidelity use --engine classical")
         return [name], reason
 
     def _clean(self, image: np.ndarray, progress: ProgressFn | None) -> np.ndarray:
@@ -479,9 +439,7 @@ class FastEngine(Engine):
         self._last.setdefault("alpha_model", loaded.name)
         return cleaned
 
-    def restore(
-        self, image: np.ndarray, scale: float, progress: ProgressFn | None = None
-    ) -> EngineResult:
+    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
         _check_image(image)
         out_h, out_w = output_size(image.shape[0], image.shape[1], scale)
         self._last = {}
@@ -560,14 +518,8 @@ class FastEngine(Engine):
         from studio.devices import device_type
 
         device = device_type(self.settings.device)
-        tile = (
-            self.settings.tile
-            if self.settings.tile is not None
-            else self.auto_tile(arch, model_scale, device)
-        )
-        grid = tile_grid(
-            height, width, tile, min(self.settings.tile_overlap, tile // 2) if tile else 0
-        )
+        tile = self.settings.tile if self.settings.tile is not None else self.auto_tile(arch, model_scale, device)
+        grid = tile_grid(height, width, tile, min(self.settings.tile_overlap, tile // 2) if tile else 0)
         side = max(t.height for t in grid), max(t.width for t in grid)
         peak = (
             side[0]
@@ -576,9 +528,7 @@ class FastEngine(Engine):
             * 4
             * _VALUES_PER_OUTPUT_PIXEL.get(arch, _DEFAULT_VALUES_PER_OUTPUT_PIXEL)
         )
-        peak += (
-            height * width * model_scale**2 * 4 * 4
-        )  # the merged output and its weights
+        peak += height * width * model_scale**2 * 4 * 4  # the merged output and its weights
         computed = sum(t.height * t.width for t in grid)
         if self.settings.task != "sr":
             measured = "the file's JPEG quality" if self.settings.task == "jpeg" else "the measured noise"
@@ -596,9 +546,7 @@ class FastEngine(Engine):
             extra_resize=scale != model_scale,
         )
         if arch in MACS_PER_INPUT_PIXEL and device == "cpu":
-            info["time_estimate_s"] = round(
-                computed * MACS_PER_INPUT_PIXEL[arch] * 2 / CPU_FLOPS, 1
-            )
+            info["time_estimate_s"] = round(computed * MACS_PER_INPUT_PIXEL[arch] * 2 / CPU_FLOPS, 1)
         return info
 
 
@@ -615,9 +563,7 @@ def _pass_record(loaded: _Loaded, tile: int) -> dict[str, Any]:
     }
 
 
-def _ensemble_fn(
-    models: list[_Loaded], blend: list[float], scale: int
-) -> Callable[[torch.Tensor], torch.Tensor]:
+def _ensemble_fn(models: list[_Loaded], blend: list[float], scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """One tile through every model, each brought to `scale` (bicubic for smaller models), blended in
     linear light: so the ensemble shares one tile grid and one merge."""
 
@@ -638,10 +584,6 @@ def _ensemble_fn(
 
 def _check_image(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
-        raise InputError(
-            f"fast engine expects (H, W, 3) float32, got {image.shape} {image.dtype}"
-        )
+        raise InputError(f"fast engine expects (H, W, 3) float32, got {image.shape} {image.dtype}")
     if min(image.shape[:2]) < 2:
-        raise InputError(
-            f"image of {image.shape[1]}x{image.shape[0]} px is too small for a network"
-        )
+        raise InputError(f"image of {image.shape[1]}x{image.shape[0]} px is too small for a network")

@@ -70,9 +70,21 @@ def choose_task_model(task: str, image: np.ndarray, jpeg_quality: int | None) ->
     if task == "jpeg":
         if jpeg_quality is None:
             level = max(levels)
-            return TaskChoice(levels[level], level, None, f"not a JPEG file: the gentlest {kind} model (quality {level})")
+            return TaskChoice(
+                levels[level], level, None, f"not a JPEG file: the gentlest {kind} model (quality {level})"
+            )
         level = _nearest(levels, jpeg_quality)
-        return TaskChoice(levels[level], level, float(jpeg_quality), f"JPEG quality {jpeg_quality} (quantisation tables): the {kind} quality-{level} model")
+        return TaskChoice(
+            levels[level],
+            level,
+            float(jpeg_quality),
+            f"JPEG quality {jpeg_quality} (quantisation tables): the {kind} quality-{level} model",
+        )
     sigma = noise_sigma(image)
     level = _nearest(levels, sigma)
-    return TaskChoice(levels[level], level, round(sigma, 2), f"noise sigma {sigma:.1f}/255 (wavelet estimate): the {kind} sigma-{level} model")
+    return TaskChoice(
+        levels[level],
+        level,
+        round(sigma, 2),
+        f"noise sigma {sigma:.1f}/255 (wavelet estimate): the {kind} sigma-{level} model",
+    )

@@ -16,7 +16,8 @@ naming each operation with its drawn values, so a pair can be explained and repr
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,14 +45,32 @@ KERNEL_PROBS = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 KERNEL_PAD = 21
 FINAL_SINC_PROB = 0.8
 FIRST_ORDER: dict[str, Any] = {
-    "blur_prob": 1.0, "sinc_prob": 0.1, "blur_sigma": (0.2, 3.0), "betag": (0.5, 4.0), "betap": (1.0, 2.0),
-    "resize_prob": (0.2, 0.7, 0.1), "resize_range": (0.15, 1.5), "gaussian_noise_prob": 0.5,
-    "noise_range": (1.0, 30.0), "poisson_scale_range": (0.05, 3.0), "gray_noise_prob": 0.4, "jpeg_range": (30, 95),
+    "blur_prob": 1.0,
+    "sinc_prob": 0.1,
+    "blur_sigma": (0.2, 3.0),
+    "betag": (0.5, 4.0),
+    "betap": (1.0, 2.0),
+    "resize_prob": (0.2, 0.7, 0.1),
+    "resize_range": (0.15, 1.5),
+    "gaussian_noise_prob": 0.5,
+    "noise_range": (1.0, 30.0),
+    "poisson_scale_range": (0.05, 3.0),
+    "gray_noise_prob": 0.4,
+    "jpeg_range": (30, 95),
 }
 SECOND_ORDER: dict[str, Any] = {
-    "blur_prob": 0.8, "sinc_prob": 0.1, "blur_sigma": (0.2, 1.5), "betag": (0.5, 4.0), "betap": (1.0, 2.0),
-    "resize_prob": (0.3, 0.4, 0.3), "resize_range": (0.3, 1.2), "gaussian_noise_prob": 0.5,
-    "noise_range": (1.0, 25.0), "poisson_scale_range": (0.05, 2.5), "gray_noise_prob": 0.4, "jpeg_range": (30, 95),
+    "blur_prob": 0.8,
+    "sinc_prob": 0.1,
+    "blur_sigma": (0.2, 1.5),
+    "betag": (0.5, 4.0),
+    "betap": (1.0, 2.0),
+    "resize_prob": (0.3, 0.4, 0.3),
+    "resize_range": (0.3, 1.2),
+    "gaussian_noise_prob": 0.5,
+    "noise_range": (1.0, 25.0),
+    "poisson_scale_range": (0.05, 2.5),
+    "gray_noise_prob": 0.4,
+    "jpeg_range": (30, 95),
 }
 
 
@@ -76,7 +95,9 @@ def draw_kernel(rng: np.random.Generator, order: dict[str, Any]) -> tuple[np.nda
         sigma_y, angle = sigma_x, 0.0
     if kind.startswith("generalized"):
         # half of the draws below 1 (heavy tails), half above (flatter top), as Real-ESRGAN does
-        beta = _uniform(rng, (order["betag"][0], 1.0)) if rng.random() < 0.5 else _uniform(rng, (1.0, order["betag"][1]))
+        beta = (
+            _uniform(rng, (order["betag"][0], 1.0)) if rng.random() < 0.5 else _uniform(rng, (1.0, order["betag"][1]))
+        )
     elif kind.startswith("plateau"):
         beta = _uniform(rng, order["betap"])
     else:
@@ -87,16 +108,23 @@ def draw_kernel(rng: np.random.Generator, order: dict[str, Any]) -> tuple[np.nda
 
 
 def noise_step(image: np.ndarray, rng: np.random.Generator, order: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Gaussian (sigma in noise_range, on the 0-255 scale) or Poisson noise (scaled by poisson_scale_range), gray or colour."""
+    """Gaussian (sigma in noise_range, on the 0-255 scale) or Poisson noise (scaled by poisson_scale_range),
+    gray or colour."""
     gray = bool(rng.random() < order["gray_noise_prob"])
     if rng.random() < order["gaussian_noise_prob"]:
         sigma = _uniform(rng, order["noise_range"])
-        return add_gaussian_noise(image, sigma / 255.0, gray, rng), {"op": "gaussian_noise", "sigma_255": sigma, "gray": gray}
+        return add_gaussian_noise(image, sigma / 255.0, gray, rng), {
+            "op": "gaussian_noise",
+            "sigma_255": sigma,
+            "gray": gray,
+        }
     scale = _uniform(rng, order["poisson_scale_range"])
     return add_poisson_noise(image, scale, gray, rng), {"op": "poisson_noise", "scale": scale, "gray": gray}
 
 
-def _jpeg_step(image: np.ndarray, rng: np.random.Generator, bounds: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
+def _jpeg_step(
+    image: np.ndarray, rng: np.random.Generator, bounds: tuple[int, int]
+) -> tuple[np.ndarray, dict[str, Any]]:
     quality = int(rng.integers(bounds[0], bounds[1] + 1))
     return jpeg(np.clip(image, 0.0, 1.0), quality), {"op": "jpeg", "quality": quality}
 
@@ -110,7 +138,13 @@ def _random_resize(
     factor = {"up": _uniform(rng, (1.0, high)), "down": _uniform(rng, (low, 1.0)), "keep": 1.0}[direction]
     mode = str(rng.choice(RESIZE_MODES))
     height, width = int(base[0] * factor), int(base[1] * factor)
-    return resize_to(image, height, width, mode), {"op": "resize", "direction": direction, "factor": factor, "mode": mode, "size": [width, height]}
+    return resize_to(image, height, width, mode), {
+        "op": "resize",
+        "direction": direction,
+        "factor": factor,
+        "mode": mode,
+        "size": [width, height],
+    }
 
 
 def _degradation_round(
@@ -128,7 +162,9 @@ def _degradation_round(
     return np.clip(image, 0.0, 1.0)
 
 
-def _final_resize_and_sinc(image: np.ndarray, rng: np.random.Generator, target: tuple[int, int], steps: Steps) -> np.ndarray:
+def _final_resize_and_sinc(
+    image: np.ndarray, rng: np.random.Generator, target: tuple[int, int], steps: Steps
+) -> np.ndarray:
     mode = str(rng.choice(RESIZE_MODES))
     image = resize_to(image, target[0], target[1], mode)
     steps.append({"op": "resize", "direction": "final", "mode": mode, "size": [target[1], target[0]]})
@@ -166,7 +202,9 @@ def realesrgan(image: np.ndarray, scale: int, rng: np.random.Generator) -> tuple
 SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=np.float32)
 
 
-def _soft_downscale(image: np.ndarray, scale: int, sigma_range: tuple[float, float], rng: np.random.Generator, steps: Steps) -> np.ndarray:
+def _soft_downscale(
+    image: np.ndarray, scale: int, sigma_range: tuple[float, float], rng: np.random.Generator, steps: Steps
+) -> np.ndarray:
     """Optical softness at full size, then an area downscale to the low-quality size."""
     import cv2
 
@@ -178,7 +216,9 @@ def _soft_downscale(image: np.ndarray, scale: int, sigma_range: tuple[float, flo
     return resize_to(image, height, width, "area")
 
 
-def _paper_texture(image: np.ndarray, rng: np.random.Generator, amplitude_range: tuple[float, float], steps: Steps) -> np.ndarray:
+def _paper_texture(
+    image: np.ndarray, rng: np.random.Generator, amplitude_range: tuple[float, float], steps: Steps
+) -> np.ndarray:
     """Multiplicative low-frequency mottling, like the fibres and unevenness of photo paper."""
     import cv2
 
@@ -217,8 +257,12 @@ def _dust_and_scratches(
 
 
 def _grain_dust_jpeg(
-    image: np.ndarray, rng: np.random.Generator, steps: Steps,
-    grain: tuple[tuple[float, float], bool, str], dust: tuple[tuple[float, float], int], quality: tuple[int, int],
+    image: np.ndarray,
+    rng: np.random.Generator,
+    steps: Steps,
+    grain: tuple[tuple[float, float], bool, str],
+    dust: tuple[tuple[float, float], int],
+    quality: tuple[int, int],
 ) -> np.ndarray:
     """The tail prints and scans share: grain or sensor noise (sigma range on 0-255, gray?, why), specks, JPEG."""
     bounds, gray, why = grain
@@ -248,7 +292,9 @@ def old_photo(image: np.ndarray, scale: int, rng: np.random.Generator) -> tuple[
         out = out * gains
         steps.append({"op": "colour_cast", "gains": [float(g) for g in gains]})
     out = _paper_texture(out, rng, (0.01, 0.05), steps)
-    out = _grain_dust_jpeg(out, rng, steps, grain=((2.0, 10.0), True, "film grain"), dust=((5e-5, 4e-4), 4), quality=(40, 90))
+    out = _grain_dust_jpeg(
+        out, rng, steps, grain=((2.0, 10.0), True, "film grain"), dust=((5e-5, 4e-4), 4), quality=(40, 90)
+    )
     return clip_quantize(out), steps
 
 
@@ -260,7 +306,9 @@ def scan(image: np.ndarray, scale: int, rng: np.random.Generator) -> tuple[np.nd
     lift = _uniform(rng, (0.0, 0.06))
     out = lift + (1 - lift) * out * tint
     steps.append({"op": "paper_tint", "gains": [float(g) for g in tint], "lift": lift})
-    out = _grain_dust_jpeg(out, rng, steps, grain=((1.0, 6.0), False, "sensor noise"), dust=((1e-5, 8e-5), 0), quality=(70, 95))
+    out = _grain_dust_jpeg(
+        out, rng, steps, grain=((1.0, 6.0), False, "sensor noise"), dust=((1e-5, 8e-5), 0), quality=(70, 95)
+    )
     return clip_quantize(out), steps
 
 

@@ -83,7 +83,8 @@ def resize_to(image: np.ndarray, height: int, width: int, mode: str) -> np.ndarr
 
 
 def add_gaussian_noise(image: np.ndarray, sigma: float, gray: bool, rng: np.random.Generator) -> np.ndarray:
-    """Additive white Gaussian noise of standard deviation `sigma` (on the 0-1 scale); gray: the same in every channel."""
+    """Additive white Gaussian noise of standard deviation `sigma` (on the 0-1 scale); gray: the same in
+    every channel."""
     shape = image.shape[:2] + (1,) if gray else image.shape
     return image + rng.normal(0.0, sigma, size=shape).astype(np.float32)
 

@@ -72,6 +72,8 @@ def looks_grayscale(image: np.ndarray) -> bool:
     step = max(1, max(image.shape[:2]) // 256)
     sample = image[::step, ::step]
     return float(np.abs(sample - sample.mean(axis=2, keepdims=True)).max()) < 2.0 / 255.0
+
+
 # ------------------------------------------------------------------ super-resolution benchmark convention
 
 

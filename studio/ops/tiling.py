@@ -65,7 +65,10 @@ class Window:
     def padded(self, pad: int, height: int, width: int) -> Window:
         """The window grown by `pad` on every side, clipped to a (height, width) area: its context."""
         return Window(
-            max(0, self.top - pad), min(height, self.bottom + pad), max(0, self.left - pad), min(width, self.right + pad)
+            max(0, self.top - pad),
+            min(height, self.bottom + pad),
+            max(0, self.left - pad),
+            min(width, self.right + pad),
         )
 
 
@@ -267,9 +270,7 @@ def retry_smaller_tiles(
     for index, size in enumerate(tries):
         try:
             return run(size), size
-        except (
-            Exception
-        ) as exc:  # torch.OutOfMemoryError, MemoryError or a RuntimeError saying so
+        except Exception as exc:  # torch.OutOfMemoryError, MemoryError or a RuntimeError saying so
             if not is_out_of_memory(exc):
                 raise
         # outside the except block, so the failed attempt's frames (and tensors) are already released

@@ -52,8 +52,16 @@ def reproduce_command(source: Path, output: Path, settings: Settings, engine: ty
     return shlex.join(args)
 
 
-def process_job(job: Job, cache: EngineCache, all_inputs: InputSet, skip_existing: bool, overwrite: bool,
-                progress: ProgressFn | None = None, debug: bool = False, notes: list[str] | None = None) -> JobResult:
+def process_job(
+    job: Job,
+    cache: EngineCache,
+    all_inputs: InputSet,
+    skip_existing: bool,
+    overwrite: bool,
+    progress: ProgressFn | None = None,
+    debug: bool = False,
+    notes: list[str] | None = None,
+) -> JobResult:
     """One file, start to finish. Input and output problems become a failed result, not an exception.
 
     `notes` are the decisions taken up front (a fallback, a skipped face restorer): every output records them.

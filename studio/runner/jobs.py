@@ -50,8 +50,10 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
     for path in inputs:
         if path.is_dir():
             files = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and is_supported(p)
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and is_supported(p)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)  # .thumbs/, .DS_Store
             )
             if not files:
@@ -75,7 +77,6 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
             job.error = f"{job.source}: would write the same output as {seen[key]} ({job.output}); rename one"
         seen.setdefault(key, job.source)
     return jobs
-
 
 
 def sidecar_path(output: Path) -> Path:

@@ -86,8 +86,11 @@ def settle_engine(plan: Plan) -> None:
         plan.settings.sources = {**plan.settings.sources, "engine": "fallback", "model": "fallback"}
         plan.engine = target
     engine = engine_class(plan.engine)
-    ignored = [name for name in fields_in_order(DIFFUSION_SETTINGS - engine.used_settings())
-               if plan.settings.source_of(name) == "cli"]
+    ignored = [
+        name
+        for name in fields_in_order(DIFFUSION_SETTINGS - engine.used_settings())
+        if plan.settings.source_of(name) == "cli"
+    ]
     if ignored:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in ignored)
         steer = "only steer diffusion engines" if not engine.diffusion else "steer other diffusion engines"
@@ -116,8 +119,10 @@ def check_faces(plan: Plan) -> None:
         origin = settings.source_of("faces")
         message = f"face restoration ({settings.faces}, from {origin}) skipped: {availability.reason}"
         if availability.reason.startswith("weights") and weights.find(model_name(settings)) is not None:
-            message = (f"face restoration ({settings.faces}, from {origin}) skipped: weights missing; "
-                       f"get them with `studio weights pull {model_name(settings)}`")
+            message = (
+                f"face restoration ({settings.faces}, from {origin}) skipped: weights missing; "
+                f"get them with `studio weights pull {model_name(settings)}`"
+            )
         warn(message)
         plan.notes.append(message)
         plan.settings = replace(settings, faces="none")

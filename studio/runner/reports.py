@@ -50,8 +50,11 @@ class BatchReport:
     def summary(self) -> str:
         """One line for people: `3/4 succeeded, 1 skipped (output exists)`."""
         line = f"{self.succeeded}/{len(self.results)} succeeded"
-        for status, label in (("skipped", "skipped (output exists)"), ("failed", "failed"),
-                              ("interrupted", "not done (interrupted)")):
+        for status, label in (
+            ("skipped", "skipped (output exists)"),
+            ("failed", "failed"),
+            ("interrupted", "not done (interrupted)"),
+        ):
             if self.count(status):
                 line += f", {self.count(status)} {label}"
         return line

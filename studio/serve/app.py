@@ -10,10 +10,11 @@ import json
 import math
 import secrets
 import shutil
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -52,8 +53,12 @@ def create_app(config: ServeConfig) -> FastAPI:
             pool.stop()
             store.close()
 
-    app = FastAPI(title="studio", version=__version__, lifespan=lifespan,
-                  description="Image restoration jobs: upload, follow progress, download the result.")
+    app = FastAPI(
+        title="studio",
+        version=__version__,
+        lifespan=lifespan,
+        description="Image restoration jobs: upload, follow progress, download the result.",
+    )
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_token_checker(config.token))])
     body_limit = config.max_upload_bytes + MULTIPART_SLACK
 
@@ -68,8 +73,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         """A declared Content-Length over the limit is refused before a byte is read (and in JSON)."""
         length = request.headers.get("content-length", "")
         if request.method == "POST" and length.isdigit() and int(length) > body_limit:
-            return JSONResponse({"detail": f"upload larger than the limit of {config.max_upload_bytes / 1e6:g} MB"},
-                                status_code=413)
+            return JSONResponse(
+                {"detail": f"upload larger than the limit of {config.max_upload_bytes / 1e6:g} MB"}, status_code=413
+            )
         return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -78,9 +84,14 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/healthz")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "auth": config.token is not None,
-                "active_jobs": store.active_count(), "workers": pool.describe(),
-                "max_upload_bytes": config.max_upload_bytes}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "auth": config.token is not None,
+            "active_jobs": store.active_count(),
+            "workers": pool.describe(),
+            "max_upload_bytes": config.max_upload_bytes,
+        }
 
     @api.post("/jobs", status_code=202, max_body_size=body_limit)  # also bounds bodies sent without a length
     def create_job(
@@ -88,8 +99,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     ) -> JSONResponse:
         if store.active_count() >= config.queue_limit:
-            raise HTTPException(429, f"the queue is full ({config.queue_limit} jobs); retry later",
-                                headers={"Retry-After": str(_retry_after(store, pool))})
+            raise HTTPException(
+                429,
+                f"the queue is full ({config.queue_limit} jobs); retry later",
+                headers={"Retry-After": str(_retry_after(store, pool))},
+            )
         requested = _parse_settings(settings)
         resolved, engine_name = _checked_settings(requested, config)
         job_id = new_job_id()
@@ -102,11 +116,21 @@ def create_app(config: ServeConfig) -> FastAPI:
             shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
             raise
         output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
-        store.add(job_id, lane_for(engine_name), engine_name, name, source, output,
-                  {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels})
+        store.add(
+            job_id,
+            lane_for(engine_name),
+            engine_name,
+            name,
+            source,
+            output,
+            {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels},
+        )
         pool.wake()
-        return JSONResponse(_describe(_job_or_404(store, job_id), store), status_code=202,
-                            headers={"Location": f"/api/v1/jobs/{job_id}"})
+        return JSONResponse(
+            _describe(_job_or_404(store, job_id), store),
+            status_code=202,
+            headers={"Location": f"/api/v1/jobs/{job_id}"},
+        )
 
     @api.get("/jobs")
     def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
@@ -137,8 +161,12 @@ def create_app(config: ServeConfig) -> FastAPI:
             "X-Studio-Output-Size": "x".join(map(str, provenance.get("output_size", []))),
             "X-Studio-Seconds": f"{(job.finished or 0) - (job.started or 0):.3f}",
         }
-        return FileResponse(job.output_path, media_type=MEDIA_TYPES.get(job.output_path.suffix),
-                            filename=job.output_path.name, headers=headers)
+        return FileResponse(
+            job.output_path,
+            media_type=MEDIA_TYPES.get(job.output_path.suffix),
+            filename=job.output_path.name,
+            headers=headers,
+        )
 
     @api.get("/jobs/{job_id}/input", response_class=FileResponse)
     def get_input(job_id: str) -> FileResponse:
@@ -155,15 +183,25 @@ def create_app(config: ServeConfig) -> FastAPI:
     def presets() -> list[dict[str, Any]]:
         from studio.presets import load_presets
 
-        return [{"name": p.name, "description": p.description, "variables": p.variables,
-                 "engines": p.engines} for _, p in sorted(load_presets().items())]
+        return [
+            {"name": p.name, "description": p.description, "variables": p.variables, "engines": p.engines}
+            for _, p in sorted(load_presets().items())
+        ]
 
     @api.get("/weights")
     def weights_list() -> list[dict[str, Any]]:
         from studio import weights
 
-        return [{"name": spec.name, "kind": spec.kind, "installed": weights.install_state(spec)[0],
-                 "license": spec.license, "good_for": spec.good_for} for spec in weights.registry()]
+        return [
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "installed": weights.install_state(spec)[0],
+                "license": spec.license,
+                "good_for": spec.good_for,
+            }
+            for spec in weights.registry()
+        ]
 
     app.include_router(api)
     return app
@@ -177,8 +215,11 @@ def _token_checker(token: str | None) -> Any:
             return
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing or wrong token: send 'Authorization: Bearer TOKEN'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return check
 
@@ -195,8 +236,11 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
     known = Settings().to_dict()
     for key in value:
         if key.replace("-", "_") not in known:
-            raise HTTPException(422, f"settings: unknown key '{key}'; expected restore settings such as engine, "
-                                     "scale, preset, prompt, strength, fidelity, faces, color_fix, seed")
+            raise HTTPException(
+                422,
+                f"settings: unknown key '{key}'; expected restore settings such as engine, "
+                "scale, preset, prompt, strength, fidelity, faces, color_fix, seed",
+            )
         if key.replace("-", "_") in SERVER_SETTINGS:
             raise HTTPException(422, f"settings: '{key}' is set by the server, not per job")
     return value

@@ -93,8 +93,16 @@ class JobStore:
 
     # -- writing
 
-    def add(self, job_id: str, lane: str, engine: str, name: str, input_path: Path, output_path: Path,
-            settings: dict[str, Any]) -> None:
+    def add(
+        self,
+        job_id: str,
+        lane: str,
+        engine: str,
+        name: str,
+        input_path: Path,
+        output_path: Path,
+        settings: dict[str, Any],
+    ) -> None:
         self._run(
             "INSERT INTO jobs (id, status, lane, engine, name, input_path, output_path, settings, created) "
             "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
@@ -114,11 +122,13 @@ class JobStore:
 
     def set_progress(self, job_id: str, step: int, steps: int) -> None:
         fraction = step / steps if steps else 0.0
-        self._run("UPDATE jobs SET progress = ?, step = ?, steps = ? WHERE id = ?",
-                  (min(fraction, 1.0), step, steps, job_id))
+        self._run(
+            "UPDATE jobs SET progress = ?, step = ?, steps = ? WHERE id = ?", (min(fraction, 1.0), step, steps, job_id)
+        )
 
-    def finish(self, job_id: str, status: str, error: str | None = None,
-               provenance: dict[str, Any] | None = None) -> None:
+    def finish(
+        self, job_id: str, status: str, error: str | None = None, provenance: dict[str, Any] | None = None
+    ) -> None:
         progress_sql = ", progress = 1" if status == "done" else ""
         self._run(
             f"UPDATE jobs SET status = ?, error = ?, provenance = ?, finished = ?{progress_sql} WHERE id = ?",
@@ -127,8 +137,10 @@ class JobStore:
 
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """Queued jobs are cancelled at once; a running one is flagged and stops at its next step."""
-        self._run("UPDATE jobs SET status = 'cancelled', finished = ? WHERE id = ? AND status = 'queued'",
-                  (time.time(), job_id))
+        self._run(
+            "UPDATE jobs SET status = 'cancelled', finished = ? WHERE id = ? AND status = 'queued'",
+            (time.time(), job_id),
+        )
         self._run("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (job_id,))
         return self.get(job_id)
 

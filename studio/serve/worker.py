@@ -80,8 +80,15 @@ class Worker(threading.Thread):
             plan = plan_run(job.settings, [job.input_path], job.output_path, overwrite=True)
             settings = plan.settings if self.device is None else replace(plan.settings, device=self.device)
             cache = JobEngines(settings, plan.engine, self.warm)
-            result = process_job(plan.jobs[0], cache, InputSet([job.input_path]), skip_existing=False,
-                                 overwrite=True, progress=self._progress(job.id), notes=plan.notes)
+            result = process_job(
+                plan.jobs[0],
+                cache,
+                InputSet([job.input_path]),
+                skip_existing=False,
+                overwrite=True,
+                progress=self._progress(job.id),
+                notes=plan.notes,
+            )
             error = result.error
         except StudioError as exc:  # environment and usage problems: process_job passes them up
             error = str(exc)

@@ -46,7 +46,9 @@ class Conditioning:
     def batch_size(self) -> int:
         return next(iter(self.tensors.values())).shape[0]
 
-    def with_tensors(self, tensors: Mapping[str, torch.Tensor], spatial: Mapping[str, int] | None = None) -> Conditioning:
+    def with_tensors(
+        self, tensors: Mapping[str, torch.Tensor], spatial: Mapping[str, int] | None = None
+    ) -> Conditioning:
         """A copy with entries added or replaced (spatial factors given for the new spatial ones)."""
         return Conditioning({**self.tensors, **tensors}, {**self.spatial, **(spatial or {})})
 
@@ -66,8 +68,9 @@ class Conditioning:
 
         if set(self.tensors) != set(other.tensors):
             raise ValueError(f"cannot batch conditionings with keys {sorted(self.tensors)} and {sorted(other.tensors)}")
-        return Conditioning({key: torch.cat([value, other.tensors[key]]) for key, value in self.tensors.items()},
-                            self.spatial)
+        return Conditioning(
+            {key: torch.cat([value, other.tensors[key]]) for key, value in self.tensors.items()}, self.spatial
+        )
 
 
 def _scaled(part: slice, factor: int) -> slice:

@@ -32,8 +32,9 @@ def scale_at(scale: Scale, t: torch.Tensor) -> float:
     return scale(t) if callable(scale) else scale
 
 
-def classifier_free_guidance(model: ConditionedModel, cond: Conditioning, uncond: Conditioning,
-                             scale: Scale) -> Denoiser:
+def classifier_free_guidance(
+    model: ConditionedModel, cond: Conditioning, uncond: Conditioning, scale: Scale
+) -> Denoiser:
     """uncond + scale * (cond - uncond) (Ho & Salimans, 2022), both branches in one batched call.
 
     The batch order [uncond, cond] matches diffusers' pipelines so results agree to the last bit.

@@ -57,8 +57,9 @@ def tiled_denoiser(
 
         from studio.ops.tiling import TiledMerger
 
-        passed, window = (rest[:-1], rest[-1]) if rest and (rest[-1] is None or isinstance(rest[-1], Window)) else (
-            rest, None)
+        passed, window = (
+            (rest[:-1], rest[-1]) if rest and (rest[-1] is None or isinstance(rest[-1], Window)) else (rest, None)
+        )
         if window is not None or x.shape[-2:] != (height, width):
             raise ValueError(f"tiled_denoiser: built for a whole {height}x{width} latent, got {tuple(x.shape)}")
         merger: TiledMerger | None = None

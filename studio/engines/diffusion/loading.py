@@ -152,10 +152,14 @@ def _load(cls: Any, source: ModelSource, weights_name: str, dtype: torch.dtype, 
         except Exception as exc:
             if _is_absent(exc) or (source.kind == "hub" and missing_reason(source, weights_name, layout)):
                 reason = missing_reason(source, weights_name, layout) or f"{source.describe()}: {_first_line(exc)}"
-                raise WeightsMissing(f"{reason.split(';')[0]} and could not be downloaded; "
-                                     f"run `studio weights pull {weights_name}` or pass --model FOLDER") from exc
-            raise ModelLoadError(f"cannot load {source.describe()}: {_first_line(exc)} "
-                                 "(the files are there but unusable; re-download or check the folder)") from exc
+                raise WeightsMissing(
+                    f"{reason.split(';')[0]} and could not be downloaded; "
+                    f"run `studio weights pull {weights_name}` or pass --model FOLDER"
+                ) from exc
+            raise ModelLoadError(
+                f"cannot load {source.describe()}: {_first_line(exc)} "
+                "(the files are there but unusable; re-download or check the folder)"
+            ) from exc
     _check_dtype(loaded, dtype, source)
     return loaded
 
@@ -213,8 +217,10 @@ def _check_dtype(loaded: Any, dtype: torch.dtype, source: ModelSource) -> None:
     for module in modules:
         wrong = {p.dtype for p in module.parameters() if p.is_floating_point() and p.dtype != dtype}
         if wrong:
-            raise ModelLoadError(f"{source.describe()}: {type(module).__name__} loaded in {sorted(map(str, wrong))} "
-                                 f"instead of {dtype}; upgrade diffusers (pip install -U diffusers)")
+            raise ModelLoadError(
+                f"{source.describe()}: {type(module).__name__} loaded in {sorted(map(str, wrong))} "
+                f"instead of {dtype}; upgrade diffusers (pip install -U diffusers)"
+            )
 
 
 def choose_dtype(device: torch.device) -> torch.dtype:

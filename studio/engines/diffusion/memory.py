@@ -35,7 +35,10 @@ def tile_ladder(unet_tile: int, vae_tile: int, height: int, width: int) -> list[
 
 
 def run_shrinking_tiles(
-    run: Callable[[int, int], Result], attempts: list[tuple[int, int]], device: torch.device, name: str,
+    run: Callable[[int, int], Result],
+    attempts: list[tuple[int, int]],
+    device: torch.device,
+    name: str,
 ) -> tuple[Result, list[str]]:
     """`run(unet_tile, vae_tile)` on each attempt until one fits in memory; (its result, notes on retries)."""
     notes: list[str] = []
@@ -49,9 +52,12 @@ def run_shrinking_tiles(
             if index + 1 == len(attempts):
                 raise OutOfMemory(
                     f"{name} ran out of memory on {device} even with {unet_tile} px latent tiles; use a smaller "
-                    "image, --offload sequential or another engine") from exc
-            note = (f"{name} ran out of memory on {device} with {_tiles(unet_tile, vae_tile)}; "
-                    f"retried with {_tiles(*attempts[index + 1])}")
+                    "image, --offload sequential or another engine"
+                ) from exc
+            note = (
+                f"{name} ran out of memory on {device} with {_tiles(unet_tile, vae_tile)}; "
+                f"retried with {_tiles(*attempts[index + 1])}"
+            )
             notice(note)
             notes.append(note)
     raise ValueError("no attempts given")

@@ -22,34 +22,67 @@ from studio.settings import project_root
 
 REAL_CONFIG_DIR = project_root() / "configs" / "sd-x4"
 TINY_UNET_CONFIG: dict[str, Any] = {
-    "block_out_channels": [32, 32, 64], "layers_per_block": 1, "sample_size": 16, "in_channels": 7,
-    "out_channels": 4, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "cross_attention_dim": 32,
-    "attention_head_dim": 8, "use_linear_projection": True, "only_cross_attention": [True, True, False],
-    "num_class_embeds": 400, "norm_num_groups": 8,
+    "block_out_channels": [32, 32, 64],
+    "layers_per_block": 1,
+    "sample_size": 16,
+    "in_channels": 7,
+    "out_channels": 4,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "use_linear_projection": True,
+    "only_cross_attention": [True, True, False],
+    "num_class_embeds": 400,
+    "norm_num_groups": 8,
 }
 """The x4 UNet's block layout at toy width: same code paths (concat conditioning, class labels, cross-attention)."""
 TINY_VAE_CONFIG: dict[str, Any] = {
-    "block_out_channels": [16, 16, 32], "in_channels": 3, "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 3, "up_block_types": ["UpDecoderBlock2D"] * 3,
-    "latent_channels": 4, "layers_per_block": 1, "norm_num_groups": 8, "scaling_factor": 0.08333,
+    "block_out_channels": [16, 16, 32],
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "latent_channels": 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "scaling_factor": 0.08333,
 }
 """The x4 VAE's three levels (4x decode) at toy width."""
 TINY_SD_UNET_CONFIG: dict[str, Any] = {
-    "block_out_channels": [32, 64], "layers_per_block": 1, "sample_size": 8, "in_channels": 4, "out_channels": 4,
-    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-    "cross_attention_dim": 32, "attention_head_dim": 8, "norm_num_groups": 8,
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "norm_num_groups": 8,
 }
 """An SD 1.x UNet at toy width (text cross-attention, epsilon prediction)."""
 TINY_SD_VAE_CONFIG: dict[str, Any] = {
-    "block_out_channels": [16, 16, 16, 16], "in_channels": 3, "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "latent_channels": 4, "layers_per_block": 1, "norm_num_groups": 8, "scaling_factor": 0.18215,
+    "block_out_channels": [16, 16, 16, 16],
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "latent_channels": 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "scaling_factor": 0.18215,
 }
 """SD's four-level VAE (8x) at toy width."""
 SD_SCHEDULER_CONFIG: dict[str, Any] = {
-    "_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000, "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False,
+    "_class_name": "DDIMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
     "prediction_type": "epsilon",
 }
 """Stable Diffusion 1.5's scheduler settings."""
@@ -71,8 +104,12 @@ def tiny_tokenizer(model_max_length: int = 77) -> Any:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "vocab.json").write_text(json.dumps(vocab))
         (Path(folder) / "merges.txt").write_text("#version: 0.2\n")
-        return CLIPTokenizer(str(Path(folder) / "vocab.json"), str(Path(folder) / "merges.txt"),
-                             model_max_length=model_max_length, pad_token="<|endoftext|>")
+        return CLIPTokenizer(
+            str(Path(folder) / "vocab.json"),
+            str(Path(folder) / "merges.txt"),
+            model_max_length=model_max_length,
+            pad_token="<|endoftext|>",
+        )
 
 
 def build_components(
@@ -104,8 +141,15 @@ def tiny_text_encoder(vocab_size: int, width: int) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=width, intermediate_size=64, num_attention_heads=4, num_hidden_layers=1,
-        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_hidden_layers=1,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
     )
     return CLIPTextModel(config).eval()
 
@@ -118,8 +162,11 @@ def tiny_controlnet(unet: Any, seed: int) -> Any:
 
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)).eval()
     generator = torch.Generator().manual_seed(seed)
-    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
-                  controlnet.controlnet_cond_embedding.conv_out]
+    zero_convs = [
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+        controlnet.controlnet_cond_embedding.conv_out,
+    ]
     with torch.no_grad():
         for conv in zero_convs:
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.1)
@@ -146,8 +193,12 @@ def save_as_diffusers_folder(components: UpscaleComponents, folder: Path) -> Pat
     from diffusers import StableDiffusionUpscalePipeline
 
     pipe = StableDiffusionUpscalePipeline(
-        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
-        unet=components.unet, low_res_scheduler=components.low_res_scheduler, scheduler=components.scheduler,
+        vae=components.vae,
+        text_encoder=components.text_encoder,
+        tokenizer=components.tokenizer,
+        unet=components.unet,
+        low_res_scheduler=components.low_res_scheduler,
+        scheduler=components.scheduler,
         max_noise_level=components.max_noise_level,
     )
     pipe.save_pretrained(folder, safe_serialization=True)

@@ -110,8 +110,13 @@ class Recipe:
             components.vae.to(dtype=torch.float32)  # the VAE overflows in fp16 (diffusers' force_upcast rule)
         placement.prepare(components.modules())
 
-    def __call__(self, image: np.ndarray, request: Request, progress: ProgressFn | None = None,
-                 on_step: StepCallback | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        image: np.ndarray,
+        request: Request,
+        progress: ProgressFn | None = None,
+        on_step: StepCallback | None = None,
+    ) -> np.ndarray:
         """(H, W, 3) float32 in [0, 1] -> the decoded image, (H, W) times the output/latent ratio."""
         import torch
 
@@ -155,8 +160,10 @@ class Recipe:
         if not 0 < request.strength <= 1:
             raise UsageError(f"--strength {request.strength}: expected above 0 and at most 1")
         if request.control_scales and len(request.control_scales) != len(self.components.controlnets):
-            raise UsageError(f"{len(request.control_scales)} control scales for "
-                             f"{len(self.components.controlnets)} ControlNets: give one per ControlNet")
+            raise UsageError(
+                f"{len(request.control_scales)} control scales for "
+                f"{len(self.components.controlnets)} ControlNets: give one per ControlNet"
+            )
         if request.unet_tile and request.tile_overlap >= request.unet_tile:
             raise UsageError(f"--tile-overlap {request.tile_overlap}: must be smaller than --tile {request.unet_tile}")
 
@@ -181,7 +188,11 @@ class Recipe:
 
     # 3 -------------------------------------------------------------------------------------------
     def prepare_conditioning(
-        self, image: np.ndarray, request: Request, cond: Conditioning, uncond: Conditioning,
+        self,
+        image: np.ndarray,
+        request: Request,
+        cond: Conditioning,
+        uncond: Conditioning,
         generator: torch.Generator,
     ) -> tuple[Conditioning, Conditioning]:
         """Default: the image as every ControlNet's control image (`control_<i>`, pixel space, [0, 1])."""
@@ -204,8 +215,9 @@ class Recipe:
         factor = self.components.vae_scale_factor
         return image.shape[0] // factor, image.shape[1] // factor
 
-    def initial_latents(self, image: np.ndarray, request: Request, sampler: Sampler, generator: torch.Generator,
-                        dtype: torch.dtype) -> torch.Tensor:
+    def initial_latents(
+        self, image: np.ndarray, request: Request, sampler: Sampler, generator: torch.Generator, dtype: torch.dtype
+    ) -> torch.Tensor:
         """Noise (drawn after any image encoding, as diffusers' img2img does) shaped like the latent."""
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -237,8 +249,14 @@ class Recipe:
             denoiser = tiled_denoiser(denoiser, *size, request.unet_tile, request.tile_overlap)
         return denoiser
 
-    def denoise(self, sampler: Sampler, denoiser: Denoiser, latents: torch.Tensor, progress: ProgressFn | None,
-                on_step: StepCallback | None) -> torch.Tensor:
+    def denoise(
+        self,
+        sampler: Sampler,
+        denoiser: Denoiser,
+        latents: torch.Tensor,
+        progress: ProgressFn | None,
+        on_step: StepCallback | None,
+    ) -> torch.Tensor:
         """The visible loop: the sampler's steps, with progress(done, total) and on_step after each."""
         total = sampler.steps + 1  # the last unit is decoding
 
@@ -273,4 +291,3 @@ def image_tensor(image: np.ndarray, device: torch.device, dtype: torch.dtype) ->
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device=device, dtype=dtype)
-

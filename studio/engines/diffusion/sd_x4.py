@@ -162,18 +162,29 @@ class SDx4Engine(Engine):
 
         def attempt(unet_tile: int, vae_tile: int) -> tuple[UpscaleRequest, np.ndarray]:
             request = UpscaleRequest(
-                prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt,
-                steps=self.settings.steps, guidance=self.settings.guidance, noise_level=noise_level, seed=seed,
-                scheduler=self.settings.scheduler, unet_tile=unet_tile,
-                tile_overlap=min(overlap, max(unet_tile // 2, 0)), vae_tile=vae_tile,
+                prompt=self.settings.prompt,
+                negative_prompt=self.settings.negative_prompt,
+                steps=self.settings.steps,
+                guidance=self.settings.guidance,
+                noise_level=noise_level,
+                seed=seed,
+                scheduler=self.settings.scheduler,
+                unet_tile=unet_tile,
+                tile_overlap=min(overlap, max(unet_tile // 2, 0)),
+                vae_tile=vae_tile,
             )
             return request, pipeline(padded, request, progress)
 
         attempts = tile_ladder(unet_tile, vae_tile, *padded.shape[:2])
         (request, result), retries = run_shrinking_tiles(attempt, attempts, pipeline.device, self.name)
         result = result[: height * NATIVE_SCALE, : width * NATIVE_SCALE]
-        self._last.update(request=request, noise_from=noise_from, device=str(pipeline.device), memory_retries=retries,
-                          dtype=str(pipeline.components.unet.dtype).replace("torch.", ""))
+        self._last.update(
+            request=request,
+            noise_from=noise_from,
+            device=str(pipeline.device),
+            memory_retries=retries,
+            dtype=str(pipeline.components.unet.dtype).replace("torch.", ""),
+        )
         out_h, out_w = output_size(height, width, scale)
         if (out_h, out_w) != result.shape[:2]:
             if scale > NATIVE_SCALE:
@@ -185,19 +196,32 @@ class SDx4Engine(Engine):
         """Everything needed to reproduce the last restore (seed included when it was drawn at random)."""
         from studio.engines.diffusion.samplers.schedulers import scheduler_label
 
-        info: dict[str, Any] = {"engine": self.name, "model": self.source.ref, "model_kind": self.source.kind,
-                                "revision": self._last.get("revision", self.source.revision)}
+        info: dict[str, Any] = {
+            "engine": self.name,
+            "model": self.source.ref,
+            "model_kind": self.source.kind,
+            "revision": self._last.get("revision", self.source.revision),
+        }
         request = self._last.get("request")
         if request is None:
             return info
         pipeline = self._pipeline
         info.update(
             scheduler=scheduler_label(request.scheduler, pipeline.components.scheduler),
-            steps=request.steps, guidance=request.guidance, noise_level=request.noise_level,
-            noise_level_from=self._last["noise_from"], seed=request.seed, prompt=request.prompt,
-            negative_prompt=request.negative_prompt, tile=request.unet_tile, tile_overlap=request.tile_overlap,
-            vae_tile=request.vae_tile, dtype=self._last["dtype"], device=self._last["device"],
-            offload=pipeline.placement.mode, attention=self._last["attention"],
+            steps=request.steps,
+            guidance=request.guidance,
+            noise_level=request.noise_level,
+            noise_level_from=self._last["noise_from"],
+            seed=request.seed,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            tile=request.unet_tile,
+            tile_overlap=request.tile_overlap,
+            vae_tile=request.vae_tile,
+            dtype=self._last["dtype"],
+            device=self._last["device"],
+            offload=pipeline.placement.mode,
+            attention=self._last["attention"],
         )
         if self._last["memory_retries"]:
             info["memory_retries"] = self._last["memory_retries"]
@@ -212,18 +236,30 @@ class SDx4Engine(Engine):
         padded = (height + -height % 8, width + -width % 8)
         unet_tile, overlap, vae_tile = self.tiles(*padded, dtype_bytes, free_memory_bytes(device))
         unet_px = min(unet_tile, padded[0]) * min(unet_tile, padded[1]) if unet_tile else padded[0] * padded[1]
-        vae_px = (min(vae_tile + 32, padded[0]) * min(vae_tile + 32, padded[1]) if vae_tile
-                  else padded[0] * padded[1]) * NATIVE_SCALE**2
+        vae_px = (
+            min(vae_tile + 32, padded[0]) * min(vae_tile + 32, padded[1]) if vae_tile else padded[0] * padded[1]
+        ) * NATIVE_SCALE**2
         covered = _covered_pixels(padded, unet_tile, min(overlap, unet_tile // 2))
-        weights = sum(PARAMS.values()) * dtype_bytes if self.settings.offload == "none" else PARAMS["unet"] * dtype_bytes
-        peak = weights + max(unet_px * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes,
-                             vae_px * VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4)
+        weights = (
+            sum(PARAMS.values()) * dtype_bytes if self.settings.offload == "none" else PARAMS["unet"] * dtype_bytes
+        )
+        peak = weights + max(
+            unet_px * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes,
+            vae_px * VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4,
+        )
         calls = 2 if self.settings.guidance > 1 else 1
         seconds = covered * self.settings.steps * SECONDS_PER_PIXEL_STEP.get(device.type, 1e-4) * calls / 2
         plan = super().plan(height, width, scale)
-        plan.update(model=self.source.describe(), device=str(device), steps=self.settings.steps,
-                    noise_level=self.noise_level()[0], tile=unet_tile, vae_tile=vae_tile,
-                    estimated_peak_memory_gb=round(peak / 1024**3, 1), estimated_seconds=round(seconds, 1))
+        plan.update(
+            model=self.source.describe(),
+            device=str(device),
+            steps=self.settings.steps,
+            noise_level=self.noise_level()[0],
+            tile=unet_tile,
+            vae_tile=vae_tile,
+            estimated_peak_memory_gb=round(peak / 1024**3, 1),
+            estimated_seconds=round(seconds, 1),
+        )
         return plan
 
 

@@ -31,7 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from studio.engines.base import ADAPTER_SETTINGS, SAMPLING_SETTINGS, Availability, Engine, EngineResult, ProgressFn, output_size
+from studio.engines.base import (
+    ADAPTER_SETTINGS,
+    SAMPLING_SETTINGS,
+    Availability,
+    Engine,
+    EngineResult,
+    ProgressFn,
+    output_size,
+)
 from studio.engines.diffusion import loading
 from studio.engines.diffusion.samplers.schedulers import check_scheduler_name
 from studio.errors import InputError, UsageError, WeightsMissing
@@ -49,8 +57,11 @@ VAE_TILE = 64  # latent pixels per VAE decode tile when the image is large
 def fidelity_knobs(settings: Settings, has_cfw: bool) -> dict[str, tuple[float, str]]:
     """Resolved (value, why) for cfw, pull, denoise and adapter_scale: raw flag > --fidelity > default."""
     f = settings.fidelity
-    mapped = {"cfw": f if has_cfw else 0.0, "pull": f, "denoise": 1.0 - 0.5 * f, "adapter_scale": 1.0} \
-        if f is not None else None
+    mapped = (
+        {"cfw": f if has_cfw else 0.0, "pull": f, "denoise": 1.0 - 0.5 * f, "adapter_scale": 1.0}
+        if f is not None
+        else None
+    )
     defaults = {"cfw": 0.5 if has_cfw else 0.0, "pull": 0.0, "denoise": 1.0, "adapter_scale": 1.0}
     knobs: dict[str, tuple[float, str]] = {}
     for name, default in defaults.items():
@@ -87,8 +98,10 @@ def select(settings: Settings) -> Selection:
     if settings.adapter:
         adapters = tuple(a.strip() for a in settings.adapter.split(",") if a.strip())
     if not adapters:
-        raise UsageError(f"--model {model}: a base model needs --adapter (a StableSR checkpoint or a ControlNet), "
-                         "or use a composite name such as stablesr-512 or stablesr-tile-sd15")
+        raise UsageError(
+            f"--model {model}: a base model needs --adapter (a StableSR checkpoint or a ControlNet), "
+            "or use a composite name such as stablesr-512 or stablesr-tile-sd15"
+        )
     return Selection(base, adapters, license_)
 
 
@@ -201,8 +214,10 @@ class StableSREngine(Engine):
         mode = self.settings.stage1 or "fast"
         if mode == "none":
             if (out_h, out_w) != (height, width):
-                raise UsageError(f"--stage1 none: the input must already have the output size (use --scale 1); "
-                                 f"got {width}x{height} for {out_w}x{out_h}")
+                raise UsageError(
+                    f"--stage1 none: the input must already have the output size (use --scale 1); "
+                    f"got {width}x{height} for {out_w}x{out_h}"
+                )
             return image, mode
         if mode == "fast":
             fast_settings = dataclasses.replace(self.settings, engine="fast", model=None, tile=None)
@@ -234,11 +249,20 @@ class StableSREngine(Engine):
         unet_tile, overlap, vae_tile = self.tiles(latent, recipe, free_memory_bytes(recipe.device))
         scale_knob = knobs["adapter_scale"][0]
         request = StableSRRequest(
-            prompt=self.settings.prompt, negative_prompt=self.settings.negative_prompt, steps=self.settings.steps,
-            guidance=self.settings.guidance, seed=seed, scheduler=self.settings.scheduler or DEFAULT_SCHEDULER,
-            strength=knobs["denoise"][0], pull=knobs["pull"][0], cfw=knobs["cfw"][0], adapter_scale=scale_knob,
+            prompt=self.settings.prompt,
+            negative_prompt=self.settings.negative_prompt,
+            steps=self.settings.steps,
+            guidance=self.settings.guidance,
+            seed=seed,
+            scheduler=self.settings.scheduler or DEFAULT_SCHEDULER,
+            strength=knobs["denoise"][0],
+            pull=knobs["pull"][0],
+            cfw=knobs["cfw"][0],
+            adapter_scale=scale_knob,
             control_scales=(scale_knob,) * len(recipe.components.controlnets),
-            unet_tile=unet_tile, tile_overlap=overlap, vae_tile=vae_tile,
+            unet_tile=unet_tile,
+            tile_overlap=overlap,
+            vae_tile=vae_tile,
         )
         if request.cfw > 0 and vae_tile:
             notice("CFW decoding runs untiled (its fusion needs the whole image's encoder features)")
@@ -248,14 +272,19 @@ class StableSREngine(Engine):
 
     def tiles(self, latent: tuple[int, int], recipe: Any, free_bytes: int) -> tuple[int, int, int]:
         """(UNet tile, overlap, VAE tile) in latent pixels for this run (see `default_tiling`)."""
-        return default_tiling(self.settings, latent, recipe.size_multiple,
-                              int(recipe.components.unet.config.sample_size), free_bytes)
+        return default_tiling(
+            self.settings, latent, recipe.size_multiple, int(recipe.components.unet.config.sample_size), free_bytes
+        )
 
     def provenance(self) -> dict[str, Any]:
         from studio.engines.diffusion.samplers.schedulers import scheduler_label
 
-        info: dict[str, Any] = {"engine": self.name, "model": self.settings.model or DEFAULT_MODEL,
-                                "base": self.selection.base, "adapters": self._loaded or list(self.selection.adapters)}
+        info: dict[str, Any] = {
+            "engine": self.name,
+            "model": self.settings.model or DEFAULT_MODEL,
+            "base": self.selection.base,
+            "adapters": self._loaded or list(self.selection.adapters),
+        }
         if self.selection.license:
             info["license"] = self.selection.license
         request = self._last.get("request")
@@ -265,20 +294,30 @@ class StableSREngine(Engine):
         info.update(
             variant="stablesr" if recipe.adapter is not None else "controlnet",
             prediction_type=recipe.components.scheduler.config.prediction_type,
-            scheduler=scheduler_label(request.scheduler, recipe.components.scheduler), steps=request.steps,
-            reference_steps=REFERENCE_STEPS, guidance=request.guidance, seed=request.seed, prompt=request.prompt,
-            negative_prompt=request.negative_prompt, stage1=self._last["stage1"],
+            scheduler=scheduler_label(request.scheduler, recipe.components.scheduler),
+            steps=request.steps,
+            reference_steps=REFERENCE_STEPS,
+            guidance=request.guidance,
+            seed=request.seed,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            stage1=self._last["stage1"],
             **{name: value for name, (value, _) in self._last["knobs"].items()},
             knob_sources={name: why for name, (_, why) in self._last["knobs"].items()},
-            tile=request.unet_tile, tile_overlap=request.tile_overlap, vae_tile=request.vae_tile,
-            dtype=self._last["dtype"], device=self._last["device"], offload=recipe.placement.mode,
+            tile=request.unet_tile,
+            tile_overlap=request.tile_overlap,
+            vae_tile=request.vae_tile,
+            dtype=self._last["dtype"],
+            device=self._last["device"],
+            offload=recipe.placement.mode,
             attention=self._last["attention"],
         )
         return info
 
 
-def default_tiling(settings: Settings, latent: tuple[int, int], factor: int, native: int,
-                   free_bytes: int) -> tuple[int, int, int]:
+def default_tiling(
+    settings: Settings, latent: tuple[int, int], factor: int, native: int, free_bytes: int
+) -> tuple[int, int, int]:
     """(UNet tile, overlap, VAE tile) in latent pixels; --tile/--tile-overlap are output pixels, 0 = off.
 
     Default: windows of at most twice the UNet's native size (128 latent px = 1024 px for the 512 model),

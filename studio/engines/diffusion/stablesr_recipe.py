@@ -64,8 +64,14 @@ class CFWDecoder:
 class StableSRRecipe(Recipe):
     """Runs StableSR (adapter given) or the tile-ControlNet variant (components carry ControlNets)."""
 
-    def __init__(self, components: Components, placement: Placement, dtype: torch.dtype,
-                 adapter: StableSRAdapter | None = None, cfw: CFWDecoder | None = None) -> None:
+    def __init__(
+        self,
+        components: Components,
+        placement: Placement,
+        dtype: torch.dtype,
+        adapter: StableSRAdapter | None = None,
+        cfw: CFWDecoder | None = None,
+    ) -> None:
         super().__init__(components, placement, dtype)
         self.adapter = adapter
         self.cfw = cfw
@@ -86,13 +92,16 @@ class StableSRRecipe(Recipe):
             if request.cfw > 0 and self.cfw is None:
                 raise UsageError(f"--cfw {request.cfw}: needs the CFW weights (vqgan_cfw_00011.ckpt) in --adapter")
             if int(request.steps * request.strength) < 1:
-                raise UsageError(f"--denoise {request.strength:g} with --steps {request.steps} runs no step; "
-                                 "raise --steps or --denoise")
+                raise UsageError(
+                    f"--denoise {request.strength:g} with --steps {request.steps} runs no step; "
+                    "raise --steps or --denoise"
+                )
             if not 0 <= request.pull <= 1:
                 raise UsageError(f"--pull {request.pull}: expected a value from 0 to 1")
 
-    def prepare_conditioning(self, image: np.ndarray, request: Request, cond: Conditioning, uncond: Conditioning,
-                             generator: torch.Generator) -> tuple[Conditioning, Conditioning]:
+    def prepare_conditioning(
+        self, image: np.ndarray, request: Request, cond: Conditioning, uncond: Conditioning, generator: torch.Generator
+    ) -> tuple[Conditioning, Conditioning]:
         cond, uncond = super().prepare_conditioning(image, request, cond, uncond, generator)
         self._stage1 = self.encode_image(image, generator, cond["encoder_hidden_states"].dtype)
         if self.adapter is None:
@@ -100,8 +109,9 @@ class StableSRRecipe(Recipe):
         extra, spatial = {STRUCT_KEY: self._stage1}, {STRUCT_KEY: 1}
         return cond.with_tensors(extra, spatial), uncond.with_tensors(extra, spatial)
 
-    def initial_latents(self, image: np.ndarray, request: Request, sampler: Sampler, generator: torch.Generator,
-                        dtype: torch.dtype) -> torch.Tensor:
+    def initial_latents(
+        self, image: np.ndarray, request: Request, sampler: Sampler, generator: torch.Generator, dtype: torch.dtype
+    ) -> torch.Tensor:
         from diffusers.utils.torch_utils import randn_tensor
 
         noise = randn_tensor(tuple(self._stage1.shape), generator=generator, device=self.device, dtype=dtype)
@@ -148,8 +158,9 @@ def spade_unet(unet: Any, adapter: StableSRAdapter) -> ConditionedModel:
     return model
 
 
-def pulled(denoiser: Denoiser, target: torch.Tensor, amount: float, alphas_cumprod: torch.Tensor,
-           prediction_type: str) -> Denoiser:
+def pulled(
+    denoiser: Denoiser, target: torch.Tensor, amount: float, alphas_cumprod: torch.Tensor, prediction_type: str
+) -> Denoiser:
     """Move the predicted clean latent x0 a fraction `amount` toward `target` each step, and return the
     prediction (epsilon or v) that the moved x0 implies for the same x_t, so any scheduler can step on it."""
 

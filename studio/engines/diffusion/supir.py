@@ -34,7 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from studio.engines.base import ADAPTER_SETTINGS, SAMPLING_SETTINGS, Availability, Engine, EngineResult, ProgressFn, output_size
+from studio.engines.base import (
+    ADAPTER_SETTINGS,
+    SAMPLING_SETTINGS,
+    Availability,
+    Engine,
+    EngineResult,
+    ProgressFn,
+    output_size,
+)
 from studio.engines.diffusion import loading
 from studio.errors import InputError, UsageError, WeightsMissing
 from studio.ops.resize import resize
@@ -72,10 +80,17 @@ def from_strength(strength: float) -> dict[str, float]:
     if strength >= 1.0:
         tau = -1.0
     else:
-        tau = next(t0 + (t1 - t0) * (strength - s0) / (s1 - s0)
-                   for (s0, t0), (s1, t1) in zip(tau_points, [*tau_points[1:], (1.0, 8.0)]) if strength <= s1)
-    return {"restore_tau": tau, "guidance": 4.0 + 3.5 * strength, "cfg_start": 1.0 + 3.0 * strength,
-            "adapter_scale": 1.0 - 0.1 * strength}
+        tau = next(
+            t0 + (t1 - t0) * (strength - s0) / (s1 - s0)
+            for (s0, t0), (s1, t1) in zip(tau_points, [*tau_points[1:], (1.0, 8.0)])
+            if strength <= s1
+        )
+    return {
+        "restore_tau": tau,
+        "guidance": 4.0 + 3.5 * strength,
+        "cfg_start": 1.0 + 3.0 * strength,
+        "adapter_scale": 1.0 - 0.1 * strength,
+    }
 
 
 def fitted_tile(length: int, largest: int, overlap: int) -> int:
@@ -104,17 +119,30 @@ class SupirEngine(Engine):
 
     @classmethod
     def used_settings(cls) -> frozenset[str]:
-        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | {
-            "restore_tau", "cfg_start", "adapter_scale_start", "churn", "s_noise", "dtype", "min_side", "caption",
-            "caption_model"}
+        return (
+            SAMPLING_SETTINGS
+            | ADAPTER_SETTINGS
+            | {
+                "restore_tau",
+                "cfg_start",
+                "adapter_scale_start",
+                "churn",
+                "s_noise",
+                "dtype",
+                "min_side",
+                "caption",
+                "caption_model",
+            }
+        )
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         from studio.engines.diffusion.supir_recipe import SCHEDULERS
 
         if settings.scheduler not in (None, *SCHEDULERS):
-            raise UsageError(f"--scheduler {settings.scheduler!r}: the supir engine samples with "
-                             f"{' or '.join(SCHEDULERS)}")
+            raise UsageError(
+                f"--scheduler {settings.scheduler!r}: the supir engine samples with {' or '.join(SCHEDULERS)}"
+            )
         base, self.adapter_ref = resolve_pair(settings.model, settings.adapter)
         self.source = loading.resolve_source(base)
         self.official = Path(self.adapter_ref).is_file()
@@ -156,8 +184,9 @@ class SupirEngine(Engine):
             else:
                 values[name], sources[name] = value, f"strength {settings.strength}"
         start = settings.adapter_scale_start
-        return Resolved(values["restore_tau"], values["guidance"], values["cfg_start"], values["adapter_scale"],
-                        start, sources)
+        return Resolved(
+            values["restore_tau"], values["guidance"], values["cfg_start"], values["adapter_scale"], start, sources
+        )
 
     def dtypes(self, device: Any) -> tuple[Any, Any]:
         """(diffusion dtype, VAE dtype): --dtype or fp16 on CUDA / fp32 elsewhere; the VAE never in fp16."""
@@ -171,7 +200,9 @@ class SupirEngine(Engine):
         bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
         return dtype, torch.bfloat16 if bf16_ok else torch.float32
 
-    def tiles(self, latent_h: int, latent_w: int, factor: int, dtype_bytes: int, free_bytes: int) -> tuple[int, int, int]:
+    def tiles(
+        self, latent_h: int, latent_w: int, factor: int, dtype_bytes: int, free_bytes: int
+    ) -> tuple[int, int, int]:
         """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled.
 
         --tile and --tile-overlap are in image pixels. Automatic: the whole latent when it fits the memory
@@ -185,8 +216,11 @@ class SupirEngine(Engine):
         if tile is None:
             per_pixel = UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes
             largest = max(AUTO_TILE, math.isqrt(int(budget // per_pixel)) // 8 * 8)
-            overlap = max(self.settings.tile_overlap // factor, OVERLAP) if self.settings.source_of(
-                "tile_overlap") != "default" else OVERLAP
+            overlap = (
+                max(self.settings.tile_overlap // factor, OVERLAP)
+                if self.settings.source_of("tile_overlap") != "default"
+                else OVERLAP
+            )
             unet_tile = 0 if largest >= longest else fitted_tile(longest, largest, overlap)
             vae_whole = latent_h * latent_w * factor**2 * VAE_BYTES_PER_PIXEL < budget
             return unet_tile, (overlap if unet_tile else 0), (0 if vae_whole else AUTO_VAE_TILE)
@@ -207,16 +241,23 @@ class SupirEngine(Engine):
             dtype, vae_dtype = self.dtypes(device)
             pipe = loading.load_pipeline(StableDiffusionXLPipeline, self.source, BASE_WEIGHTS, dtype)
             if self.official:
-                components = SDXLComponents.from_pipeline(pipe, adaptor=load_supir(self.adapter_ref, pipe, dtype,
-                                                                                   vae_dtype))
+                components = SDXLComponents.from_pipeline(
+                    pipe, adaptor=load_supir(self.adapter_ref, pipe, dtype, vae_dtype)
+                )
             else:
-                controlnet = loading.load_model(ControlNetModel, loading.resolve_source(self.adapter_ref),
-                                                ADAPTER_WEIGHTS, dtype)
+                controlnet = loading.load_model(
+                    ControlNetModel, loading.resolve_source(self.adapter_ref), ADAPTER_WEIGHTS, dtype
+                )
                 components = SDXLComponents.from_pipeline(pipe, controlnets=[controlnet])
             attention = loading.enable_fast_attention(components.unet, device)
             self._recipe = SupirRecipe(components, Placement(self.settings.offload, device), dtype, vae_dtype)
-            self._last.update(attention=attention, revision=loading.snapshot_revision(self.source),
-                              device=str(device), dtype=_name(dtype), vae_dtype=_name(vae_dtype))
+            self._last.update(
+                attention=attention,
+                revision=loading.snapshot_revision(self.source),
+                device=str(device),
+                dtype=_name(dtype),
+                vae_dtype=_name(vae_dtype),
+            )
         return self._recipe
 
     # ------------------------------------------------------------------------------ restore
@@ -227,8 +268,10 @@ class SupirEngine(Engine):
         mode = self.settings.stage1 or ("fast" if fast_default else "lanczos")
         if mode == "none":
             if image.shape[:2] != (out_h, out_w):
-                raise UsageError(f"--stage1 none: the input must already have the output size {out_w}x{out_h} "
-                                 "(use --scale 1, or --stage1 fast|lanczos)")
+                raise UsageError(
+                    f"--stage1 none: the input must already have the output size {out_w}x{out_h} "
+                    "(use --scale 1, or --stage1 fast|lanczos)"
+                )
             return image, mode
         if mode == "fast":
             if self.stage1_upscaler is None:
@@ -252,8 +295,9 @@ class SupirEngine(Engine):
         factor = recipe.components.vae_scale_factor
         resolved = self.resolved()
         seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
-        unet_tile, overlap, vae_tile = self.tiles(work_h // factor, work_w // factor, factor, recipe.dtype.itemsize,
-                                                  free_memory_bytes(recipe.device))
+        unet_tile, overlap, vae_tile = self.tiles(
+            work_h // factor, work_w // factor, factor, recipe.dtype.itemsize, free_memory_bytes(recipe.device)
+        )
         top = recipe.sigma_max
         control: Any = resolved.control_scale
         if resolved.control_scale_start is not None:
@@ -264,19 +308,33 @@ class SupirEngine(Engine):
 
         def attempt(unet_tile: int, vae_tile: int) -> tuple[SupirRequest, np.ndarray]:
             request = SupirRequest(
-                prompt=prompt, negative_prompt=self.settings.negative_prompt,
-                steps=self.settings.steps, guidance=guidance, seed=seed, control_scales=(control,),
+                prompt=prompt,
+                negative_prompt=self.settings.negative_prompt,
+                steps=self.settings.steps,
+                guidance=guidance,
+                seed=seed,
+                control_scales=(control,),
                 scheduler=self.settings.scheduler or "edm-euler",
-                unet_tile=unet_tile, tile_overlap=min(overlap, unet_tile // 2), vae_tile=vae_tile,
-                tau=resolved.tau, churn=self.settings.churn, s_noise=self.settings.s_noise,
+                unet_tile=unet_tile,
+                tile_overlap=min(overlap, unet_tile // 2),
+                vae_tile=vae_tile,
+                tau=resolved.tau,
+                churn=self.settings.churn,
+                s_noise=self.settings.s_noise,
             )
             return request, recipe(conditioning_image, request, progress)
 
         attempts = tile_ladder(unet_tile, vae_tile, work_h // factor, work_w // factor)
         (request, result), retries = run_shrinking_tiles(attempt, attempts, recipe.device, self.name)
         self._color_reference = x1 if recipe.stage1_image is None else resize(recipe.stage1_image, out_h, out_w)
-        self._last.update(request=request, resolved=resolved, stage1=stage1_mode, work_size=[work_w, work_h],
-                          memory_retries=retries, caption=caption)
+        self._last.update(
+            request=request,
+            resolved=resolved,
+            stage1=stage1_mode,
+            work_size=[work_w, work_h],
+            memory_retries=retries,
+            caption=caption,
+        )
         return EngineResult(resize(result, out_h, out_w), self.provenance())
 
     def prompt_for(self, image: np.ndarray, device: Any) -> tuple[str, str | None]:
@@ -296,21 +354,41 @@ class SupirEngine(Engine):
 
     def provenance(self) -> dict[str, Any]:
         """Everything needed to reproduce the last restore, with where each sampler value came from."""
-        info: dict[str, Any] = {"engine": self.name, "model": self.source.ref, "model_kind": self.source.kind,
-                                "adapter": self.adapter_ref, "revision": self._last.get("revision", self.source.revision)}
+        info: dict[str, Any] = {
+            "engine": self.name,
+            "model": self.source.ref,
+            "model_kind": self.source.kind,
+            "adapter": self.adapter_ref,
+            "revision": self._last.get("revision", self.source.revision),
+        }
         request = self._last.get("request")
         if request is None:
             return info
         resolved: Resolved = self._last["resolved"]
         info.update(
-            scheduler=request.scheduler, steps=request.steps, seed=request.seed, prompt=request.prompt,
-            negative_prompt=request.negative_prompt, restore_tau=resolved.tau, guidance=resolved.guidance,
-            cfg_start=resolved.cfg_start, adapter_scale=resolved.control_scale,
-            adapter_scale_start=resolved.control_scale_start, resolved_from=resolved.sources,
-            churn=request.churn, s_noise=request.s_noise, stage1=self._last["stage1"],
-            work_size=self._last["work_size"], tile=request.unet_tile, tile_overlap=request.tile_overlap,
-            vae_tile=request.vae_tile, dtype=self._last["dtype"], vae_dtype=self._last["vae_dtype"],
-            device=self._last["device"], offload=self.settings.offload, attention=self._last["attention"],
+            scheduler=request.scheduler,
+            steps=request.steps,
+            seed=request.seed,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            restore_tau=resolved.tau,
+            guidance=resolved.guidance,
+            cfg_start=resolved.cfg_start,
+            adapter_scale=resolved.control_scale,
+            adapter_scale_start=resolved.control_scale_start,
+            resolved_from=resolved.sources,
+            churn=request.churn,
+            s_noise=request.s_noise,
+            stage1=self._last["stage1"],
+            work_size=self._last["work_size"],
+            tile=request.unet_tile,
+            tile_overlap=request.tile_overlap,
+            vae_tile=request.vae_tile,
+            dtype=self._last["dtype"],
+            vae_dtype=self._last["vae_dtype"],
+            device=self._last["device"],
+            offload=self.settings.offload,
+            attention=self._last["attention"],
         )
         if self._last["memory_retries"]:
             info["memory_retries"] = self._last["memory_retries"]
@@ -329,11 +407,20 @@ class SupirEngine(Engine):
         unet_tile, _, vae_tile = self.tiles(work_h // 8, work_w // 8, 8, dtype_bytes, free_memory_bytes(device))
         resolved = self.resolved()
         plan = super().plan(height, width, scale)
-        plan.update(model=self.source.describe(), adapter=self.adapter_ref, device=str(device),
-                    work_size=[work_w, work_h], steps=self.settings.steps, tile=unet_tile, vae_tile=vae_tile,
-                    restore_tau=resolved.tau, guidance=resolved.guidance, cfg_start=resolved.cfg_start,
-                    adapter_scale=resolved.control_scale,
-                    estimated_weights_gb=round(PARAMS * dtype_bytes / 1024**3, 1))
+        plan.update(
+            model=self.source.describe(),
+            adapter=self.adapter_ref,
+            device=str(device),
+            work_size=[work_w, work_h],
+            steps=self.settings.steps,
+            tile=unet_tile,
+            vae_tile=vae_tile,
+            restore_tau=resolved.tau,
+            guidance=resolved.guidance,
+            cfg_start=resolved.cfg_start,
+            adapter_scale=resolved.control_scale,
+            estimated_weights_gb=round(PARAMS * dtype_bytes / 1024**3, 1),
+        )
         return plan
 
 
@@ -378,8 +465,10 @@ def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:
 
     state = loading.load_weights_file(path, "supir-v0q")
     if not official.is_official_checkpoint(state):
-        raise UsageError(f"--adapter {path}: not a SUPIR checkpoint (no model.control_model / project_modules "
-                         "keys); give SUPIR-v0Q/v0F or a diffusers ControlNet folder")
+        raise UsageError(
+            f"--adapter {path}: not a SUPIR checkpoint (no model.control_model / project_modules "
+            "keys); give SUPIR-v0Q/v0F or a diffusers ControlNet folder"
+        )
     adapter = official.load_official(state, path, pipe.unet.config, pipe.vae.config, dtype)
     adapter.denoise_encoder.to(vae_dtype)
     return adapter

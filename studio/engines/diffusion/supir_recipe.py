@@ -13,8 +13,9 @@ The linear CFG and control-scale schedules are functions of the timestep the mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,9 +58,17 @@ class SDXLComponents(Components):
 
     @classmethod
     def from_pipeline(cls, pipe: Any, controlnets: list[Any] | None = None, adaptor: Any = None) -> SDXLComponents:
-        return cls(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler,
-                   controlnets=controlnets or [], text_encoder_2=pipe.text_encoder_2,
-                   tokenizer_2=pipe.tokenizer_2, adaptor=adaptor)
+        return cls(
+            pipe.vae,
+            pipe.text_encoder,
+            pipe.tokenizer,
+            pipe.unet,
+            pipe.scheduler,
+            controlnets=controlnets or [],
+            text_encoder_2=pipe.text_encoder_2,
+            tokenizer_2=pipe.tokenizer_2,
+            adaptor=adaptor,
+        )
 
     def modules(self) -> list[Any]:
         extra = [self.text_encoder_2] + ([self.adaptor] if self.adaptor is not None else [])
@@ -71,8 +80,9 @@ def linear_schedule(start: float, end: float, sigma: float, top: float) -> float
     return (start - end) * sigma / top + end
 
 
-def restoration_guidance(target: torch.Tensor, top: float, tau: float,
-                         min_next_sigma: float = GUIDANCE_SIGMA_MIN) -> Callable[..., torch.Tensor]:
+def restoration_guidance(
+    target: torch.Tensor, top: float, tau: float, min_next_sigma: float = GUIDANCE_SIGMA_MIN
+) -> Callable[..., torch.Tensor]:
     """The x0 hook D <- D - (D - z1) (sigma / top)^tau while the next sigma > 0.05 (Yu et al. 2024, eq. 7).
 
     tau = 0 keeps D at z1 until the last steps; larger tau lets go sooner; tau < 0 turns it off (SUPIR
@@ -93,8 +103,7 @@ class SupirRecipe(Recipe):
 
     components: SDXLComponents
 
-    def __init__(self, components: SDXLComponents, placement: Any, dtype: torch.dtype,
-                 vae_dtype: torch.dtype) -> None:
+    def __init__(self, components: SDXLComponents, placement: Any, dtype: torch.dtype, vae_dtype: torch.dtype) -> None:
         super().__init__(components, placement, dtype)
         if components.vae.dtype != vae_dtype:
             components.vae.to(dtype=vae_dtype)  # fp16 overflows in SDXL's VAE; bf16 does not (SUPIR's choice)
@@ -132,20 +141,29 @@ class SupirRecipe(Recipe):
         hidden, pooled = [], None
         for tokenizer, encoder in ((parts.tokenizer, parts.text_encoder), (parts.tokenizer_2, parts.text_encoder_2)):
             with self.placement.using(encoder):
-                ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length,
-                                truncation=True, return_tensors="pt").input_ids.to(self.device)
+                ids = tokenizer(
+                    text,
+                    padding="max_length",
+                    max_length=tokenizer.model_max_length,
+                    truncation=True,
+                    return_tensors="pt",
+                ).input_ids.to(self.device)
                 out = encoder(ids, output_hidden_states=True)
             hidden.append(out.hidden_states[-2])
             pooled = out[0]  # the second encoder's projected pooled output
         time_ids = torch.tensor([SIZE_CONDITIONING], device=self.device)
-        return Conditioning({
-            "encoder_hidden_states": torch.cat(hidden, dim=-1).to(self.dtype),
-            "text_embeds": pooled.to(self.dtype), "time_ids": time_ids.to(self.dtype),
-        })
+        return Conditioning(
+            {
+                "encoder_hidden_states": torch.cat(hidden, dim=-1).to(self.dtype),
+                "text_embeds": pooled.to(self.dtype),
+                "time_ids": time_ids.to(self.dtype),
+            }
+        )
 
     # 3 -------------------------------------------------------------------------------------------
-    def prepare_conditioning(self, image: np.ndarray, request: Request, cond: Conditioning, uncond: Conditioning,
-                             generator: torch.Generator) -> tuple[Conditioning, Conditioning]:
+    def prepare_conditioning(
+        self, image: np.ndarray, request: Request, cond: Conditioning, uncond: Conditioning, generator: torch.Generator
+    ) -> tuple[Conditioning, Conditioning]:
         """x1 as the ControlNet's control image, or for the official adaptor z_LQ from the denoise encoder and
         x1 = D(z_LQ); z1 = E(x1) is the restoration guidance target."""
         adaptor, vae = self.components.adaptor, self.components.vae
@@ -175,15 +193,17 @@ class SupirRecipe(Recipe):
         the clean estimate is pulled toward z1 each step."""
         from studio.engines.diffusion.samplers.edm import Churn, EDMSampler
 
-        tau, churn, s_noise = (request.tau, request.churn, request.s_noise) if isinstance(request, SupirRequest) \
-            else (-1.0, 0.0, 1.0)
+        tau, churn, s_noise = (
+            (request.tau, request.churn, request.s_noise) if isinstance(request, SupirRequest) else (-1.0, 0.0, 1.0)
+        )
         hook = restoration_guidance(self._target, self.sigma_max, tau) if self._target is not None else None
         if request.scheduler == DPM_SCHEDULER:
             from studio.engines.diffusion.samplers.dpmpp import DPMSolverSampler
 
             return DPMSolverSampler(self.components.scheduler, request.steps, hook)
-        return EDMSampler(self.components.scheduler, request.steps, generator,
-                          churn=Churn(churn, s_noise=s_noise), hook=hook)
+        return EDMSampler(
+            self.components.scheduler, request.steps, generator, churn=Churn(churn, s_noise=s_noise), hook=hook
+        )
 
     @property
     def sigma_max(self) -> float:

@@ -82,10 +82,20 @@ def encode(
             moments = run(image)
         else:
             parts: list[tuple[Window, torch.Tensor]] = []
-            _tiled(run, encoder, image, (height, width), tile, pad, in_scale=factor, out_scale=1,
-                   place=lambda win, part: parts.append((win, part)))
-            moments = torch.empty((1, parts[0][1].shape[1], height, width), dtype=parts[0][1].dtype,
-                                  device=parts[0][1].device)
+            _tiled(
+                run,
+                encoder,
+                image,
+                (height, width),
+                tile,
+                pad,
+                in_scale=factor,
+                out_scale=1,
+                place=lambda win, part: parts.append((win, part)),
+            )
+            moments = torch.empty(
+                (1, parts[0][1].shape[1], height, width), dtype=parts[0][1].dtype, device=parts[0][1].device
+            )
             for win, part in parts:
                 moments[(..., *win.slices)] = part
         mean, logvar = moments.chunk(2, dim=1)
@@ -214,8 +224,11 @@ def group_norm_stats(
         for index in _sample(windows, STATS_TILES):
             win, ctx = windows[index], contexts[index]
             current["share"] = (
-                (win.top - ctx.top) / ctx.height, (win.bottom - ctx.top) / ctx.height,
-                (win.left - ctx.left) / ctx.width, (win.right - ctx.left) / ctx.width, ctx.height / ctx.width,
+                (win.top - ctx.top) / ctx.height,
+                (win.bottom - ctx.top) / ctx.height,
+                (win.left - ctx.left) / ctx.width,
+                (win.right - ctx.left) / ctx.width,
+                ctx.height / ctx.width,
             )
             run(source[(..., *ctx.scaled(in_scale).slices)])
     finally:

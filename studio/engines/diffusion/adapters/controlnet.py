@@ -41,11 +41,13 @@ def controlled_unet(unet: Any, controlnets: Sequence[Any], scales: Sequence[Scal
         mid: torch.Tensor | None = None
         for index, (controlnet, scale) in enumerate(zip(controlnets, scales)):
             control = cond[control_key(index)].to(controlnet.dtype)
-            net_down, net_mid = controlnet(x, t, controlnet_cond=control, conditioning_scale=scale_at(scale, t),
-                                           return_dict=False, **kwargs)
+            net_down, net_mid = controlnet(
+                x, t, controlnet_cond=control, conditioning_scale=scale_at(scale, t), return_dict=False, **kwargs
+            )
             down = list(net_down) if down is None else [a + b for a, b in zip(down, net_down)]
             mid = net_mid if mid is None else mid + net_mid
-        return unet(x, t, down_block_additional_residuals=down, mid_block_additional_residual=mid, **kwargs,
-                    return_dict=False)[0]
+        return unet(
+            x, t, down_block_additional_residuals=down, mid_block_additional_residual=mid, **kwargs, return_dict=False
+        )[0]
 
     return model

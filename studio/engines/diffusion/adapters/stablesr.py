@@ -56,8 +56,17 @@ def _resnet(in_ch: int, out_ch: int, temb: int | None, groups: int, eps: float =
 def _attention(channels: int, heads: int, groups: int) -> nn.Module:
     from diffusers.models.attention_processor import Attention
 
-    return Attention(channels, heads=heads, dim_head=channels // heads, norm_num_groups=groups, eps=1e-5,
-                     residual_connection=True, bias=True, upcast_softmax=True, _from_deprecated_attn_block=True)
+    return Attention(
+        channels,
+        heads=heads,
+        dim_head=channels // heads,
+        norm_num_groups=groups,
+        eps=1e-5,
+        residual_connection=True,
+        bias=True,
+        upcast_softmax=True,
+        _from_deprecated_attn_block=True,
+    )
 
 
 class _EncoderLevel(nn.Module):
@@ -96,9 +105,7 @@ class TimeAwareEncoder(nn.Module):
         self.mid_resnets = nn.ModuleList([_resnet(ch, ch, temb, groups), _resnet(ch, ch, temb, groups)])
         self.mid_attention = _attention(ch, config.heads, groups)
         feature_channels.append(ch)
-        self.feature_heads = nn.ModuleList(
-            _resnet(c, config.out_channels, temb, groups) for c in feature_channels
-        )
+        self.feature_heads = nn.ModuleList(_resnet(c, config.out_channels, temb, groups) for c in feature_channels)
 
     def forward(self, latent: torch.Tensor, timestep: torch.Tensor) -> Features:
         """`timestep`: the original 0-999 diffusion timestep, one per batch item (or a scalar)."""
@@ -195,6 +202,7 @@ class StableSRAdapter(nn.Module):
                 raise RuntimeError(f"no encoder feature of size {key}; have {sorted(self._features)}")
             out = spade(h, self._features[key])
             return out if self.scale == 1.0 else h + self.scale * (out - h)
+
         return hook
 
     @contextmanager
@@ -288,6 +296,7 @@ class CFWFusion(nn.Module):
         def hook(_module: nn.Module, args: tuple) -> None:
             if self._features is not None:
                 self._features[level] = args[0]
+
         return hook
 
     def _fuse(self, level: int):
@@ -299,6 +308,7 @@ class CFWFusion(nn.Module):
             if feature is None or feature.shape[-2:] != h.shape[-2:]:
                 raise RuntimeError(f"CFW: no encoder feature of size {tuple(h.shape[-2:])} at level {level}")
             return (h + self.weight * self.fuse[str(level)](feature.to(h.dtype), h), *args[1:])
+
         return hook
 
     @contextmanager

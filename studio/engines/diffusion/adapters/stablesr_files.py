@@ -47,11 +47,13 @@ def encoder_config_from_keys(state: Mapping[str, Any]) -> EncoderConfig:
     heads = state[prefix + "fea_tran.0.out_layers.3.weight"]
     spade = next((v for k, v in state.items() if k.endswith(".spade.mlp_shared.0.weight")), None)
     return EncoderConfig(
-        in_channels=in_channels, channels=channels,
+        in_channels=in_channels,
+        channels=channels,
         channel_mult=tuple(level[0][0] // channels for level in levels),
         layers_per_level=len(levels[0]),
         attention_levels=tuple(i for i, level in enumerate(levels) if any(attn for _, attn in level)),
-        out_channels=int(heads.shape[0]), spade_hidden=int(spade.shape[0]) if spade is not None else 128,
+        out_channels=int(heads.shape[0]),
+        spade_hidden=int(spade.shape[0]) if spade is not None else 128,
     )
 
 

@@ -30,11 +30,22 @@ if TYPE_CHECKING:
 Transform = Callable[["torch.Tensor"], "torch.Tensor"]
 Placement = tuple[str, str, Transform]  # (target module, key in its state dict, tensor transform)
 
-SCHEDULE_BUFFERS = frozenset({
-    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-    "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-    "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
-})
+SCHEDULE_BUFFERS = frozenset(
+    {
+        "betas",
+        "alphas_cumprod",
+        "alphas_cumprod_prev",
+        "sqrt_alphas_cumprod",
+        "sqrt_one_minus_alphas_cumprod",
+        "log_one_minus_alphas_cumprod",
+        "sqrt_recip_alphas_cumprod",
+        "sqrt_recipm1_alphas_cumprod",
+        "posterior_variance",
+        "posterior_log_variance_clipped",
+        "posterior_mean_coef1",
+        "posterior_mean_coef2",
+    }
+)
 TEXT_PREFIX = "cond_stage_model.model."
 
 
@@ -54,17 +65,31 @@ def _thirds(index: int) -> Transform:
 
 def _legacy_qkv(index: int, heads: int) -> Transform:
     """One of q, k, v from the reference's QKVAttentionLegacy projection: rows ordered head, (q, k, v), channel."""
+
     def take(tensor: torch.Tensor) -> torch.Tensor:
         rows = tensor.shape[0] // 3
         split = tensor.reshape(heads, 3, rows // heads, *tensor.shape[1:])[:, index]
         return _squeeze_1x1(split.reshape(rows, *tensor.shape[1:]))
+
     return take
 
 
-_LDM_RESBLOCK = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
-                 "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
-_VAE_RESBLOCK = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2",
-                 "nin_shortcut": "conv_shortcut", "conv_out": "conv_shortcut"}
+_LDM_RESBLOCK = {
+    "in_layers.0": "norm1",
+    "in_layers.2": "conv1",
+    "emb_layers.1": "time_emb_proj",
+    "out_layers.0": "norm2",
+    "out_layers.3": "conv2",
+    "skip_connection": "conv_shortcut",
+}
+_VAE_RESBLOCK = {
+    "norm1": "norm1",
+    "conv1": "conv1",
+    "norm2": "norm2",
+    "conv2": "conv2",
+    "nin_shortcut": "conv_shortcut",
+    "conv_out": "conv_shortcut",
+}
 _SPADE = {"param_free_norm": "norm", "mlp_shared.0": "shared.0", "mlp_gamma": "to_gamma", "mlp_beta": "to_beta"}
 
 
@@ -72,7 +97,7 @@ def _rename(rest: str, table: Mapping[str, str]) -> str | None:
     """'in_layers.2.weight' -> 'conv1.weight' using the longest matching prefix in `table`."""
     for old in sorted(table, key=len, reverse=True):
         if rest.startswith(old + "."):
-            return table[old] + rest[len(old):]
+            return table[old] + rest[len(old) :]
     return None
 
 
@@ -84,8 +109,13 @@ def _split_block(rest: str) -> tuple[int, int, str] | None:
 class StableSRKeyMap:
     """Computes where each official key goes, from the shapes of the target modules themselves."""
 
-    def __init__(self, unet: nn.Module | None, encoder: EncoderConfig, vae: nn.Module | None = None,
-                 text_encoder: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        unet: nn.Module | None,
+        encoder: EncoderConfig,
+        vae: nn.Module | None = None,
+        text_encoder: nn.Module | None = None,
+    ) -> None:
         from studio.engines.diffusion.adapters.stablesr import spade_sites
 
         self.layers = unet.config.layers_per_block if unet is not None else 0
@@ -101,11 +131,16 @@ class StableSRKeyMap:
 
     # -- the UNet (model.diffusion_model.*) ------------------------------------------------------------------
     def unet(self, rest: str) -> list[Placement] | None:
-        fixed = {"time_embed.0.": "time_embedding.linear_1.", "time_embed.2.": "time_embedding.linear_2.",
-                 "input_blocks.0.0.": "conv_in.", "out.0.": "conv_norm_out.", "out.2.": "conv_out."}
+        fixed = {
+            "time_embed.0.": "time_embedding.linear_1.",
+            "time_embed.2.": "time_embedding.linear_2.",
+            "input_blocks.0.0.": "conv_in.",
+            "out.0.": "conv_norm_out.",
+            "out.2.": "conv_out.",
+        }
         for old, new in fixed.items():
             if rest.startswith(old):
-                return [("unet", new + rest[len(old):], _same)]
+                return [("unet", new + rest[len(old) :], _same)]
         where = self._unet_block(rest)
         if where is None:
             return None
@@ -116,7 +151,7 @@ class StableSRKeyMap:
             layer, _, param = inner.partition(".")
             return [("unet", f"{path}.conv.{param}", _same)] if layer in ("op", "conv") else None
         if inner.startswith("spade."):
-            renamed = _rename(inner[len("spade."):], _SPADE)
+            renamed = _rename(inner[len("spade.") :], _SPADE)
             site = self.sites.index(path) if path in self.sites else None
             return None if renamed is None or site is None else [("adapter", f"spades.{site}.{renamed}", _same)]
         renamed = _rename(inner, _LDM_RESBLOCK)
@@ -126,14 +161,17 @@ class StableSRKeyMap:
         """('down_blocks.1.resnets.0', 'resnet' | 'attention' | 'sampler', key inside) for a block key."""
         span = self.layers + 1
         if rest.startswith("middle_block."):
-            index, _, inner = rest[len("middle_block."):].partition(".")
-            names = {"0": ("mid_block.resnets.0", "resnet"), "1": ("mid_block.attentions.0", "attention"),
-                     "2": ("mid_block.resnets.1", "resnet")}
+            index, _, inner = rest[len("middle_block.") :].partition(".")
+            names = {
+                "0": ("mid_block.resnets.0", "resnet"),
+                "1": ("mid_block.attentions.0", "attention"),
+                "2": ("mid_block.resnets.1", "resnet"),
+            }
             return (*names[index], inner) if index in names else None
         for prefix, attention in (("input_blocks.", self.down_attention), ("output_blocks.", self.up_attention)):
             if not rest.startswith(prefix):
                 continue
-            parsed = _split_block(rest[len(prefix):])
+            parsed = _split_block(rest[len(prefix) :])
             if parsed is None:
                 return None
             index, sub, inner = parsed
@@ -155,21 +193,24 @@ class StableSRKeyMap:
 
     # -- the time-aware encoder (structcond_stage_model.*) ---------------------------------------------------
     def encoder(self, rest: str) -> list[Placement] | None:
-        fixed = {"time_embed.0.": "time_embedding.linear_1.", "time_embed.2.": "time_embedding.linear_2.",
-                 "input_blocks.0.0.": "conv_in."}
+        fixed = {
+            "time_embed.0.": "time_embedding.linear_1.",
+            "time_embed.2.": "time_embedding.linear_2.",
+            "input_blocks.0.0.": "conv_in.",
+        }
         for old, new in fixed.items():
             if rest.startswith(old):
-                return [("adapter", "encoder." + new + rest[len(old):], _same)]
+                return [("adapter", "encoder." + new + rest[len(old) :], _same)]
         if rest.startswith("fea_tran."):
-            index, _, inner = rest[len("fea_tran."):].partition(".")
+            index, _, inner = rest[len("fea_tran.") :].partition(".")
             renamed = _rename(inner, _LDM_RESBLOCK)
             return None if renamed is None else [("adapter", f"encoder.feature_heads.{index}.{renamed}", _same)]
         if rest.startswith("middle_block."):
-            index, _, inner = rest[len("middle_block."):].partition(".")
+            index, _, inner = rest[len("middle_block.") :].partition(".")
             path = {"0": "mid_resnets.0", "1": "mid_attention", "2": "mid_resnets.1"}.get(index)
             return None if path is None else self._encoder_inner(path, index == "1", inner)
         if rest.startswith("input_blocks."):
-            parsed = _split_block(rest[len("input_blocks."):])
+            parsed = _split_block(rest[len("input_blocks.") :])
             if parsed is None or parsed[0] < 1:
                 return None
             level, j = divmod(parsed[0] - 1, self.encoder_layers + 1)
@@ -199,10 +240,16 @@ class StableSRKeyMap:
 
     # -- the VAE (first_stage_model.*, or the CFW file) ------------------------------------------------------
     def vae(self, rest: str, module: str = "vae") -> list[Placement] | None:
-        for old, new in (("encoder.norm_out.", "encoder.conv_norm_out."), ("decoder.norm_out.", "decoder.conv_norm_out.")):
+        for old, new in (
+            ("encoder.norm_out.", "encoder.conv_norm_out."),
+            ("decoder.norm_out.", "decoder.conv_norm_out."),
+        ):
             if rest.startswith(old):
-                return [(module, new + rest[len(old):], _same)]
-        if re.match(r"(quant_conv|post_quant_conv|encoder\.conv_in|encoder\.conv_out|decoder\.conv_in|decoder\.conv_out)\.", rest):
+                return [(module, new + rest[len(old) :], _same)]
+        if re.match(
+            r"(quant_conv|post_quant_conv|encoder\.conv_in|encoder\.conv_out|decoder\.conv_in|decoder\.conv_out)\.",
+            rest,
+        ):
             return [(module, rest, _same)]
         match = re.match(r"(encoder|decoder)\.mid\.(block_1|block_2|attn_1)\.(.+)", rest)
         if match:
@@ -247,9 +294,12 @@ class StableSRKeyMap:
 
     # -- the OpenCLIP text tower (cond_stage_model.model.*) ------------------------------------------------
     def text(self, rest: str) -> list[Placement] | None:
-        fixed = {"token_embedding.weight": "embeddings.token_embedding.weight",
-                 "positional_embedding": "embeddings.position_embedding.weight",
-                 "ln_final.weight": "final_layer_norm.weight", "ln_final.bias": "final_layer_norm.bias"}
+        fixed = {
+            "token_embedding.weight": "embeddings.token_embedding.weight",
+            "positional_embedding": "embeddings.position_embedding.weight",
+            "ln_final.weight": "final_layer_norm.weight",
+            "ln_final.bias": "final_layer_norm.bias",
+        }
         if rest in fixed:
             return [("text_encoder", self.text_root + fixed[rest], _same)]
         if rest in ("text_projection", "logit_scale"):
@@ -262,20 +312,29 @@ class StableSRKeyMap:
             return []  # the last layer: past the penultimate one SD 2.x reads
         target = f"{self.text_root}encoder.layers.{layer}."
         if name == "attn" and param.startswith("in_proj"):
-            kind = param[len("in_proj_"):]
+            kind = param[len("in_proj_") :]
             return [("text_encoder", f"{target}self_attn.{x}_proj.{kind}", _thirds(i)) for i, x in enumerate("qkv")]
-        renamed = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
-                   "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}.get(name)
+        renamed = {
+            "ln_1": "layer_norm1",
+            "ln_2": "layer_norm2",
+            "attn.out_proj": "self_attn.out_proj",
+            "mlp.c_fc": "mlp.fc1",
+            "mlp.c_proj": "mlp.fc2",
+        }.get(name)
         return None if renamed is None else [("text_encoder", f"{target}{renamed}.{param}", _same)]
 
     def place(self, key: str) -> list[Placement] | None:
         """Where an official key goes ([] = dropped on purpose, None = not part of any StableSR layout)."""
         if key in SCHEDULE_BUFFERS or key.startswith("loss."):
             return []
-        for prefix, route in (("model.diffusion_model.", self.unet), ("structcond_stage_model.", self.encoder),
-                              ("first_stage_model.", self.vae), (TEXT_PREFIX, self.text)):
+        for prefix, route in (
+            ("model.diffusion_model.", self.unet),
+            ("structcond_stage_model.", self.encoder),
+            ("first_stage_model.", self.vae),
+            (TEXT_PREFIX, self.text),
+        ):
             if key.startswith(prefix):
-                return route(key[len(prefix):])
+                return route(key[len(prefix) :])
         if key.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")):
             return self.vae(key, module="cfw_vae" if not key.startswith("decoder.fusion_layer_") else "cfw")
         return None
@@ -293,8 +352,9 @@ def layout_of(keys: list[str] | set[str]) -> str:
     raise UsageError("not a StableSR checkpoint: no SPADE/structcond keys and no CFW fusion layers")
 
 
-def map_state_dict(state: Mapping[str, torch.Tensor], modules: Mapping[str, nn.Module], key_map: StableSRKeyMap,
-                   source: str) -> dict[str, dict[str, torch.Tensor]]:
+def map_state_dict(
+    state: Mapping[str, torch.Tensor], modules: Mapping[str, nn.Module], key_map: StableSRKeyMap, source: str
+) -> dict[str, dict[str, torch.Tensor]]:
     """Official `state` -> one state dict per target module, checked key by key against `modules`.
 
     Raises UsageError naming `source` and the first key that has no place, does not fit, or is missing.
@@ -314,8 +374,10 @@ def map_state_dict(state: Mapping[str, torch.Tensor], modules: Mapping[str, nn.M
                 raise UsageError(f"{source}: key '{key}' has no place in studio's {module} ({target_key})")
             value = transform(tensor)
             if tuple(value.shape) != tuple(expected.shape):
-                raise UsageError(f"{source}: key '{key}' has shape {list(tensor.shape)}, which does not fit "
-                                 f"{module}.{target_key} {list(expected.shape)}")
+                raise UsageError(
+                    f"{source}: key '{key}' has shape {list(tensor.shape)}, which does not fit "
+                    f"{module}.{target_key} {list(expected.shape)}"
+                )
             if (module, target_key) in origin:
                 raise UsageError(f"{source}: keys '{origin[module, target_key]}' and '{key}' both fill {target_key}")
             origin[module, target_key] = key

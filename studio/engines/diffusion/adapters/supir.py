@@ -40,8 +40,10 @@ def connector_widths(unet_config: Any) -> tuple[list[int], list[int]]:
     """
     widths = list(unet_config.block_out_channels)
     if len(widths) != 3 or unet_config.layers_per_block != 2:
-        raise UsageError("SUPIR's connectors fit SDXL-shaped UNets (3 levels, 2 layers per block); "
-                         f"this UNet has {len(widths)} levels and {unet_config.layers_per_block} layers")
+        raise UsageError(
+            "SUPIR's connectors fit SDXL-shaped UNets (3 levels, 2 layers per block); "
+            f"this UNet has {len(widths)} levels and {unet_config.layers_per_block} layers"
+        )
     c0, c1, c2 = widths
     return [c0] * 4 + [c1] * 3 + [c2] * 3, [c0] * 2 + [c1] * 3 + [c2] * 4 + [0]
 
@@ -59,7 +61,9 @@ class ZeroSFT(nn.Module):
         self.zero_add = nn.Conv2d(HIDDEN, total, 3, padding=1)
         self.zero_conv = nn.Conv2d(cond_channels, skip_channels, 1)
 
-    def forward(self, cond: torch.Tensor, skip: torch.Tensor, decoder: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def forward(
+        self, cond: torch.Tensor, skip: torch.Tensor, decoder: torch.Tensor | None, scale: float
+    ) -> torch.Tensor:
         raw = skip if decoder is None else torch.cat([decoder, skip], dim=1)
         joined = skip + self.zero_conv(cond)
         if decoder is not None:
@@ -77,8 +81,14 @@ class ZeroCrossAttn(nn.Module):
         super().__init__()
         from diffusers.models.attention_processor import Attention
 
-        self.attn = Attention(query_channels, cross_attention_dim=context_channels, heads=query_channels // 64,
-                              dim_head=64, bias=False, out_bias=True)
+        self.attn = Attention(
+            query_channels,
+            cross_attention_dim=context_channels,
+            heads=query_channels // 64,
+            dim_head=64,
+            bias=False,
+            out_bias=True,
+        )
         self.norm1 = nn.GroupNorm(32, query_channels)
         self.norm2 = nn.GroupNorm(32, context_channels)
 
@@ -115,11 +125,17 @@ class SupirAdaptor(nn.Module):
 
         with torch.device("meta"):
             template = UNet2DConditionModel.from_config(unet_config)
-        for name in ("conv_in", "time_proj", "time_embedding", "add_time_proj", "add_embedding", "down_blocks",
-                     "mid_block"):
+        for name in (
+            "conv_in",
+            "time_proj",
+            "time_embedding",
+            "add_time_proj",
+            "add_embedding",
+            "down_blocks",
+            "mid_block",
+        ):
             setattr(self, name, getattr(template, name))
-        self.hint = nn.Conv2d(unet_config.in_channels, unet_config.block_out_channels[0], 3, padding=1,
-                              device="meta")
+        self.hint = nn.Conv2d(unet_config.in_channels, unet_config.block_out_channels[0], 3, padding=1, device="meta")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, z_lq: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
         """The ten features for the noisy latent x (already scaled by c_in) at timestep t."""
@@ -129,8 +145,9 @@ class SupirAdaptor(nn.Module):
         return [*features, self.mid_block(h, emb, encoder_hidden_states=context)]
 
 
-def run_encoder(parts: Any, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def run_encoder(
+    parts: Any, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """SDXL's down blocks from conv_in's output h: (last hidden state, every stage's output incl. h)."""
     outputs = [h]
     for block in parts.down_blocks:
@@ -162,11 +179,14 @@ class SupirAdapter(nn.Module):
         with torch.device("meta"):
             self.connectors = build_connectors(unet_config)
             self.denoise_encoder = Encoder(
-                in_channels=vae_config.in_channels, out_channels=vae_config.latent_channels,
+                in_channels=vae_config.in_channels,
+                out_channels=vae_config.latent_channels,
                 down_block_types=tuple(vae_config.down_block_types),
                 block_out_channels=tuple(vae_config.block_out_channels),
-                layers_per_block=vae_config.layers_per_block, norm_num_groups=vae_config.norm_num_groups,
-                double_z=True)
+                layers_per_block=vae_config.layers_per_block,
+                norm_num_groups=vae_config.norm_num_groups,
+                double_z=True,
+            )
 
     def stage1_latent(self, vae: Any, pixels: torch.Tensor) -> torch.Tensor:
         """z_LQ: the posterior mode of the denoise encoder (through the VAE's quant_conv), scaled."""
@@ -187,8 +207,15 @@ class SupirAdapter(nn.Module):
         return model
 
 
-def controlled_forward(unet: Any, connectors: nn.ModuleList, x: torch.Tensor, t: torch.Tensor,
-                       cond: Conditioning, features: list[torch.Tensor], scale: float) -> torch.Tensor:
+def controlled_forward(
+    unet: Any,
+    connectors: nn.ModuleList,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: Conditioning,
+    features: list[torch.Tensor],
+    scale: float,
+) -> torch.Tensor:
     """SDXL's UNet with SUPIR's connectors, used counting down: the last after the middle block, then one per
     decoder stage k = 0..8 joining its skip connection with feature 8 - k, and a cross-attention before
     each upsampler reading the same feature (connectors 7 and 3 for SDXL)."""
@@ -223,7 +250,8 @@ def controlled_forward(unet: Any, connectors: nn.ModuleList, x: torch.Tensor, t:
 def is_official_checkpoint(state: dict[str, Any]) -> bool:
     """A state dict holding SUPIR's adaptor and connectors."""
     return any(k.startswith(PREFIXES["adaptor"]) for k in state) and any(
-        k.startswith(PREFIXES["connectors"]) for k in state)
+        k.startswith(PREFIXES["connectors"]) for k in state
+    )
 
 
 def to_studio_keys(state: dict[str, Any], unet_config: Any, vae_config: Any) -> dict[str, Any]:
@@ -231,17 +259,17 @@ def to_studio_keys(state: dict[str, Any], unet_config: Any, vae_config: Any) -> 
     every key inside them must map one to one, or a UsageError names the first that does not."""
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
-    parts = {name: {k[len(p):]: v for k, v in state.items() if k.startswith(p)} for name, p in PREFIXES.items()}
+    parts = {name: {k[len(p) :]: v for k, v in state.items() if k.startswith(p)} for name, p in PREFIXES.items()}
     for name, part in parts.items():
         if not part:
             raise UsageError(f"not a SUPIR checkpoint: no '{PREFIXES[name]}*' keys")
     adaptor = dict(parts["adaptor"])
     hint = {f"hint.{k.rsplit('.', 1)[1]}": adaptor.pop(k) for k in list(adaptor) if k.startswith("input_hint_block.0.")}
-    unet = convert_ldm_unet_checkpoint({f"model.diffusion_model.{k}": v for k, v in adaptor.items()},
-                                       dict(unet_config))
+    unet = convert_ldm_unet_checkpoint({f"model.diffusion_model.{k}": v for k, v in adaptor.items()}, dict(unet_config))
     _check_one_to_one("adaptor", adaptor, unet)
-    encoder = convert_ldm_vae_checkpoint({f"encoder.{k}": v for k, v in parts["denoise_encoder"].items()},
-                                         dict(vae_config))
+    encoder = convert_ldm_vae_checkpoint(
+        {f"encoder.{k}": v for k, v in parts["denoise_encoder"].items()}, dict(vae_config)
+    )
     _check_one_to_one("denoise_encoder", parts["denoise_encoder"], encoder)
     mapped = {f"adaptor.{k}": v for k, v in {**unet, **hint}.items()}
     mapped.update({f"connectors.{k}": v for k, v in parts["connectors"].items()})
@@ -251,8 +279,10 @@ def to_studio_keys(state: dict[str, Any], unet_config: Any, vae_config: Any) -> 
 
 def _check_one_to_one(part: str, source: dict[str, Any], converted: dict[str, Any]) -> None:
     if len(converted) != len(source):
-        raise UsageError(f"SUPIR checkpoint: {len(source)} '{PREFIXES[part]}*' keys map to {len(converted)} "
-                         "module keys; the file does not have SUPIR's layout")
+        raise UsageError(
+            f"SUPIR checkpoint: {len(source)} '{PREFIXES[part]}*' keys map to {len(converted)} "
+            "module keys; the file does not have SUPIR's layout"
+        )
 
 
 def load_strict(adapter: SupirAdapter, mapped: dict[str, torch.Tensor], origin: str) -> None:
@@ -262,16 +292,16 @@ def load_strict(adapter: SupirAdapter, mapped: dict[str, torch.Tensor], origin: 
         if key not in mapped:
             raise UsageError(f"{origin}: missing SUPIR key for '{key}'; is this SUPIR-v0Q/v0F for this SDXL base?")
         if tuple(mapped[key].shape) != tuple(tensor.shape):
-            raise UsageError(f"{origin}: '{key}' has shape {tuple(mapped[key].shape)}, "
-                             f"expected {tuple(tensor.shape)}")
+            raise UsageError(f"{origin}: '{key}' has shape {tuple(mapped[key].shape)}, expected {tuple(tensor.shape)}")
     unused = sorted(set(mapped) - set(expected))
     if unused:
         raise UsageError(f"{origin}: key '{unused[0]}' (and {len(unused) - 1} more) fits no SUPIR module")
     adapter.load_state_dict(mapped, strict=True, assign=True)
 
 
-def load_official(state: dict[str, torch.Tensor], origin: str, unet_config: Any, vae_config: Any,
-                  dtype: torch.dtype) -> SupirAdapter:
+def load_official(
+    state: dict[str, torch.Tensor], origin: str, unet_config: Any, vae_config: Any, dtype: torch.dtype
+) -> SupirAdapter:
     """A SupirAdapter with the weights of a published SUPIR checkpoint's state dict, strictly mapped."""
     adapter = SupirAdapter(unet_config, vae_config)
     mapped = {k: v.to(dtype) for k, v in to_studio_keys(state, unet_config, vae_config).items()}

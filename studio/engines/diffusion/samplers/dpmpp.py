@@ -9,7 +9,8 @@ step's x0 before the update, exactly as in `edm.sample_euler`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from studio.engines.diffusion.samplers.edm import EDMStep, X0Denoiser, X0Hook, discrete_sigmas
 
@@ -29,8 +30,13 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
     return torch.cat([(high + ramp * (low - high)) ** rho, torch.zeros(1, dtype=torch.float64)]).float()
 
 
-def sample_dpmpp_2m(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor,
-                    hook: X0Hook | None = None, on_step: StepCallback | None = None) -> torch.Tensor:
+def sample_dpmpp_2m(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    hook: X0Hook | None = None,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
     """x_{i+1} = (sigma_{i+1} / sigma_i) x_i - (e^{-h} - 1) D', D' the x0 extrapolated from the last two steps."""
     values = [float(s) for s in sigmas]
     previous = None

@@ -99,8 +99,13 @@ class X0Denoiser:
 
 
 def sample_euler(
-    model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator,
-    churn: Churn = Churn(), hook: X0Hook | None = None, on_step: StepCallback | None = None,
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    generator: torch.Generator,
+    churn: Churn = Churn(),
+    hook: X0Hook | None = None,
+    on_step: StepCallback | None = None,
 ) -> torch.Tensor:
     """Euler (Karras et al. 2022, Algorithm 2 with the Euler step): x <- x + (x - x0) / sigma_hat * dt."""
     from diffusers.utils.torch_utils import randn_tensor
@@ -141,10 +146,17 @@ class EDMSampler:
     img2img (strength < 1) starts at image_latents + noise * sigma at the first remaining step.
     """
 
-    def __init__(self, scheduler: Any, steps: int, generator: torch.Generator, strength: float = 1.0,
-                 churn: Churn = Churn(), hook: X0Hook | None = None) -> None:
+    def __init__(
+        self,
+        scheduler: Any,
+        steps: int,
+        generator: torch.Generator,
+        strength: float = 1.0,
+        churn: Churn = Churn(),
+        hook: X0Hook | None = None,
+    ) -> None:
         self.discrete = discrete_sigmas(scheduler.alphas_cumprod.double()).float()
-        self.sigmas = sigma_schedule(self.discrete, steps)[start_index(steps, strength):]
+        self.sigmas = sigma_schedule(self.discrete, steps)[start_index(steps, strength) :]
         self.prediction_type = scheduler.config.prediction_type
         self.generator = generator
         self.churn = churn

@@ -66,8 +66,9 @@ class SchedulerSampler:
     remaining timestep and only the later steps run.
     """
 
-    def __init__(self, scheduler: Any, steps: int, device: torch.device, generator: torch.Generator,
-                 strength: float = 1.0) -> None:
+    def __init__(
+        self, scheduler: Any, steps: int, device: torch.device, generator: torch.Generator, strength: float = 1.0
+    ) -> None:
         scheduler.set_timesteps(steps, device=device)
         skip = start_index(steps, strength) * scheduler.order
         if skip and hasattr(scheduler, "set_begin_index"):
