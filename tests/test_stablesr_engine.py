@@ -211,7 +211,11 @@ def test_stage1_fast_runs_the_fast_engine_to_the_output_size(files: dict[str, Pa
     from studio.ops.resize import resize
 
     picture = resize(astronaut[100:164, 200:264].astype(np.float32) / 255.0, 16, 16, "area")
-    run = engine(model=str(files["base"]), adapter=str(files["adapter"]), stage1="fast")
+    from studio.runner import EngineCache
+    from studio.settings import Settings
+
+    settings = Settings(engine="stablesr", model=str(files["base"]), adapter=str(files["adapter"]), stage1="fast")
+    run = EngineCache(settings, "stablesr").get("stablesr")  # the runner lends it the fast engine
     stage1, mode = run.stage1(picture, 2.0)
     assert mode == "fast" and stage1.shape == (32, 32, 3)
     assert np.abs(stage1 - resize(picture, 32, 32, "lanczos")).mean() > 1e-3  # Real-ESRGAN, not a resize

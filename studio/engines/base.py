@@ -29,26 +29,23 @@ SAMPLING_SETTINGS = frozenset(
 """Settings every diffusion engine reads."""
 ADAPTER_SETTINGS = frozenset({"adapter", "adapter_scale", "stage1"})
 """Settings of the engines steered by an adapter on a base model (stablesr, supir)."""
-DIFFUSION_SETTINGS = (
-    SAMPLING_SETTINGS
-    | ADAPTER_SETTINGS
-    | frozenset(
-        {
-            "denoise",
-            "pull",
-            "cfw",
-            "restore_tau",
-            "cfg_start",
-            "adapter_scale_start",
-            "churn",
-            "s_noise",
-            "dtype",
-            "min_side",
-            "caption",
-            "caption_model",
-        }
-    )
+STABLESR_SETTINGS = frozenset({"denoise", "pull", "cfw"})
+"""StableSR-style knobs: how far the schedule runs, the pull toward stage 1, the CFW weight."""
+SUPIR_SETTINGS = frozenset(
+    {
+        "restore_tau",
+        "cfg_start",
+        "adapter_scale_start",
+        "churn",
+        "s_noise",
+        "dtype",
+        "min_side",
+        "caption",
+        "caption_model",
+    }
 )
+"""SUPIR-style knobs: restoration guidance, CFG and control schedules, EDM churn, working size, caption."""
+DIFFUSION_SETTINGS = SAMPLING_SETTINGS | ADAPTER_SETTINGS | STABLESR_SETTINGS | SUPIR_SETTINGS
 """Settings that steer only diffusion engines; an engine that does not read one ignores it (the runner says so,
 and provenance leaves it out). Each engine names the ones it reads in `used_settings`."""
 

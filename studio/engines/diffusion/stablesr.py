@@ -34,6 +34,7 @@ import numpy as np
 from studio.engines.base import (
     ADAPTER_SETTINGS,
     SAMPLING_SETTINGS,
+    STABLESR_SETTINGS,
     Availability,
     Engine,
     EngineResult,
@@ -42,7 +43,7 @@ from studio.engines.base import (
 )
 from studio.engines.diffusion import loading
 from studio.engines.diffusion.samplers.schedulers import check_scheduler_name
-from studio.errors import InputError, UsageError, WeightsMissing
+from studio.errors import EngineUnavailable, InputError, UsageError, WeightsMissing
 from studio.messages import notice
 from studio.ops.resize import resize
 from studio.settings import Settings
@@ -130,7 +131,7 @@ class StableSREngine(Engine):
 
     @classmethod
     def used_settings(cls) -> frozenset[str]:
-        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | {"denoise", "pull", "cfw"}
+        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | STABLESR_SETTINGS
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -206,9 +207,8 @@ class StableSREngine(Engine):
 
     # running ---------------------------------------------------------------------------------------
     def stage1(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, str]:
-        """The input at the output size, made by --stage1 (default: the fast engine when it can run)."""
-        from studio.engines import engine_class
-
+        """The input at the output size, made by --stage1 (default: the fast engine, which the runner lends
+        as `stage1_upscaler`, when it can run; else Lanczos with a notice)."""
         height, width = image.shape[:2]
         out_h, out_w = output_size(height, width, scale)
         mode = self.settings.stage1 or "fast"
@@ -220,15 +220,15 @@ class StableSREngine(Engine):
                 )
             return image, mode
         if mode == "fast":
-            fast_settings = dataclasses.replace(self.settings, engine="fast", model=None, tile=None)
-            fast = engine_class("fast")
-            available = fast.availability(fast_settings)
-            if available.ok:
-                return fast(fast_settings).restore(image, scale).image, mode
-            if self.settings.stage1 == "fast":
-                raise WeightsMissing(f"--stage1 fast: {available.reason}")
-            notice(f"stage 1: the fast engine cannot run ({available.reason}); using Lanczos")
-            mode = "lanczos"
+            try:
+                if self.stage1_upscaler is None:
+                    raise WeightsMissing("no fast engine was lent to this engine (use it through the runner)")
+                return self.stage1_upscaler(image, scale), mode
+            except EngineUnavailable as exc:
+                if self.settings.stage1 == "fast":
+                    raise WeightsMissing(f"--stage1 fast: {exc}") from exc
+                notice(f"stage 1: the fast engine cannot run ({exc}); using Lanczos")
+                mode = "lanczos"
         return resize(image, out_h, out_w, "lanczos"), mode
 
     def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:

@@ -37,6 +37,7 @@ import numpy as np
 from studio.engines.base import (
     ADAPTER_SETTINGS,
     SAMPLING_SETTINGS,
+    SUPIR_SETTINGS,
     Availability,
     Engine,
     EngineResult,
@@ -119,21 +120,7 @@ class SupirEngine(Engine):
 
     @classmethod
     def used_settings(cls) -> frozenset[str]:
-        return (
-            SAMPLING_SETTINGS
-            | ADAPTER_SETTINGS
-            | {
-                "restore_tau",
-                "cfg_start",
-                "adapter_scale_start",
-                "churn",
-                "s_noise",
-                "dtype",
-                "min_side",
-                "caption",
-                "caption_model",
-            }
-        )
+        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | SUPIR_SETTINGS
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
