@@ -138,6 +138,24 @@ def test_a_non_commercial_model_named_by_the_user_gets_a_notice(photo: Path, mon
 # ------------------------------------------------------------------ the recorded command reproduces the output
 
 
+def test_an_engines_non_commercial_default_model_gets_the_notice_too(
+    photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--engine stablesr` without --model runs the S-Lab (non-commercial) weights: say so, as for a named model."""
+    from studio.engines.base import Availability
+    from studio.engines.diffusion.stablesr import StableSREngine
+    from studio.engines.diffusion.supir import SupirEngine
+
+    for engine in (StableSREngine, SupirEngine):
+        monkeypatch.setattr(engine, "availability", classmethod(lambda cls, settings: Availability(True)))
+    result = studio(photo, "--engine", "stablesr", dry_run=True)
+    assert result.exit_code == 0, result.output
+    assert "stablesr-512 is licensed S-Lab License 1.0 (non-commercial)" in result.stderr
+    permissive = studio(photo, "--engine", "supir", dry_run=True)  # SDXL + the Apache-2.0 tile ControlNet
+    assert permissive.exit_code == 0, permissive.output
+    assert "non-commercial" not in permissive.stderr
+
+
 def _rerun_recorded(output: Path, again: Path) -> np.ndarray:
     """Run the command an output records (to another file) and return the new pixels."""
     info = json.loads(runner.invoke(app, ["info", str(output), "--json"]).stdout)

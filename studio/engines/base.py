@@ -83,6 +83,8 @@ class Engine(ABC):
     diffusion: ClassVar[bool] = False
     """A diffusion engine reads DIFFUSION_SETTINGS; the runner warns when they are given to any other."""
     default_color_fix: ClassVar[str] = "none"
+    default_model: ClassVar[str | None] = None
+    """The weights registry name used without --model (its licence is announced and recorded like a named one)."""
     owns_fidelity: ClassVar[bool] = False  # True: the engine maps --fidelity itself (no Lanczos blend after it)
 
     source_jpeg_quality: int | None = None

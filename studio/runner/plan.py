@@ -95,7 +95,7 @@ def settle_engine(plan: Plan) -> None:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in ignored)
         steer = "only steer diffusion engines" if not engine.diffusion else "steer other diffusion engines"
         warn(f"{flags} {steer}; the {plan.engine} engine ignores them")
-    _licence_notice(plan.settings.model)
+    _licence_notice(plan.settings.model or engine.default_model)
 
 
 def fields_in_order(names: frozenset[str]) -> list[str]:

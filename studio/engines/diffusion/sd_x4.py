@@ -64,6 +64,7 @@ class SDx4Engine(Engine):
     summary = "Stable Diffusion x4 upscaler: prompt-guided 4x detail (diffusers), tiled for large images"
     default_color_fix = "wavelet"
     diffusion = True
+    default_model = WEIGHTS_NAME
     auto_rank = 0
     auto_needs_gpu = True
 

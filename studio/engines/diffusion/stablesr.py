@@ -125,6 +125,7 @@ class StableSREngine(Engine):
     summary = "StableSR (SD 2.1 + time-aware encoder, SPADE, CFW) or an SD tile-ControlNet; --fidelity steers"
     default_color_fix = "wavelet"
     owns_fidelity = True
+    default_model = DEFAULT_MODEL
     diffusion = True
     auto_rank = 1  # after sd-x4, when a GPU and its weights are here
     auto_needs_gpu = True

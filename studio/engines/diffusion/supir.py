@@ -116,6 +116,7 @@ class SupirEngine(Engine):
     name = "supir"
     summary = "SDXL restoration with SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)"
     default_color_fix = "wavelet"
+    default_model = "supir-tile"  # sdxl-base + controlnet-tile-sdxl, both commercially usable
     diffusion = True  # never picked by `auto`: SDXL is the heaviest engine, chosen on purpose
 
     @classmethod
