@@ -221,6 +221,7 @@ def test_help_is_fast_because_heavy_libraries_load_lazily() -> None:
     assert out.strip() == "[]"
     help_text = subprocess.run([sys.executable, "-m", "studio", "restore", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0 and "--color-fix" in help_text.stdout
+    assert "<bool>" not in help_text.stdout and "<float>" in help_text.stdout  # switches take no value
 
 
 def test_python_api_matches_the_cli(tmp_path: Path, photo: Path) -> None:

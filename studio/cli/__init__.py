@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from studio import __version__
 from studio.errors import StudioError
@@ -27,6 +27,19 @@ class StudioGroup(TyperGroup):
         except KeyboardInterrupt:
             _error_line("interrupted; finished outputs are kept, no partial file was left behind")
             ctx.exit(130)
+
+
+def _switch_type_label(display_type_rich: Any) -> Any:
+    """Typer labels every option with its type; on a plain switch (`--dry-run`, `--overwrite`) a `<bool>`
+    label reads as if the switch took a value, so switches show none."""
+
+    def label(self: TyperOption, ctx: click.Context) -> str | None:
+        return None if self.is_flag else display_type_rich(self, ctx)
+
+    return label
+
+
+TyperOption.display_type_rich = _switch_type_label(TyperOption.display_type_rich)  # type: ignore[method-assign]
 
 
 def _error_line(text: str) -> None:
