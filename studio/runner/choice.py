@@ -80,10 +80,10 @@ class EngineCache:
         self.jpeg_quality: int | None = None  # of the picture being restored (Picture.jpeg_quality)
 
     def get(self, name: str) -> Engine:
-        """The engine `name`, built once; every engine but `fast` is lent the fast engine for its stage 1."""
+        """The engine `name`, built once; engines that read --stage1 are lent the fast engine for it."""
         if name not in self._engines:
             engine = self.build(engine_settings(self.settings, name, self.primary))
-            if name != "fast":
+            if "stage1" in engine.used_settings():
                 engine.stage1_upscaler = lambda image, scale: self.get("fast").restore(image, scale).image
             self._engines[name] = engine
         return self._engines[name]
