@@ -13,7 +13,8 @@ pytest.importorskip("diffusers")
 
 from stablesr_tiny import write_base, write_controlnet_base, write_official_files
 
-from studio.engines.diffusion.stablesr import StableSREngine, fidelity_knobs
+from studio.engines.diffusion.latent_tiling import unet_work
+from studio.engines.diffusion.stablesr import StableSREngine, default_tiling, fidelity_knobs
 from studio.errors import UsageError
 from studio.settings import Settings, apply_layer
 
@@ -118,6 +119,16 @@ def test_tiled_sampling_agrees_with_untiled(files: dict[str, Path]) -> None:
     other_seed = engine(model=str(files["base"]), adapter=str(files["adapter"]), seed=4).restore(picture, 1.0).image
     # tiles change the result far less than a new seed does (toy 8-latent-px tiles: the worst case)
     assert np.abs(tiled - untiled).mean() < 0.5 * np.abs(other_seed - untiled).mean()
+
+
+@pytest.mark.parametrize("output", [(1080, 1920), (1032, 1032), (2048, 2048), (2000, 3000), (4096, 4096)])
+def test_default_tiling_keeps_unet_work_within_the_target(output: tuple[int, int]) -> None:
+    """<= 1.3x the no-overlap minimum at the default tiling (it was 1.38x at 3000x2000, 1.37x at 4096^2 and
+    1.54x at 1032^2 while every window was rounded up to a multiple of 8)."""
+    latent = (output[0] // 8, output[1] // 8)
+    tile, overlap, _ = default_tiling(Settings(), latent, 8, 64, 1 << 40)
+    assert (tile, overlap) == (128, 16)
+    assert unet_work(*latent, tile, overlap) <= 1.3 * latent[0] * latent[1]
 
 
 def test_fidelity_mapping_and_raw_flags_beating_it() -> None:

@@ -51,10 +51,21 @@ def test_windows_map_between_spaces_and_grow_by_their_context() -> None:
 
 
 def test_grid_divides_evenly_into_multiples() -> None:
-    """The count comes first, then the size: 512 in tiles of <= 200 with 16 shared -> 3 windows of 184."""
+    """The count comes first, then the sizes: 512 in tiles of <= 200 with 16 shared -> 184, 184 and 176,
+    exactly the 512 + 2 x 16 cells needed (three windows of 184, rounded up each, did 552)."""
     grid = tile_grid(512, 512, 200, 16, multiple=8)
-    assert {w.size for w in grid} == {(184, 184)} and len(grid) == 9
-    assert sum(w.height * w.width for w in grid) / 512**2 < 1.2
+    assert [w.width for w in grid[:3]] == [184, 184, 176] and len(grid) == 9
+    assert [(w.left, w.right) for w in grid[:3]] == [(0, 184), (168, 352), (336, 512)]  # 16 shared each
+    assert sum(w.height * w.width for w in grid) == 544**2
+
+
+def test_only_the_far_edge_window_takes_a_side_that_is_no_multiple() -> None:
+    """250 cells in <= 128 tiles with 16 shared: 96, 96 and the remainder 90, not three of 96 (288 cells)."""
+    grid = tile_grid(250, 375, 128, 16, multiple=8)
+    heights = sorted({(w.top, w.bottom) for w in grid})
+    assert heights == [(0, 96), (80, 176), (160, 250)]
+    assert all(w.width % 8 == 0 for w in grid if w.right < 375)
+    assert sum(w.height * w.width for w in grid) == (250 + 2 * 16) * (375 + 3 * 16)
 
 
 def test_feathered_weights_cross_fade_and_ignore_the_margin() -> None:

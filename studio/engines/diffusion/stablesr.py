@@ -323,7 +323,7 @@ def default_tiling(
 
     Default: windows of at most twice the UNet's native size (128 latent px = 1024 px for the 512 model),
     neighbours sharing LATENT_OVERLAP cells (the smallest seam-free overlap the tiling benchmark measured);
-    the shared grid shrinks the windows to divide the latent evenly. The reference's 64/32 windows cost
+    the shared grid shrinks the windows to the cells the overlaps need. The reference's 64/32 windows cost
     2.3-3.5x the no-overlap minimum of UNet work (benchmarks/bench_stablesr.py); `--tile 512 --tile-overlap
     128` restores them. The VAE is tiled (64 latent px) when a whole-image decode would take more than half
     the free memory.
