@@ -14,7 +14,7 @@ high-water mark above it (VmHWM, reset through /proc/self/clear_refs): for the e
 for restore + colour fix. It also reports the full-size float32 buffers that any restore must hold
 (the stage-1 image and the output, 12 bytes per output pixel each) and the peak minus those.
 
-    python benchmarks/bench_diffusion_memory.py                         # both engines, 1/4/9/16 MP, ~10 min
+    python benchmarks/bench_diffusion_memory.py                         # both engines, 1/4/9/16 MP (hours on 2 cores)
     python benchmarks/bench_diffusion_memory.py --engines supir --sides 1024,2048
 """
 
