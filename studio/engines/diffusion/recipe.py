@@ -221,17 +221,20 @@ class Recipe:
         """Noise (drawn after any image encoding, as diffusers' img2img does) shaped like the latent."""
         from diffusers.utils.torch_utils import randn_tensor
 
-        image_latents = self.encode_image(image, generator, dtype) if request.strength < 1 else None
+        image_latents = self.encode_image(image, request, generator, dtype) if request.strength < 1 else None
         shape = (1, self.components.vae.config.latent_channels, *self.latent_size(image))
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype)
         return sampler.initial_latents(noise, image_latents)
 
-    def encode_image(self, image: np.ndarray, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-        """The image's latents, sampled from the VAE posterior and scaled by the VAE's scaling factor."""
+    def encode_image(
+        self, image: np.ndarray, request: Request, generator: torch.Generator, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """The image's latents, sampled from the VAE posterior and scaled by the VAE's scaling factor; encoded
+        in `vae_tile` tiles when set, so a large image never runs through the encoder whole."""
         vae = self.components.vae
         with self.placement.using(vae):
-            pixels = image_tensor(image, self.device, vae.dtype) * 2.0 - 1.0
-            latents = vae.encode(pixels).latent_dist.sample(generator)
+            pixels = vae_pixels(image, self.device, vae.dtype)
+            latents = tiled_vae.encode(vae, pixels, request.vae_tile, request.vae_pad, generator)
         return (latents * vae.config.scaling_factor).to(dtype)
 
     # 6 -------------------------------------------------------------------------------------------
@@ -284,6 +287,15 @@ def plain_unet(unet: Any) -> ConditionedModel:
         return unet(x, t, **unet_kwargs(cond.crop(window)), return_dict=False)[0]
 
     return model
+
+
+def vae_pixels(image: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(H, W, 3) array in [0, 1] -> (1, 3, H, W) tensor in [-1, 1], scaled in place (one full-size copy)."""
+    import torch
+
+    pixels = torch.empty((1, 3, *image.shape[:2]), device=device, dtype=dtype)
+    pixels[0].copy_(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
+    return pixels.mul_(2.0).sub_(1.0)
 
 
 def image_tensor(image: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -21,7 +21,7 @@ import numpy as np
 
 from studio.engines.diffusion import tiled_vae
 from studio.engines.diffusion.conditioning import Conditioning, unet_kwargs
-from studio.engines.diffusion.recipe import Components, Recipe, Request, image_tensor
+from studio.engines.diffusion.recipe import Components, Recipe, Request, vae_pixels
 
 if TYPE_CHECKING:
     import torch
@@ -103,7 +103,7 @@ class StableSRRecipe(Recipe):
         self, image: np.ndarray, request: Request, cond: Conditioning, uncond: Conditioning, generator: torch.Generator
     ) -> tuple[Conditioning, Conditioning]:
         cond, uncond = super().prepare_conditioning(image, request, cond, uncond, generator)
-        self._stage1 = self.encode_image(image, generator, cond["encoder_hidden_states"].dtype)
+        self._stage1 = self.encode_image(image, request, generator, cond["encoder_hidden_states"].dtype)
         if self.adapter is None:
             return cond, uncond
         extra, spatial = {STRUCT_KEY: self._stage1}, {STRUCT_KEY: 1}
@@ -135,16 +135,16 @@ class StableSRRecipe(Recipe):
         weight = request.cfw if isinstance(request, StableSRRequest) else 0.0
         if self.cfw is None or weight == 0:
             return super().decode(latents, request)
-        stage1 = self._stage1_pixels
+        stage1 = vae_pixels(self._stage1_image, self.device, self.dtype)  # made only here: CFW's untiled decode
         with self.placement.using(self.cfw.vae):
             return self.cfw.decode(stage1, latents / self.components.vae.config.scaling_factor, weight)
 
     def __call__(self, image: np.ndarray, request: Request, progress: Any = None, on_step: Any = None) -> np.ndarray:
-        self._stage1_pixels = image_tensor(image, self.device, self.dtype) * 2.0 - 1.0
+        self._stage1_image = image
         try:
             return super().__call__(image, request, progress, on_step)
         finally:
-            self._stage1 = self._stage1_pixels = None
+            self._stage1 = self._stage1_image = None
 
 
 def spade_unet(unet: Any, adapter: StableSRAdapter) -> ConditionedModel:

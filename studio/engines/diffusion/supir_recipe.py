@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from studio.engines.diffusion import tiled_vae
 from studio.engines.diffusion.adapters.controlnet import control_key
 from studio.engines.diffusion.conditioning import Conditioning
-from studio.engines.diffusion.recipe import Components, Recipe, Request, image_tensor
+from studio.engines.diffusion.recipe import Components, Recipe, Request, image_tensor, vae_pixels
 from studio.errors import UsageError
 
 if TYPE_CHECKING:
@@ -176,15 +177,16 @@ class SupirRecipe(Recipe):
             pixels = image_tensor(image, self.device, self.dtype)
             extra = {control_key(i): pixels for i in range(len(self.components.controlnets))}
             spatial = dict.fromkeys(extra, self.components.vae_scale_factor)
-        self._target = self.encode_mode(image)
+        self._target = self.encode_mode(image, request)
         return cond.with_tensors(extra, spatial), uncond.with_tensors(extra, spatial)
 
-    def encode_mode(self, image: np.ndarray) -> torch.Tensor:
-        """The posterior mode of the VAE encoder, scaled (SUPIR encodes without sampling)."""
+    def encode_mode(self, image: np.ndarray, request: Request) -> torch.Tensor:
+        """The posterior mode of the VAE encoder, scaled (SUPIR encodes without sampling), in `vae_tile` tiles."""
         vae = self.components.vae
         with self.placement.using(vae):
-            pixels = image_tensor(image, self.device, vae.dtype) * 2.0 - 1.0
-            latents = vae.encode(pixels).latent_dist.mode()
+            latents = tiled_vae.encode(
+                vae, vae_pixels(image, self.device, vae.dtype), request.vae_tile, request.vae_pad
+            )
         return (latents * vae.config.scaling_factor).to(self.dtype)
 
     # 4 -------------------------------------------------------------------------------------------
