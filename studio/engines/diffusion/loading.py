@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from studio.engines.base import Availability
 from studio.errors import ModelLoadError, WeightsMissing
 from studio.messages import notice
 
@@ -92,6 +93,31 @@ def stored_variant(source: ModelSource, layout: Layout = PIPELINE) -> str | None
         return None
     halves = (_variant_name(name, HALF_VARIANT) for name in WEIGHT_FILES)
     return HALF_VARIANT if any(_present(source, layout.weights_folder + name) for name in halves) else None
+
+
+def availability(
+    locate: Callable[[], ModelSource],
+    weights_name: str,
+    device: str,
+    cpu_note: str | None = None,
+    errors: tuple[type[Exception], ...] = (WeightsMissing,),
+) -> Availability:
+    """A diffusion engine's cheap check (no loading): diffusers importable, the weights `locate()` names on
+    disk or in the cache, and `cpu_note` when no GPU will be used. `errors` raised by `locate` mean unavailable."""
+    if importlib.util.find_spec("diffusers") is None:
+        return Availability(False, "diffusers is not installed (pip install diffusers transformers accelerate)")
+    try:
+        source = locate()
+    except errors as exc:
+        return Availability(False, str(exc))
+    if reason := missing_reason(source, weights_name):
+        return Availability(False, reason)
+    if cpu_note:
+        from studio.devices import has_gpu
+
+        if device == "cpu" or not has_gpu():
+            return Availability(True, cpu_note)
+    return Availability(True)
 
 
 def missing_reason(source: ModelSource, weights_name: str, layout: Layout = PIPELINE) -> str | None:

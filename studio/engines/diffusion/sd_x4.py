@@ -13,7 +13,6 @@ above 0.75 the model increasingly ignores the input's fine structure (up to the 
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import random
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
 from studio.engines.diffusion import loading
 from studio.engines.diffusion.samplers.schedulers import check_scheduler_name
-from studio.errors import InputError, WeightsMissing
+from studio.errors import InputError
 from studio.messages import notice
 from studio.ops.resize import resize
 from studio.settings import Settings, layer_rank
@@ -78,19 +77,12 @@ class SDx4Engine(Engine):
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
         """diffusers importable and the weights on disk (folder, file or HF cache); no loading."""
-        if importlib.util.find_spec("diffusers") is None:
-            return Availability(False, "diffusers is not installed (pip install diffusers transformers accelerate)")
-        try:
-            source = loading.resolve_source(settings.model or DEFAULT_MODEL)
-        except WeightsMissing as exc:
-            return Availability(False, str(exc))
-        if reason := loading.missing_reason(source, WEIGHTS_NAME):
-            return Availability(False, reason)
-        from studio.devices import has_gpu
-
-        if settings.device == "cpu" or not has_gpu():
-            return Availability(True, "no GPU in use: runs on CPU, several minutes per small image")
-        return Availability(True)
+        return loading.availability(
+            lambda: loading.resolve_source(settings.model or DEFAULT_MODEL),
+            WEIGHTS_NAME,
+            settings.device,
+            "no GPU in use: runs on CPU, several minutes per small image",
+        )
 
     def noise_level(self) -> tuple[int, str]:
         """The noise level to use and why: --noise-level if given, else from --strength.

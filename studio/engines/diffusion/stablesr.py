@@ -24,7 +24,6 @@ Without --fidelity: cfw 0.5 when loaded (the reference's default), pull 0, denoi
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import random
 from pathlib import Path
 from typing import Any
@@ -145,18 +144,17 @@ class StableSREngine(Engine):
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
         """diffusers importable, base and adapters on disk (or a hub id); no loading."""
-        if importlib.util.find_spec("diffusers") is None:
-            return Availability(False, "diffusers is not installed (pip install diffusers transformers accelerate)")
-        try:
+
+        def locate() -> loading.ModelSource:
             selection = select(settings)
             base = loading.resolve_source(_registry_hub_or_path(selection.base))
             for adapter in selection.adapters:
-                _registry_hub_or_path(adapter)
-        except (WeightsMissing, UsageError) as exc:
-            return Availability(False, str(exc))
-        if reason := loading.missing_reason(base, settings.model or DEFAULT_MODEL):
-            return Availability(False, reason)
-        return Availability(True)
+                _registry_hub_or_path(adapter)  # raises when an adapter file is missing
+            return base
+
+        return loading.availability(
+            locate, settings.model or DEFAULT_MODEL, settings.device, errors=(WeightsMissing, UsageError)
+        )
 
     # loading ---------------------------------------------------------------------------------------
     def _load(self) -> Any:

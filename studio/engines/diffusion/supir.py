@@ -25,7 +25,6 @@ where it came from.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from studio.engines.base import (
     output_size,
 )
 from studio.engines.diffusion import loading
-from studio.errors import InputError, UsageError, WeightsMissing
+from studio.errors import InputError, UsageError
 from studio.ops.resize import resize
 from studio.settings import Settings, layer_rank
 
@@ -142,19 +141,12 @@ class SupirEngine(Engine):
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
         """diffusers importable and the SDXL base on disk; no loading."""
-        if importlib.util.find_spec("diffusers") is None:
-            return Availability(False, "diffusers is not installed (pip install diffusers transformers accelerate)")
-        try:
-            source = loading.resolve_source(resolve_pair(settings.model, settings.adapter)[0])
-        except WeightsMissing as exc:
-            return Availability(False, str(exc))
-        if reason := loading.missing_reason(source, BASE_WEIGHTS):
-            return Availability(False, reason)
-        from studio.devices import has_gpu
-
-        if settings.device == "cpu" or not has_gpu():
-            return Availability(True, "no GPU in use: SDXL on a CPU takes many minutes per image")
-        return Availability(True)
+        return loading.availability(
+            lambda: loading.resolve_source(resolve_pair(settings.model, settings.adapter)[0]),
+            BASE_WEIGHTS,
+            settings.device,
+            "no GPU in use: SDXL on a CPU takes many minutes per image",
+        )
 
     # ------------------------------------------------------------------------------ settings
     def resolved(self) -> Resolved:
