@@ -1,21 +1,23 @@
 """Peak memory of the stablesr and supir engines from 1 to 16 MP output, through their real tiling paths.
 
-The real architectures take hours per 16 MP image on a CPU, so each engine runs its toy-width random
-components (the ones its tests use: tests/stablesr_tiny.py, random_sdxl.TINY_UNET_CONFIG) through the
-engine's own `restore`: Lanczos stage 1 (2x), latent tiles (--tile, --tile-overlap forced), tiled VAE
-encode and decode, then the runner's whole-image wavelet colour fix. The engines pick their VAE tile
-from the device's free memory; the worker reports --free-gb instead of the machine's RAM (what a GPU
-with that much free memory would make them do), which turns VAE tiling on at every size measured.
+The real architectures take hours per 16 MP image on a CPU, so each engine runs toy-width random components
+(tests/stablesr_tiny.py; random_sdxl.TINY_UNET_CONFIG with the 8x tiny photo VAE of the tests) through the
+engine's own `restore`: Lanczos stage 1 (2x), latent tiles (--tile, --tile-overlap forced, in pixels of
+the image the model reads), tiled VAE encode and decode, then the runner's whole-image wavelet colour fix.
+The engines pick their VAE tile from the device's free memory; the worker reports --free-gb instead of the
+machine's RAM (what a GPU with that much free memory would make them do), which turns VAE tiling on.
 
-Each (engine, size) runs in a fresh worker process (this script with --worker) with glibc told to mmap
-and so hand back every block of 64 KiB or more (see bench_sd_x4.py). A worker builds and loads the
-models, runs a small warm-up restore, takes the resident set then as its baseline and reports the
-high-water mark above it (VmHWM, reset through /proc/self/clear_refs): for the engine's restore, and
-for restore + colour fix. It also reports the full-size float32 buffers that any restore must hold
-(the stage-1 image and the output, 12 bytes per output pixel each) and the peak minus those.
+Two figures per run, each size in a fresh worker process (this script with --worker):
+- **device**: the peak of memory held by torch tensors above what the loaded models hold, recorded by
+  torch's profiler (`profile_memory`). On a GPU every one of these tensors would live on the GPU: this is
+  the CPU stand-in for `torch.cuda.max_memory_allocated()`. Host images (numpy arrays: the input, the
+  stage-1 image, the output) are not in it.
+- **process** (with --process): the resident-set high-water mark above the loaded models (VmHWM, reset
+  through /proc/self/clear_refs), with glibc told to mmap and so hand back every block of 64 KiB or more:
+  host images included. It is measured in a separate, unprofiled restore (twice the time).
 
-    python benchmarks/bench_diffusion_memory.py                         # both engines, 1/4/9/16 MP (hours on 2 cores)
-    python benchmarks/bench_diffusion_memory.py --engines supir --sides 1024,2048
+    python benchmarks/bench_diffusion_memory.py                           # both engines, 1/4/16 MP
+    python benchmarks/bench_diffusion_memory.py --engines supir --sides 1024,2048 --process
 """
 
 from __future__ import annotations
@@ -67,16 +69,35 @@ def build_engine(name: str, folder: Path, tile: int, overlap: int) -> Any:
         adapter, _cfw = write_official_files(folder / "official")
         flags.update(engine="stablesr", model=str(write_base(folder / "sd2")), adapter=str(adapter), guidance=1.0)
         return StableSREngine(apply_layer(Settings(), flags, "cli"))
+    from diffusers import AutoencoderKL
+
     from studio.engines.diffusion import random_sdxl
     from studio.engines.diffusion.supir import SupirEngine
 
-    pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG)
+    photo_vae = AutoencoderKL.from_pretrained(ROOT / "tests" / "fixtures" / "tiny_photo_vae")
+    pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG, vae=photo_vae)
     random_sdxl.save_base(pipe, folder / "base")
     random_sdxl.build_controlnet(pipe.unet, pipe.vae_scale_factor).save_pretrained(folder / "controlnet")
     flags.update(
         engine="supir", model=str(folder / "base"), adapter=str(folder / "controlnet"), min_side=0, prompt="a photo"
     )
     return SupirEngine(apply_layer(Settings(), flags, "cli"))
+
+
+def torch_peak(run: Any) -> tuple[Any, int]:
+    """(run(), the peak bytes held by torch tensors during it above those held when it started)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = run()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    level = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        if event.device_type() == DeviceType.CPU:
+            level += event.nbytes()
+            peak = max(peak, level)
+    return result, peak
 
 
 def restore_and_fix(engine: Any, image: np.ndarray) -> tuple[np.ndarray, int]:
@@ -92,48 +113,55 @@ def restore_and_fix(engine: Any, image: np.ndarray) -> tuple[np.ndarray, int]:
     return apply_color_fix("wavelet", restored, reference), engine_peak
 
 
-def worker(name: str, side: int, tile: int, overlap: int, free_gb: float) -> dict[str, Any]:
+def worker(name: str, side: int, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import studio.devices
 
     torch.set_num_threads(2)
-    studio.devices.free_memory_bytes = lambda device: int(free_gb * 2**30)
+    studio.devices.free_memory_bytes = lambda device: int(args.free_gb * 2**30)
     rng = np.random.default_rng(0)
+    row: dict[str, Any] = {"engine": name}
     with tempfile.TemporaryDirectory() as folder:
-        engine = build_engine(name, Path(folder), tile, overlap)
+        engine = build_engine(name, Path(folder), args.tile, args.tile_overlap)
         restore_and_fix(engine, rng.random((WARMUP_SIDE // 2, WARMUP_SIDE // 2, 3), dtype=np.float32))
         image = rng.random((side // 2, side // 2, 3), dtype=np.float32)
-        baseline = reset_peak()
+        if args.process:
+            baseline = reset_peak()
+            _, engine_peak = restore_and_fix(engine, image)
+            row.update(
+                process_peak_mb=round((engine_peak - baseline) / MB),
+                process_peak_with_colour_fix_mb=round((status_bytes("VmHWM") - baseline) / MB),
+            )
         start = time.perf_counter()
-        out, engine_peak = restore_and_fix(engine, image)
-        seconds = time.perf_counter() - start
-        total_peak = status_bytes("VmHWM")
+        (out, _), device_peak = torch_peak(lambda: restore_and_fix(engine, image))
+        row["seconds_profiled"] = round(time.perf_counter() - start, 1)
     info = engine.provenance()
-    full_size = 2 * out.nbytes  # the stage-1 image and the output, float32
-    return {
-        "engine": name,
-        "output": f"{out.shape[1]}x{out.shape[0]}",
-        "megapixels": round(out.shape[0] * out.shape[1] / 1e6, 2),
-        "latent_tile": info.get("tile"),
-        "tile_overlap": info.get("tile_overlap"),
-        "vae_tile": info.get("vae_tile"),
-        "seconds": round(seconds, 1),
-        "baseline_mb": round(baseline / MB),
-        "engine_peak_mb": round((engine_peak - baseline) / MB),
-        "peak_with_colour_fix_mb": round((total_peak - baseline) / MB),
-        "full_size_buffers_mb": round(full_size / MB),
-        "engine_peak_minus_full_size_mb": round((engine_peak - baseline - full_size) / MB),
-    }
+    row.update(
+        output=f"{out.shape[1]}x{out.shape[0]}",
+        megapixels=round(out.shape[0] * out.shape[1] / 1e6, 2),
+        tile_px=info.get("tile"),
+        latent_tile=info.get("latent_tile"),
+        tile_overlap_px=info.get("tile_overlap"),
+        vae_tile=info.get("vae_tile"),
+        device_peak_mb=round(device_peak / MB, 1),
+        output_float32_mb=round(out.nbytes / MB),
+    )
+    return row
 
 
 def run_worker(name: str, side: int, args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "65536"}
     command = [sys.executable, __file__, "--worker", name, str(side), "--tile", str(args.tile)]
     command += ["--tile-overlap", str(args.tile_overlap), "--free-gb", str(args.free_gb)]
+    command += ["--process"] if args.process else []
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"{name} {row['output']}: {row['seconds']} s, engine peak {row['engine_peak_mb']} MB", file=sys.stderr)
+    print(
+        f"{name} {row['output']}: {row['seconds_profiled']} s, device peak {row['device_peak_mb']} MB, "
+        f"process peak {row.get('process_peak_mb', '-')} MB",
+        file=sys.stderr,
+    )
     return row
 
 
@@ -145,14 +173,15 @@ def growth(rows: list[dict[str, Any]], key: str) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="stablesr,supir")
-    parser.add_argument("--sides", default="1024,2048,3072,4096", help="square output sides in pixels")
+    parser.add_argument("--sides", default="1024,2048,4096", help="square output sides in pixels")
     parser.add_argument("--tile", type=int, default=256, help="--tile forced on the engines (output pixels)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="--tile-overlap forced (output pixels)")
     parser.add_argument("--free-gb", type=float, default=1.0, help="free device memory the engines are told")
+    parser.add_argument("--process", action="store_true", help="also measure the process's peak resident set")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.tile, args.tile_overlap, args.free_gb)))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args)))
         return
     report: dict[str, Any] = {
         "forced": {"tile": args.tile, "tile_overlap": args.tile_overlap, "free_gb": args.free_gb, "steps": 1},
@@ -161,9 +190,8 @@ def main() -> None:
         rows = [run_worker(name, int(side), args) for side in args.sides.split(",")]
         report[name] = {
             "runs": rows,
-            "engine_peak_growth": growth(rows, "engine_peak_mb"),
-            "peak_with_colour_fix_growth": growth(rows, "peak_with_colour_fix_mb"),
-            "growth_minus_full_size": growth(rows, "engine_peak_minus_full_size_mb"),
+            "device_peak_growth": growth(rows, "device_peak_mb"),
+            "process_peak_growth": growth(rows, "process_peak_mb") if args.process else None,
         }
     print(json.dumps(report, indent=1))
 

@@ -250,3 +250,82 @@ def test_offloaded_vae_tiles_and_keeps_working(tiny_photo_vae_path, photo_tensor
     assert (latent - reference_latent).abs().mean() < 0.05 * reference_latent.std()
     np.testing.assert_allclose(image, reference_image, atol=1e-5)
     torch.testing.assert_close(after, reference_plain, atol=1e-5, rtol=0)
+
+
+def test_host_pixels_windows_equal_the_whole_tensor_cut(astronaut: np.ndarray) -> None:
+    """A window read from host memory has the very values of the same cut of the whole-image tensor."""
+    from studio.engines.diffusion.pixels import HostPixels
+
+    image = astronaut[:40, :56].astype(np.float32) / 255
+    for signed, dtype in ((True, torch.float32), (False, torch.bfloat16)):
+        pixels = HostPixels(image, torch.device("cpu"), dtype, signed=signed)
+        whole = pixels.whole()
+        assert pixels.shape == whole.shape == (1, 3, 40, 56) and whole.dtype == dtype
+        assert torch.equal(pixels[..., 8:24, 16:48], whole[..., 8:24, 16:48])
+        assert torch.equal(pixels.repeated(2)[..., 0:8, 0:8], whole[..., 0:8, 0:8].expand(2, -1, -1, -1))
+    assert float(HostPixels(image, torch.device("cpu"), torch.float32, signed=True).whole().min()) < 0
+
+
+def test_tiled_encode_reads_host_pixels_as_it_reads_the_tensor(photo_vae, photo_tensor) -> None:
+    from studio.engines.diffusion.pixels import HostPixels
+
+    image = (photo_tensor[0].permute(1, 2, 0).numpy() + 1) / 2
+    host = HostPixels(image, torch.device("cpu"), torch.float32, signed=True)
+    tensor = host.whole()
+    torch.testing.assert_close(
+        tiled_vae.encode(photo_vae, host, tile=12, pad=4),
+        tiled_vae.encode(photo_vae, tensor, tile=12, pad=4),
+        atol=0,
+        rtol=0,
+    )
+    torch.testing.assert_close(tiled_vae.encode(photo_vae, host), tiled_vae.encode(photo_vae, tensor), atol=0, rtol=0)
+
+
+def test_tiled_cfw_decode_keeps_the_fusion_and_matches_the_whole_decode(photo_vae, photo_tensor, photo_latent) -> None:
+    """CFW fusion (random fusion layers, scaled down) on the tiny photo VAE: each tile fuses the encoder's
+    features of its own region, so tiling costs the fused decode no more than it costs a plain decode, and
+    the tiled result keeps the fusion's effect."""
+    from studio.engines.diffusion.adapters.stablesr import CFWFusion
+    from studio.engines.diffusion.pixels import HostPixels
+
+    torch.manual_seed(0)
+    fusion = CFWFusion.for_vae(photo_vae).eval()
+    with torch.no_grad():
+        for parameter in fusion.parameters():
+            parameter.mul_(0.6)
+    fusion.attach(photo_vae)
+    fusion.weight = 1.0
+    image = (photo_tensor[0].permute(1, 2, 0).numpy() + 1) / 2
+    pixels = HostPixels(image, torch.device("cpu"), torch.float32, signed=True)
+    try:
+        whole = tiled_vae.decode_fused(photo_vae, photo_latent, pixels, fusion.capturing)
+        tiled = tiled_vae.decode_fused(photo_vae, photo_latent, pixels, fusion.capturing, tile=8, pad=4)
+        fusion.weight = 0.0
+        plain = tiled_vae.decode_fused(photo_vae, photo_latent, pixels, fusion.capturing)
+    finally:
+        fusion.detach()
+    plain_tiling_error = np.abs(tiled_vae.decode(photo_vae, photo_latent, tile=8, pad=4) - plain).mean()
+    assert tiled.shape == whole.shape == (256, 256, 3)
+    assert np.abs(whole - plain).mean() > 0.02  # the fusion changes the image
+    assert np.abs(tiled - whole).mean() <= 1.1 * plain_tiling_error
+    assert np.abs(tiled - plain).mean() > 1.5 * np.abs(tiled - whole).mean()
+
+
+def test_host_control_images_reach_the_device_one_window_at_a_time(astronaut: np.ndarray) -> None:
+    """Guidance batches a host control image without copying it; a tile crop converts only its window."""
+    from studio.engines.diffusion.latent_tiling import Window
+    from studio.engines.diffusion.pixels import HostPixels
+
+    image = astronaut[:64, :96].astype(np.float32) / 255
+    host = HostPixels(image, torch.device("cpu"), torch.float32)
+    text = torch.zeros(1, 4, 8)
+    cond = Conditioning({"encoder_hidden_states": text + 1, "control_0": host}, {"control_0": 8})
+    uncond = Conditioning({"encoder_hidden_states": text, "control_0": host}, {"control_0": 8})
+    both = uncond.batch(cond)
+    assert isinstance(both["control_0"], HostPixels) and both["control_0"].shape == (2, 3, 64, 96)
+    window = Window(2, 6, 4, 12)
+    cut = both.crop(window)["control_0"]
+    expected = host.whole()[..., 16:48, 32:96]
+    assert cut.shape == (2, 3, 32, 64) and torch.equal(cut, expected.expand(2, -1, -1, -1))
+    whole = both.crop(None)["control_0"]
+    assert isinstance(whole, torch.Tensor) and whole.shape == (2, 3, 64, 96)

@@ -115,10 +115,37 @@ def test_tiled_sampling_agrees_with_untiled(files: dict[str, Path]) -> None:
     untiled = engine(model=str(files["base"]), adapter=str(files["adapter"])).restore(picture, 1.0).image
     tiled_run = engine(model=str(files["base"]), adapter=str(files["adapter"]), tile=64, tile_overlap=32)
     tiled = tiled_run.restore(picture, 1.0).image
-    assert tiled_run.provenance()["tile"] == 8 and tiled_run.provenance()["tile_overlap"] == 4
+    assert tiled_run.provenance()["tile"] == 64 and tiled_run.provenance()["tile_overlap"] == 32  # as given
+    assert tiled_run.provenance()["latent_tile"] == 8
     other_seed = engine(model=str(files["base"]), adapter=str(files["adapter"]), seed=4).restore(picture, 1.0).image
     # tiles change the result far less than a new seed does (toy 8-latent-px tiles: the worst case)
     assert np.abs(tiled - untiled).mean() < 0.5 * np.abs(other_seed - untiled).mean()
+
+
+def test_cfw_decodes_in_tiles_when_the_vae_is_tiled(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """CFW used to force a whole-image decode; with the VAE tiled, the engine's CFW decode goes through the
+    tiled fused decode (its quality is tested on the photo VAE in test_diffusion_tiling.py: this tiny random
+    VAE decodes almost any latent to the same flat grey)."""
+    import studio.engines.diffusion.stablesr as stablesr
+    from studio.engines.diffusion import tiled_vae
+
+    adapters = f"{files['adapter']},{files['cfw']}"
+    picture = image((128, 96))
+    whole = engine(model=str(files["base"]), adapter=adapters, cfw=0.3).restore(picture, 1.0).image
+    tiles: list[int] = []
+    fused = tiled_vae.decode_fused
+
+    def recording(*args: object, **kwargs: object) -> np.ndarray:
+        tiles.append(int(args[4]))
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(tiled_vae, "decode_fused", recording)
+    monkeypatch.setattr(stablesr, "VAE_TILE", 8)
+    monkeypatch.setattr("studio.devices.free_memory_bytes", lambda device: 1)
+    tiled_run = engine(model=str(files["base"]), adapter=adapters, cfw=0.3, tile=1024)  # latent untiled
+    tiled = tiled_run.restore(picture, 1.0).image
+    assert tiles == [8] and tiled_run.provenance()["vae_tile"] == 8 and tiled_run.provenance()["cfw"] == 0.3
+    np.testing.assert_allclose(tiled, whole, atol=0.02)
 
 
 @pytest.mark.parametrize("output", [(1080, 1920), (1032, 1032), (2048, 2048), (2000, 3000), (4096, 4096)])

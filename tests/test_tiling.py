@@ -48,6 +48,9 @@ def test_windows_map_between_spaces_and_grow_by_their_context() -> None:
     assert window.size == (4, 6) and window.slices == (slice(2, 6), slice(3, 9))
     assert window.scaled(4) == Window(8, 24, 12, 36)
     assert window.padded(4, 8, 10) == Window(0, 8, 0, 10)  # clipped to the area
+    # at an edge the context shifts inward instead of shrinking: every context is the same size
+    assert Window(0, 4, 12, 20).padded(2, 30, 20) == Window(0, 8, 8, 20)
+    assert Window(10, 14, 4, 8).padded(2, 30, 20) == Window(8, 16, 2, 10)
 
 
 def test_grid_divides_evenly_into_multiples() -> None:

@@ -289,11 +289,16 @@ def restore(
         typer.Option("--max-faces", help="Restore at most this many (largest first).", rich_help_panel=_PANEL_FACES),
     ] = None,
     tile: Annotated[
-        Optional[int], typer.Option("--tile", help="Tile size in pixels; 0 = off; default: from free memory.")
+        Optional[int],
+        typer.Option(
+            "--tile",
+            help="Tile size in pixels of the image the model reads (the input; for stablesr and supir the "
+            "stage-1 image); 0 = off; default: from free memory.",
+        ),
     ] = None,
     tile_overlap: Annotated[
         Optional[int],
-        typer.Option("--tile-overlap", help="Pixels (of the input) neighbouring tiles share. Default: 32."),
+        typer.Option("--tile-overlap", help="Pixels (same unit as --tile) neighbouring tiles share. Default: 32."),
     ] = None,
     alpha: Annotated[Optional[str], typer.Option("--alpha", help="Alpha upscaling: bicubic or model.")] = None,
     fmt: Annotated[

@@ -63,13 +63,18 @@ class Window:
         return Window(self.top * k, self.bottom * k, self.left * k, self.right * k)
 
     def padded(self, pad: int, height: int, width: int) -> Window:
-        """The window grown by `pad` on every side, clipped to a (height, width) area: its context."""
-        return Window(
-            max(0, self.top - pad),
-            min(height, self.bottom + pad),
-            max(0, self.left - pad),
-            min(width, self.right + pad),
-        )
+        """The window's context in a (height, width) area: grown by `pad` on every side and, where that
+        would cross an edge, shifted back inside, so every context of a grid has the same size (the
+        window plus 2 pad, or the whole side when shorter): the first tile's memory is every tile's."""
+        top, bottom = _grown(self.top, self.bottom, pad, height)
+        left, right = _grown(self.left, self.right, pad, width)
+        return Window(top, bottom, left, right)
+
+
+def _grown(start: int, end: int, pad: int, length: int) -> tuple[int, int]:
+    size = min(length, end - start + 2 * pad)
+    low = max(0, min(start - pad, length - size))
+    return low, low + size
 
 
 def spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:

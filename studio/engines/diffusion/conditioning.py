@@ -4,8 +4,10 @@ An engine puts what its model needs under names: `encoder_hidden_states` (text),
 model's noise level), `text_embeds`/`time_ids` (SDXL's added conditions), `control_0`, `control_1`, ...
 (ControlNet images), `low_res` (the x4 model's concatenated image), or anything an adapter defines.
 Spatial entries record how many times larger than the latent they are (1: latent-sized, 8: a pixel-space
-control image), so latent tiling can cut the matching region with `crop(window)`. Classifier-free
-guidance joins the negative and positive branches key by key with `Conditioning.batch`.
+control image), so latent tiling can cut the matching region with `crop(window)`. A pixel-space entry
+may be a `HostPixels` (pixels.py): it stays in host memory and only the cropped window becomes a device
+tensor. Classifier-free guidance joins the negative and positive branches key by key with
+`Conditioning.batch`.
 
 A conditioned model is `model(x, t, cond, window) -> prediction`; it calls `cond.crop(window)` itself,
 because only it knows when the crop is needed (the window is None for the whole latent).
@@ -53,9 +55,14 @@ class Conditioning:
         return Conditioning({**self.tensors, **tensors}, {**self.spatial, **(spatial or {})})
 
     def crop(self, window: Any) -> Conditioning:
-        """The spatial entries cut to `window` (a latent-space Window, or None for the whole latent)."""
-        if window is None or not self.spatial:
-            return self
+        """The spatial entries cut to `window` (a latent-space Window, or None for the whole latent), as
+        device tensors."""
+        from studio.engines.diffusion.pixels import HostPixels, as_tensor
+
+        if window is None:
+            if not any(isinstance(value, HostPixels) for value in self.tensors.values()):
+                return self
+            return Conditioning({key: as_tensor(value) for key, value in self.tensors.items()}, self.spatial)
         rows, cols = window.slices
         cropped = dict(self.tensors)
         for key, factor in self.spatial.items():
@@ -63,14 +70,22 @@ class Conditioning:
         return Conditioning(cropped, self.spatial)
 
     def batch(self, other: Conditioning) -> Conditioning:
-        """[self, other] concatenated along the batch, key by key (both must have the same keys)."""
+        """[self, other] concatenated along the batch, key by key (both must have the same keys). A host
+        image both sides share stays one host image standing for both."""
         import torch
+
+        from studio.engines.diffusion.pixels import HostPixels, as_tensor
 
         if set(self.tensors) != set(other.tensors):
             raise ValueError(f"cannot batch conditionings with keys {sorted(self.tensors)} and {sorted(other.tensors)}")
-        return Conditioning(
-            {key: torch.cat([value, other.tensors[key]]) for key, value in self.tensors.items()}, self.spatial
-        )
+        joined: dict[str, Any] = {}
+        for key, value in self.tensors.items():
+            theirs = other.tensors[key]
+            if isinstance(value, HostPixels) and value is theirs:
+                joined[key] = value.repeated(2)
+            else:
+                joined[key] = torch.cat([as_tensor(value), as_tensor(theirs)])
+        return Conditioning(joined, self.spatial)
 
 
 def _scaled(part: slice, factor: int) -> slice:

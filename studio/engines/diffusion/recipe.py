@@ -39,6 +39,7 @@ from studio.engines.diffusion.guidance import (
 )
 from studio.engines.diffusion.latent_tiling import tiled_denoiser
 from studio.engines.diffusion.offload import Placement
+from studio.engines.diffusion.pixels import HostPixels
 from studio.engines.diffusion.samplers.schedulers import (
     SchedulerSampler,
     make_scheduler,
@@ -195,10 +196,11 @@ class Recipe:
         uncond: Conditioning,
         generator: torch.Generator,
     ) -> tuple[Conditioning, Conditioning]:
-        """Default: the image as every ControlNet's control image (`control_<i>`, pixel space, [0, 1])."""
+        """Default: the image as every ControlNet's control image (`control_<i>`, pixel space, [0, 1]), kept in
+        host memory until a tile reads it."""
         if not self.components.controlnets:
             return cond, uncond
-        control = image_tensor(image, self.device, cond["encoder_hidden_states"].dtype)
+        control = HostPixels(image, self.device, cond["encoder_hidden_states"].dtype)  # cropped per tile
         factor = self.components.vae_scale_factor
         extra = {control_key(i): control for i in range(len(self.components.controlnets))}
         spatial = dict.fromkeys(extra, factor)
@@ -233,7 +235,7 @@ class Recipe:
         in `vae_tile` tiles when set, so a large image never runs through the encoder whole."""
         vae = self.components.vae
         with self.placement.using(vae):
-            pixels = vae_pixels(image, self.device, vae.dtype)
+            pixels = HostPixels(image, self.device, vae.dtype, signed=True)
             latents = tiled_vae.encode(vae, pixels, request.vae_tile, request.vae_pad, generator)
         return (latents * vae.config.scaling_factor).to(dtype)
 
@@ -287,19 +289,3 @@ def plain_unet(unet: Any) -> ConditionedModel:
         return unet(x, t, **unet_kwargs(cond.crop(window)), return_dict=False)[0]
 
     return model
-
-
-def vae_pixels(image: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(H, W, 3) array in [0, 1] -> (1, 3, H, W) tensor in [-1, 1], scaled in place (one full-size copy)."""
-    import torch
-
-    pixels = torch.empty((1, 3, *image.shape[:2]), device=device, dtype=dtype)
-    pixels[0].copy_(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
-    return pixels.mul_(2.0).sub_(1.0)
-
-
-def image_tensor(image: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(H, W, 3) array -> (1, 3, H, W) tensor with the same values."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device=device, dtype=dtype)

@@ -241,7 +241,9 @@ class StableSREngine(Engine):
         stage1, stage1_mode = self.stage1(image, scale)
         out_h, out_w = stage1.shape[:2]
         multiple = recipe.size_multiple
-        padded = np.pad(stage1, ((0, -out_h % multiple), (0, -out_w % multiple), (0, 0)), mode="symmetric")
+        pad_h, pad_w = -out_h % multiple, -out_w % multiple
+        padded = np.pad(stage1, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric") if pad_h or pad_w else stage1
+        del stage1  # the padded copy (or the image itself) is all the recipe reads
         knobs = fidelity_knobs(self.settings, recipe.cfw is not None)
         seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
         latent = (padded.shape[0] // multiple, padded.shape[1] // multiple)
@@ -263,8 +265,6 @@ class StableSREngine(Engine):
             tile_overlap=overlap,
             vae_tile=vae_tile,
         )
-        if request.cfw > 0 and vae_tile:
-            notice("CFW decoding runs untiled (its fusion needs the whole image's encoder features)")
         result = recipe(padded, request, progress)[:out_h, :out_w]
         self._last.update(request=request, knobs=knobs, stage1=stage1_mode)
         return EngineResult(result, self.provenance())
@@ -303,8 +303,9 @@ class StableSREngine(Engine):
             stage1=self._last["stage1"],
             **{name: value for name, (value, _) in self._last["knobs"].items()},
             knob_sources={name: why for name, (_, why) in self._last["knobs"].items()},
-            tile=request.unet_tile,
-            tile_overlap=request.tile_overlap,
+            tile=request.unet_tile * recipe.size_multiple,  # pixels, as --tile
+            tile_overlap=request.tile_overlap * recipe.size_multiple,
+            latent_tile=request.unet_tile,
             vae_tile=request.vae_tile,
             dtype=self._last["dtype"],
             device=self._last["device"],

@@ -9,7 +9,8 @@ Differences from the default `Recipe`, each one overridden step:
   StableSR does at t = 999 and diffusers' img2img at strength 1), never pure noise;
 - 6 `conditioned_model`: the UNet under the adapter's SPADE hooks; `denoiser` adds the pull wrapper outside
   tiling (it acts on the whole latent);
-- 7 `decode`: with CFW, the CFW autoencoder's decoder fuses its encoder's features of the stage-1 image.
+- 7 `decode`: with CFW, the CFW autoencoder's decoder fuses its encoder's features of the stage-1 image
+  (tiled like any decode: each tile fuses the features of its own region).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 
 from studio.engines.diffusion import tiled_vae
 from studio.engines.diffusion.conditioning import Conditioning, unet_kwargs
-from studio.engines.diffusion.recipe import Components, Recipe, Request, vae_pixels
+from studio.engines.diffusion.pixels import HostPixels
+from studio.engines.diffusion.recipe import Components, Recipe, Request
 
 if TYPE_CHECKING:
     import torch
@@ -52,13 +54,11 @@ class CFWDecoder:
     vae: Any
     fusion: CFWFusion
 
-    def decode(self, stage1: torch.Tensor, latents: torch.Tensor, weight: float) -> np.ndarray:
-        """stage1: (1, 3, H, W) in [-1, 1]; latents already divided by the scaling factor."""
+    def decode(self, stage1: HostPixels, latents: torch.Tensor, weight: float, tile: int, pad: int) -> np.ndarray:
+        """stage1 read in [-1, 1]; latents already divided by the scaling factor; `tile` latent cells (0: whole),
+        each tile fusing the encoder's features of its own region of the stage-1 image."""
         self.fusion.weight = weight
-        with self.fusion.capturing():
-            self.vae.encoder(stage1.to(self.vae.dtype))
-            decoded = self.vae.decode(latents.to(self.vae.dtype)).sample
-        return tiled_vae.to_image(decoded)
+        return tiled_vae.decode_fused(self.vae, latents.to(self.vae.dtype), stage1, self.fusion.capturing, tile, pad)
 
 
 class StableSRRecipe(Recipe):
@@ -135,9 +135,10 @@ class StableSRRecipe(Recipe):
         weight = request.cfw if isinstance(request, StableSRRequest) else 0.0
         if self.cfw is None or weight == 0:
             return super().decode(latents, request)
-        stage1 = vae_pixels(self._stage1_image, self.device, self.dtype)  # made only here: CFW's untiled decode
+        stage1 = HostPixels(self._stage1_image, self.device, self.cfw.vae.dtype, signed=True)
         with self.placement.using(self.cfw.vae):
-            return self.cfw.decode(stage1, latents / self.components.vae.config.scaling_factor, weight)
+            latents = latents / self.components.vae.config.scaling_factor
+            return self.cfw.decode(stage1, latents, weight, request.vae_tile, request.vae_pad)
 
     def __call__(self, image: np.ndarray, request: Request, progress: Any = None, on_step: Any = None) -> np.ndarray:
         self._stage1_image = image

@@ -283,7 +283,7 @@ class SupirEngine(Engine):
         if resolved.control_scale_start is not None:
             control = _schedule(recipe, resolved.control_scale_start, resolved.control_scale, top)
         guidance = _schedule(recipe, resolved.cfg_start, resolved.guidance, top)
-        conditioning_image = resize(x1, work_h, work_w)
+        conditioning_image = x1 if x1.shape[:2] == (work_h, work_w) else resize(x1, work_h, work_w)
         prompt, caption = self.prompt_for(image, recipe.device)
 
         def attempt(unet_tile: int, vae_tile: int) -> tuple[SupirRequest, np.ndarray]:
@@ -315,7 +315,9 @@ class SupirEngine(Engine):
             memory_retries=retries,
             caption=caption,
         )
-        return EngineResult(resize(result, out_h, out_w), self.provenance())
+        if result.shape[:2] != (out_h, out_w):
+            result = resize(result, out_h, out_w)
+        return EngineResult(result, self.provenance())
 
     def prompt_for(self, image: np.ndarray, device: Any) -> tuple[str, str | None]:
         """(prompt, caption): with --caption the captioner fills {caption} (or leads the prompt)."""
@@ -345,6 +347,7 @@ class SupirEngine(Engine):
         if request is None:
             return info
         resolved: Resolved = self._last["resolved"]
+        factor = self._recipe.components.vae_scale_factor
         info.update(
             scheduler=request.scheduler,
             steps=request.steps,
@@ -361,8 +364,9 @@ class SupirEngine(Engine):
             s_noise=request.s_noise,
             stage1=self._last["stage1"],
             work_size=self._last["work_size"],
-            tile=request.unet_tile,
-            tile_overlap=request.tile_overlap,
+            tile=request.unet_tile * factor,  # pixels of the working image, as --tile
+            tile_overlap=request.tile_overlap * factor,
+            latent_tile=request.unet_tile,
             vae_tile=request.vae_tile,
             dtype=self._last["dtype"],
             vae_dtype=self._last["vae_dtype"],
@@ -393,7 +397,8 @@ class SupirEngine(Engine):
             device=str(device),
             work_size=[work_w, work_h],
             steps=self.settings.steps,
-            tile=unet_tile,
+            tile=unet_tile * 8,
+            latent_tile=unet_tile,
             vae_tile=vae_tile,
             restore_tau=resolved.tau,
             guidance=resolved.guidance,

@@ -22,7 +22,8 @@ import numpy as np
 from studio.engines.diffusion import tiled_vae
 from studio.engines.diffusion.adapters.controlnet import control_key
 from studio.engines.diffusion.conditioning import Conditioning
-from studio.engines.diffusion.recipe import Components, Recipe, Request, image_tensor, vae_pixels
+from studio.engines.diffusion.pixels import HostPixels
+from studio.engines.diffusion.recipe import Components, Recipe, Request
 from studio.errors import UsageError
 
 if TYPE_CHECKING:
@@ -170,11 +171,12 @@ class SupirRecipe(Recipe):
         adaptor, vae = self.components.adaptor, self.components.vae
         if adaptor is not None:
             with self.placement.using(adaptor), self.placement.using(vae):
-                z_lq = adaptor.stage1_latent(vae, image_tensor(image, self.device, vae.dtype) * 2.0 - 1.0)
+                pixels = HostPixels(image, self.device, vae.dtype, signed=True)
+                z_lq = adaptor.stage1_latent(vae, pixels, request.vae_tile, request.vae_pad)
                 self.stage1_image = image = self.decode(z_lq, request)
             extra, spatial = {"z_lq": z_lq.to(self.dtype)}, {"z_lq": 1}
         else:
-            pixels = image_tensor(image, self.device, self.dtype)
+            pixels = HostPixels(image, self.device, self.dtype)  # cropped per tile, never whole on the device
             extra = {control_key(i): pixels for i in range(len(self.components.controlnets))}
             spatial = dict.fromkeys(extra, self.components.vae_scale_factor)
         self._target = self.encode_mode(image, request)
@@ -184,9 +186,8 @@ class SupirRecipe(Recipe):
         """The posterior mode of the VAE encoder, scaled (SUPIR encodes without sampling), in `vae_tile` tiles."""
         vae = self.components.vae
         with self.placement.using(vae):
-            latents = tiled_vae.encode(
-                vae, vae_pixels(image, self.device, vae.dtype), request.vae_tile, request.vae_pad
-            )
+            pixels = HostPixels(image, self.device, vae.dtype, signed=True)
+            latents = tiled_vae.encode(vae, pixels, request.vae_tile, request.vae_pad)
         return (latents * vae.config.scaling_factor).to(self.dtype)
 
     # 4 -------------------------------------------------------------------------------------------

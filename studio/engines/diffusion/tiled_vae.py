@@ -6,7 +6,8 @@ different tones. Here the statistics of every GroupNorm are first pooled over a 
 every feature map (sums and sums of squares, so the pool is the statistics of their union). Then every
 tile runs again with those statistics frozen: one tone for the whole image for at most one extra pass.
 Tiles carry `pad` latent cells of context that are computed and cut away, so convolutions see real
-neighbours. Decoded tiles go straight into a CPU array: device memory stays that of one tile.
+neighbours. Decoded tiles go straight into a CPU array, and an image to encode may be a `HostPixels`
+(pixels.py) whose windows reach the device one at a time: device memory stays that of one tile.
 
 Either a diffusers `AutoencoderKL` or a bare encoder/decoder module can be passed: with a VAE, its
 `encode`/`decode` run (quant convs included, and any offload hooks diffusers or accelerate put on
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from studio.engines.diffusion.pixels import HostPixels, as_tensor
 from studio.ops.tiling import Window, tile_grid
 
 if TYPE_CHECKING:
@@ -47,23 +49,83 @@ def decode(vae_or_decoder: Any, latents: torch.Tensor, tile: int = 0, pad: int =
     with torch.no_grad():
         if tile <= 0 or (height <= tile and width <= tile):
             return to_image(run(latents))
-        out = np.empty((height * factor, width * factor, 3), dtype=np.float32)
+        return _tiled_image(run, [(run, decoder)], latents, factor, tile, pad)
 
-        def place(win: Window, part: torch.Tensor) -> None:
-            out[win.scaled(factor).slices] = to_image(part)
 
-        _tiled(run, decoder, latents, (height, width), tile, pad, in_scale=1, out_scale=factor, place=place)
-        return out
+def decode_fused(
+    vae: Any,
+    latents: torch.Tensor,
+    pixels: HostPixels,
+    capturing: Callable[[], AbstractContextManager[Any]],
+    tile: int = 0,
+    pad: int = 16,
+) -> np.ndarray:
+    """Decode where the decoder fuses features the VAE's encoder computes from `pixels` (StableSR's CFW):
+    inside `capturing()` the encoder runs on the pixels, then the decoder on the latents. Tiled, each tile
+    pairs a latent window with the same region of the pixels, and GroupNorm statistics are pooled twice:
+    the encoder's first, then, with those frozen, the decoder's (the fusion changes what it normalises)."""
+    import torch
+
+    factor = _factor(vae.decoder, "up_blocks", "upsamplers")
+
+    def fused(pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        with capturing():
+            vae.encoder(pair[1])
+            return vae.decode(pair[0], return_dict=False)[0]
+
+    height, width = latents.shape[-2:]
+    source = _Paired(latents, pixels, factor)
+    with torch.no_grad():
+        if tile <= 0 or (height <= tile and width <= tile):
+            return to_image(fused((latents, as_tensor(pixels))))
+        stages = [(lambda pair: vae.encoder(pair[1]), vae.encoder), (fused, vae.decoder)]
+        return _tiled_image(fused, stages, source, factor, tile, pad)
+
+
+class _Paired:
+    """Latents and the pixels of the same image, cut together: `[..., rows, cols]` in latent cells gives
+    (latent window, pixel window)."""
+
+    def __init__(self, latents: torch.Tensor, pixels: HostPixels, factor: int) -> None:
+        self.latents, self.pixels, self.factor = latents, pixels, factor
+        self.shape = latents.shape
+
+    def __getitem__(self, index: tuple[Any, slice, slice]) -> tuple[torch.Tensor, torch.Tensor]:
+        _, rows, cols = index
+        f = self.factor
+        return self.latents[..., rows, cols], self.pixels[
+            ..., slice(rows.start * f, rows.stop * f), slice(cols.start * f, cols.stop * f)
+        ]
+
+
+def _tiled_image(
+    run: Callable[[Any], torch.Tensor],
+    stages: list[tuple[Callable[[Any], Any], Any]],
+    source: Any,
+    factor: int,
+    tile: int,
+    pad: int,
+) -> np.ndarray:
+    """Decoded tiles of `source` (latent-sized, cut in latent cells) placed into one CPU image."""
+    height, width = source.shape[-2:]
+    out = np.empty((height * factor, width * factor, 3), dtype=np.float32)
+
+    def place(win: Window, part: torch.Tensor) -> None:
+        out[win.scaled(factor).slices] = to_image(part)
+
+    _tiled(run, stages, source, (height, width), tile, pad, in_scale=1, out_scale=factor, place=place)
+    return out
 
 
 def encode(
     vae_or_encoder: Any,
-    image: torch.Tensor,
+    image: torch.Tensor | HostPixels,
     tile: int = 0,
     pad: int = 8,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """An image (1, 3, H, W) in [-1, 1] -> the latent distribution's mean (1, C, H/f, W/f), not scaled.
+    """An image (1, 3, H, W) in [-1, 1] (a tensor, or `HostPixels` read a tile at a time) -> the latent
+    distribution's mean (1, C, H/f, W/f), not scaled.
 
     With a `generator`, a sample from the distribution instead (drawn for the whole latent at once,
     as diffusers draws it, so tiling does not change the noise). `tile` and `pad` are in latent
@@ -79,12 +141,12 @@ def encode(
     height, width = image.shape[-2] // factor, image.shape[-1] // factor
     with torch.no_grad():
         if tile <= 0 or (height <= tile and width <= tile):
-            moments = run(image)
+            moments = run(as_tensor(image))
         else:
             parts: list[tuple[Window, torch.Tensor]] = []
             _tiled(
                 run,
-                encoder,
+                [(run, encoder)],
                 image,
                 (height, width),
                 tile,
@@ -146,9 +208,9 @@ def _factor(module: Any, blocks: str, samplers: str) -> int:
 
 
 def _tiled(
-    run: Callable[[torch.Tensor], torch.Tensor],
-    network: Any,
-    source: torch.Tensor,
+    run: Callable[[Any], torch.Tensor],
+    stages: list[tuple[Callable[[Any], Any], Any]],
+    source: Any,
     latent_size: tuple[int, int],
     tile: int,
     pad: int,
@@ -157,12 +219,17 @@ def _tiled(
     place: Callable[[Window, torch.Tensor], None],
 ) -> None:
     """Run `run` over latent-unit windows of `source` (in_scale source units per cell) with `pad` cells of
-    context and frozen shared GroupNorm statistics; hand each window's cropped output to `place`."""
+    context and frozen shared GroupNorm statistics; hand each window's cropped output to `place`.
+
+    `stages` lists (run, network) pairs whose GroupNorm statistics are pooled in order, each stage's frozen
+    while the next one's are gathered (one pair for a plain encode or decode)."""
     height, width = latent_size
     windows = tile_grid(height, width, tile, 0)
     contexts = [win.padded(pad, height, width) for win in windows]
-    stats = group_norm_stats(run, network, source, windows, contexts, in_scale)
-    with frozen_group_norms(network, stats):
+    with ExitStack() as frozen:
+        for stage_run, network in stages:
+            stats = group_norm_stats(stage_run, network, source, windows, contexts, in_scale)
+            frozen.enter_context(frozen_group_norms(network, stats))
         for win, ctx in zip(windows, contexts, strict=True):
             out = run(source[(..., *ctx.scaled(in_scale).slices)])
             inner = Window(win.top - ctx.top, win.bottom - ctx.top, win.left - ctx.left, win.right - ctx.left)
@@ -187,9 +254,9 @@ def _spread(values: list[int], count: int) -> set[int]:
 
 
 def group_norm_stats(
-    run: Callable[[torch.Tensor], torch.Tensor],
+    run: Callable[[Any], Any],
     network: Any,
-    source: torch.Tensor,
+    source: Any,
     windows: list[Window],
     contexts: list[Window],
     in_scale: int,

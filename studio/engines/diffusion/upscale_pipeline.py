@@ -14,7 +14,8 @@ import numpy as np
 
 from studio.engines.diffusion.conditioning import Conditioning, unet_kwargs
 from studio.engines.diffusion.guidance import ConditionedModel
-from studio.engines.diffusion.recipe import Components, Recipe, Request, image_tensor
+from studio.engines.diffusion.pixels import image_tensor
+from studio.engines.diffusion.recipe import Components, Recipe, Request
 from studio.errors import UsageError
 
 if TYPE_CHECKING:

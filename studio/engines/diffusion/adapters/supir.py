@@ -188,12 +188,13 @@ class SupirAdapter(nn.Module):
                 double_z=True,
             )
 
-    def stage1_latent(self, vae: Any, pixels: torch.Tensor) -> torch.Tensor:
-        """z_LQ: the posterior mode of the denoise encoder (through the VAE's quant_conv), scaled."""
-        moments = self.denoise_encoder(pixels.to(next(self.denoise_encoder.parameters()).dtype))
-        if vae.quant_conv is not None:
-            moments = vae.quant_conv(moments.to(vae.dtype))
-        return moments.chunk(2, dim=1)[0] * vae.config.scaling_factor
+    def stage1_latent(self, vae: Any, pixels: Any, tile: int = 0, pad: int = 16) -> torch.Tensor:
+        """z_LQ: the posterior mode of the denoise encoder (through the VAE's quant_conv), scaled; `pixels` a
+        tensor or `HostPixels` in [-1, 1], encoded in `tile`-cell tiles with shared GroupNorm statistics."""
+        from studio.engines.diffusion import tiled_vae
+
+        moments = DenoiseMoments(self.denoise_encoder, vae.quant_conv, vae.dtype)
+        return tiled_vae.encode(moments, pixels, tile, pad) * vae.config.scaling_factor
 
     def conditioned_model(self, unet: Any, scale: Any) -> Any:
         """The SDXL UNet steered through the connectors: model(x, t, cond, window) -> epsilon."""
@@ -205,6 +206,20 @@ class SupirAdapter(nn.Module):
             return controlled_forward(unet, self.connectors, x, t, cond, features, scale_at(scale, t))
 
         return model
+
+
+class DenoiseMoments(nn.Module):
+    """The denoise encoder then the VAE's quant_conv, as one encoder module for `tiled_vae.encode`."""
+
+    def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None, vae_dtype: torch.dtype) -> None:
+        super().__init__()
+        # not `encoder`: tiled_vae takes a module with an `encoder` for a whole VAE
+        self.denoise, self.quant_conv, self.vae_dtype = encoder, quant_conv, vae_dtype
+        self.down_blocks = encoder.down_blocks  # what tiled_vae reads the downsampling factor from
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        moments = self.denoise(pixels.to(next(self.denoise.parameters()).dtype))
+        return moments if self.quant_conv is None else self.quant_conv(moments.to(self.vae_dtype))
 
 
 def controlled_forward(
