@@ -67,6 +67,7 @@ def original_layout(state: dict, layers_per_block: int, prefix: str = "control_m
         ),
         (r"mid_block\.resnets\.(\d+)\.(\w+)\.(.+)", lambda m: f"middle_block.{2 * int(m[1])}.{RESNET[m[2]]}.{m[3]}"),
         (r"mid_block\.attentions\.0\.(.+)", lambda m: f"middle_block.1.{m[1]}"),
+        (r"(?:add|class)_embedding\.linear_([12])\.(.+)", lambda m: f"label_emb.0.{2 * int(m[1]) - 2}.{m[2]}"),
     ]
     renamed = {}
     for key, value in state.items():
@@ -127,6 +128,41 @@ def test_detection_by_key_names() -> None:
     plain_sd = ["model.diffusion_model.input_blocks.0.0.weight", "first_stage_model.encoder.conv_in.weight"]
     assert kind_of(plain_sd) is None and kind_of(plain_sd + original_keys[:1]) is None
     assert kind_of([]) is None
+
+
+SD15_UNET = {
+    "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+}
+"""runwayml/stable-diffusion-v1-5 unet/config.json (the fields that shape the network)."""
+SD21_UNET = {
+    **SD15_UNET,
+    "cross_attention_dim": 1024,
+    "attention_head_dim": [5, 10, 20, 20],
+    "use_linear_projection": True,
+}
+"""stabilityai/stable-diffusion-2-1 unet/config.json (the fields that differ from SD 1.5)."""
+
+
+@pytest.mark.parametrize("name", ["sd15", "sd21", "sdxl"])
+def test_original_layout_of_the_real_architectures_converts_onto_every_key(name: str) -> None:
+    """Built on the meta device (no weights): lllyasviel's names for SD 1.5 / 2.1 / SDXL ControlNets map
+    through diffusers' converter onto exactly the keys and shapes of the ControlNet the base implies."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from studio.engines.diffusion import random_sdxl
+    from studio.engines.diffusion.adapters.controlnet_files import from_original
+
+    config = {"sd15": SD15_UNET, "sd21": SD21_UNET, "sdxl": random_sdxl.SDXL_UNET_CONFIG}[name]
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+        expected = ControlNetModel.from_unet(unet, load_weights_from_unet=False).state_dict()
+    converted = from_original(original_layout(expected, config["layers_per_block"]), unet.config, name)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape) for k, v in expected.items()}
 
 
 def stablesr_run(base: Path, adapter: Path | str) -> tuple[np.ndarray, dict]:

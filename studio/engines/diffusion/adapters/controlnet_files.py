@@ -80,20 +80,26 @@ def load_controlnet_file(path: str | Path, unet: Any, weights_name: str, dtype: 
 
 
 def from_original(state: dict[str, torch.Tensor], unet_config: Any, origin: str) -> dict[str, torch.Tensor]:
-    """The original layout in diffusers' names, by diffusers' own converter; every ControlNet key of the
-    file must be used (keys outside `control_model.` in a prefixed file, e.g. the SD weights of a
-    ControlNet 1.0 file, are the base's and are left out, as diffusers does)."""
-    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+    """The original layout in diffusers' names, by diffusers' own converter and tables (its converter leaves
+    out SDXL's `label_emb`, which its table maps). Every ControlNet key of the file must be used; keys outside
+    `control_model.` in a prefixed file (the SD weights in a ControlNet 1.0 file) are the base's, left out."""
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING, convert_controlnet_checkpoint
 
+    config = dict(unet_config)
     prefixed = any(key.startswith(ORIGINAL_PREFIX + ORIGINAL_MARKERS[0]) for key in state)
-    own = [key for key in state if key.startswith(ORIGINAL_PREFIX)] if prefixed else list(state)
-    converted = {k: v for k, v in convert_controlnet_checkpoint(state, dict(unet_config)).items() if v is not None}
+    start = len(ORIGINAL_PREFIX) if prefixed else 0
+    own = {key[start:]: value for key, value in state.items() if key.startswith(ORIGINAL_PREFIX) or not prefixed}
+    converted = {k: v for k, v in convert_controlnet_checkpoint(own, config).items() if v is not None}
+    for embedding in ("class_embed_type", "addition_embed_type"):
+        if config.get(embedding):
+            table = DIFFUSERS_TO_LDM_MAPPING["controlnet"][embedding]
+            converted.update({new: own[old] for new, old in table.items() if old in own})
     used = {id(value) for value in converted.values()}
-    unused = [key for key in own if id(state[key]) not in used]
+    unused = [key for key, value in own.items() if id(value) not in used]
     if unused:
         raise ModelLoadError(
-            f"{origin}: key '{unused[0]}' (and {len(unused) - 1} more) has no place in a ControlNet "
-            f"for this base; {HINT}"
+            f"{origin}: key '{ORIGINAL_PREFIX[:start]}{unused[0]}' (and {len(unused) - 1} more) has no place in "
+            f"a ControlNet for this base; {HINT}"
         )
     return converted
 
