@@ -250,17 +250,23 @@ def test_another_engines_checkpoint_is_one_line(sd15: dict[str, Path], tmp_path:
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_cli_unknown_file_is_one_line_exit_2(sd15: dict[str, Path], photo: Path, tmp_path: Path, dry_run: bool) -> None:
+@pytest.mark.parametrize("engine", ["stablesr", "supir"])
+def test_cli_unknown_or_missing_file_is_one_line(
+    sd15: dict[str, Path], photo: Path, tmp_path: Path, engine: str, dry_run: bool
+) -> None:
+    """Exit 2 for a file of no known layout, 3 (the engine cannot run) for a missing one; --dry-run alike."""
     from typer.testing import CliRunner
 
     from studio.cli import app
 
-    args = ["restore", str(photo), "-o", str(tmp_path / "out.png"), "--engine", "stablesr"]
-    args += ["--model", str(sd15["base"]), "--adapter", str(sd15["bad"]), "--steps", "1"]
-    result = CliRunner().invoke(app, [*args, *(["--dry-run"] if dry_run else [])])
-    assert result.exit_code == 2, result.output
-    assert "bad.safetensors: neither a ControlNet (diffusers or original layout) nor a StableSR checkpoint" in (
-        result.stderr
-    )
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
-    assert not (tmp_path / "out.png").exists()
+    args = ["restore", str(photo), "-o", str(tmp_path / "out.png"), "--engine", engine, "--model", str(sd15["base"])]
+    args += ["--steps", "1", *(["--dry-run"] if dry_run else [])]
+    checkpoint = {"stablesr": "StableSR", "supir": "SUPIR"}[engine]
+    for adapter, code, message in (
+        (sd15["bad"], 2, f"bad.safetensors: neither a ControlNet (diffusers or original layout) nor a {checkpoint}"),
+        (tmp_path / "absent.safetensors", 3, "absent.safetensors: weights file not found; check the path"),
+    ):
+        result = CliRunner().invoke(app, [*args, "--adapter", str(adapter)])
+        assert result.exit_code == code, result.output
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.output and not (tmp_path / "out.png").exists()

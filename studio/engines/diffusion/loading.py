@@ -301,7 +301,9 @@ def _read_weights_file(path: str | Path, weights_name: str, keys_only: bool) -> 
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise WeightsMissing(f"{file}: weights file not found; run `studio weights pull {weights_name}`")
+        named = Path(weights_name).suffix.lower() not in SINGLE_FILE_SUFFIXES  # a registry name, not the path
+        hint = f"run `studio weights pull {weights_name}`" if named else "check the path"
+        raise WeightsMissing(f"{file}: weights file not found; {hint}")
     try:
         if file.suffix.lower() == ".safetensors":
             from safetensors import safe_open

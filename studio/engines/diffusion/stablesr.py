@@ -153,7 +153,8 @@ class StableSREngine(Engine):
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
-        """diffusers importable, base and adapters on disk (or a hub id); no loading."""
+        """diffusers importable, base and adapters on disk (or a hub id); no loading. An adapter file of no
+        kind this engine takes (read for its key names) raises: the run would stop on it too."""
 
         def locate() -> loading.ModelSource:
             selection = select(settings)
@@ -166,7 +167,10 @@ class StableSREngine(Engine):
             locate, settings.model or DEFAULT_MODEL, settings.device, errors=(WeightsMissing, UsageError)
         )
         if found.ok:
-            identify_adapters(select(settings))  # a file of the wrong kind stops the run here, as it would later
+            try:
+                identify_adapters(select(settings))  # a file of no usable kind stops the run here (exit 2)
+            except WeightsMissing as exc:
+                return Availability(False, str(exc))
         return found
 
     # loading ---------------------------------------------------------------------------------------
