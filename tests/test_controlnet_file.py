@@ -198,7 +198,7 @@ def test_single_file_loads_in_the_asked_dtype_and_refuses_another_base(
     unet = UNet2DConditionModel.from_pretrained(sd15["base"] / "unet")
     controlnet = load_controlnet_file(sd15["original"], unet, "x", torch.bfloat16)
     assert {p.dtype for p in controlnet.parameters()} == {torch.bfloat16}
-    assert not any(p.is_meta for p in controlnet.parameters())
+    assert not any(t.is_meta for t in [*controlnet.parameters(), *controlnet.buffers()])
     sdxl_file = tmp_path / "sdxl_tile.safetensors"
     shutil.copy(tiny_sdxl[1] / "diffusion_pytorch_model.safetensors", sdxl_file)
     with pytest.raises(

@@ -422,26 +422,26 @@ def _name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def resolve_pair(model: str | None, adapter: str | None) -> tuple[str, str]:
-    """(base, adapter) as hub ids, folders or files: registry names are looked up, and a composite name
-    (e.g. supir-q = sdxl-base + supir-v0q) selects both; --adapter overrides the composite's adapter."""
+def pair_names(model: str | None, adapter: str | None) -> tuple[str, str]:
+    """(base, adapter) as given or as registry names: a composite name (e.g. supir-q = sdxl-base +
+    supir-v0q) selects both; --adapter overrides the composite's adapter."""
     from studio import weights
 
     base, default_adapter = model or BASE_WEIGHTS, ADAPTER_WEIGHTS
     spec = weights.find(base)
     if spec is not None and (members := weights.composite_members(spec)):
         base, default_adapter = members[0], members[1]
-    return _registry_ref(base), _registry_ref(adapter or default_adapter)
+    return base, adapter or default_adapter
 
 
 def resolve_sources(settings: Settings) -> tuple[loading.ModelSource, AdapterSource]:
-    """The SDXL base and the adapter (SUPIR checkpoint or ControlNet) of `settings`, the adapter's kind told
-    from its key names when it is a file: a missing file raises WeightsMissing, one of no usable kind a
-    one-line ModelLoadError/UsageError."""
+    """The SDXL base and the adapter (SUPIR checkpoint or ControlNet) as hub ids, folders or files (registry
+    names looked up), the adapter's kind told from its key names when it is a file: a missing file raises
+    WeightsMissing, one of no usable kind a one-line ModelLoadError/UsageError."""
     from studio.engines.diffusion.adapters.identify import identify
 
-    base, adapter = resolve_pair(settings.model, settings.adapter)
-    return loading.resolve_source(base), identify(adapter, settings.adapter or ADAPTER_WEIGHTS, "supir")
+    base, adapter = pair_names(settings.model, settings.adapter)
+    return loading.resolve_source(_registry_ref(base)), identify(_registry_ref(adapter), adapter, "supir")
 
 
 def _registry_ref(ref: str) -> str:
