@@ -91,6 +91,18 @@ def tiny_sd_x4_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(base folder, ControlNet folder) of tiny random SDXL components; do not modify."""
+    from studio.engines.diffusion import random_sdxl
+
+    root = tmp_path_factory.mktemp("tiny_sdxl")
+    pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG)
+    random_sdxl.save_base(pipe, root / "base")
+    random_sdxl.build_controlnet(pipe.unet, pipe.vae_scale_factor).save_pretrained(root / "controlnet")
+    return root / "base", root / "controlnet"
+
+
+@pytest.fixture(scope="session")
 def tiny_photo_vae_path() -> Path:
     """A tiny diffusers AutoencoderKL (SD's shape: 4 latent channels, 8x) trained briefly on real photo crops.
 

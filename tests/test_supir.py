@@ -20,16 +20,6 @@ from studio.errors import UsageError
 from studio.settings import resolve
 
 
-@pytest.fixture(scope="session")
-def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(base folder, ControlNet folder) of tiny random SDXL components."""
-    root = tmp_path_factory.mktemp("tiny_sdxl")
-    pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG)
-    random_sdxl.save_base(pipe, root / "base")
-    random_sdxl.build_controlnet(pipe.unet, pipe.vae_scale_factor).save_pretrained(root / "controlnet")
-    return root / "base", root / "controlnet"
-
-
 def make_engine(models: tuple[Path, Path], **flags: object) -> SupirEngine:
     cli = {
         "model": str(models[0]),

@@ -186,7 +186,7 @@ def _load(cls: Any, source: ModelSource, weights_name: str, dtype: torch.dtype, 
                 f"cannot load {source.describe()}: {_first_line(exc)} "
                 "(the files are there but unusable; re-download or check the folder)"
             ) from exc
-    _check_dtype(loaded, dtype, source)
+    check_dtype(loaded, dtype, source.describe())
     return loaded
 
 
@@ -231,7 +231,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _check_dtype(loaded: Any, dtype: torch.dtype, source: ModelSource) -> None:
+def check_dtype(loaded: Any, dtype: torch.dtype, origin: str) -> None:
     """The denoising network's weights really in `dtype`: diffusers before 0.40 silently ignored `dtype=`,
     leaving fp32 weights while provenance said bf16."""
     import torch
@@ -244,7 +244,7 @@ def _check_dtype(loaded: Any, dtype: torch.dtype, source: ModelSource) -> None:
         wrong = {p.dtype for p in module.parameters() if p.is_floating_point() and p.dtype != dtype}
         if wrong:
             raise ModelLoadError(
-                f"{source.describe()}: {type(module).__name__} loaded in {sorted(map(str, wrong))} "
+                f"{origin}: {type(module).__name__} loaded in {sorted(map(str, wrong))} "
                 f"instead of {dtype}; upgrade diffusers (pip install -U diffusers)"
             )
 
@@ -287,20 +287,58 @@ def enable_fast_attention(unet: Any, device: torch.device) -> str:
 def load_weights_file(path: str | Path, weights_name: str) -> dict[str, torch.Tensor]:
     """An extra weights file (adapter, fine-tune) as a flat state dict: .safetensors, or a torch
     checkpoint (.ckpt/.pt/.pth/.bin, unwrapping Lightning's 'state_dict'); loaded without running code."""
+    return _read_weights_file(path, weights_name, keys_only=False)
+
+
+def weights_file_keys(path: str | Path, weights_name: str) -> list[str]:
+    """The key names of a weights file, as `load_weights_file` would return them, without reading the
+    tensors (the safetensors header; a torch checkpoint memory-mapped), so the check is cheap up front."""
+    return list(_read_weights_file(path, weights_name, keys_only=True))
+
+
+def _read_weights_file(path: str | Path, weights_name: str, keys_only: bool) -> dict[str, Any]:
     import torch
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise WeightsMissing(f"{file}: weights file not found; run `studio weights pull {weights_name}`")
+        named = Path(weights_name).suffix.lower() not in SINGLE_FILE_SUFFIXES  # a registry name, not the path
+        hint = f"run `studio weights pull {weights_name}`" if named else "check the path"
+        raise WeightsMissing(f"{file}: weights file not found; {hint}")
     try:
         if file.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
             from safetensors.torch import load_file
 
+            if keys_only:
+                with safe_open(str(file), framework="pt") as opened:
+                    return dict.fromkeys(opened.keys())
             return load_file(str(file))
-        loaded = torch.load(file, map_location="cpu", weights_only=True)
+        try:
+            loaded = torch.load(file, map_location="cpu", weights_only=True, mmap=keys_only)
+        except RuntimeError:
+            if not keys_only:
+                raise
+            loaded = torch.load(file, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
         state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(loaded).__name__}, not a state dict")
         return state
     except Exception as exc:
         raise ModelLoadError(f"cannot read {file}: {_first_line(exc)}") from exc
+
+
+def load_exactly(module: torch.nn.Module, state: dict[str, torch.Tensor], origin: str, what: str, hint: str) -> None:
+    """`state` into `module` (built on the meta device or not) with nothing missing, extra or misshapen;
+    else one line naming `origin` and the first key that does not fit (`hint` says the likely cause)."""
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise ModelLoadError(f"{origin}: missing {what} key for '{key}'; {hint}")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ModelLoadError(
+                f"{origin}: '{key}' has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}; {hint}"
+            )
+    unused = sorted(set(state) - set(expected))
+    if unused:
+        raise ModelLoadError(f"{origin}: key '{unused[0]}' (and {len(unused) - 1} more) fits no {what} module; {hint}")
+    module.load_state_dict(state, strict=True, assign=True)

@@ -5,8 +5,8 @@ What runs is chosen by `--model` and `--adapter`:
 - `--model stablesr-512` / `stablesr-768v` (registry composites): SD 2.1 base + the official StableSR file(s);
 - `--model stablesr-tile-sd15` (the permissive default pair): SD 1.5 + lllyasviel's tile ControlNet;
 - `--model BASE --adapter A[,B]`: any SD 1.x/2.x base (hub id, folder, single file) with, per adapter, an
-  official StableSR checkpoint (full, adapter-only or CFW file; detected by its keys) or a ControlNet
-  (folder or hub id).
+  official StableSR checkpoint (full, adapter-only or CFW file) or a ControlNet (folder, hub id, or one file
+  in diffusers' or the original layout); a file's kind is told by its keys (adapters/identify.py).
 
 The input first reaches the output size (`--stage1 fast|lanczos|none`); its latent both conditions the model
 and is where sampling starts (noised to the first timestep run).
@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from studio.errors import EngineUnavailable, InputError, UsageError, WeightsMiss
 from studio.messages import notice
 from studio.ops.resize import resize
 from studio.settings import Settings
+
+if TYPE_CHECKING:
+    from studio.engines.diffusion.adapters.identify import AdapterSource
 
 DEFAULT_MODEL = "stablesr-512"
 DEFAULT_SCHEDULER = "dpm++"
@@ -105,6 +108,13 @@ def select(settings: Settings) -> Selection:
     return Selection(base, adapters, license_)
 
 
+def identify_adapters(selection: Selection) -> list[AdapterSource]:
+    """Each adapter's kind and layout (a single file is read for its key names only)."""
+    from studio.engines.diffusion.adapters.identify import identify
+
+    return [identify(_registry_hub_or_path(name), name, "stablesr") for name in selection.adapters]
+
+
 def _registry_hub_or_path(name: str) -> str:
     """A registry name -> its hub repo or local file; anything else unchanged."""
     from studio import weights
@@ -143,7 +153,8 @@ class StableSREngine(Engine):
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
-        """diffusers importable, base and adapters on disk (or a hub id); no loading."""
+        """diffusers importable, base and adapters on disk (or a hub id); no loading. An adapter file of no
+        kind this engine takes (read for its key names) raises: the run would stop on it too."""
 
         def locate() -> loading.ModelSource:
             selection = select(settings)
@@ -152,9 +163,15 @@ class StableSREngine(Engine):
                 _registry_hub_or_path(adapter)  # raises when an adapter file is missing
             return base
 
-        return loading.availability(
+        found = loading.availability(
             locate, settings.model or DEFAULT_MODEL, settings.device, errors=(WeightsMissing, UsageError)
         )
+        if found.ok:
+            try:
+                identify_adapters(select(settings))  # a file of no usable kind stops the run here (exit 2)
+            except WeightsMissing as exc:
+                return Availability(False, str(exc))
+        return found
 
     # loading ---------------------------------------------------------------------------------------
     def _load(self) -> Any:
@@ -163,13 +180,11 @@ class StableSREngine(Engine):
         return self._recipe
 
     def _build(self) -> Any:
-        from diffusers import ControlNetModel, StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline
 
         from studio.devices import resolve_device
-        from studio.engines.diffusion.adapters.stablesr_files import (
-            STABLESR_SUFFIXES,
-            apply_file,
-        )
+        from studio.engines.diffusion.adapters.controlnet_files import load_controlnet
+        from studio.engines.diffusion.adapters.stablesr_files import apply_file
         from studio.engines.diffusion.offload import Placement
         from studio.engines.diffusion.recipe import Components
         from studio.engines.diffusion.stablesr_recipe import CFWDecoder, StableSRRecipe
@@ -177,23 +192,20 @@ class StableSREngine(Engine):
         device = resolve_device(self.settings.device)
         dtype = loading.choose_dtype(device)
         weights_name = self.settings.model or DEFAULT_MODEL
+        adapters = identify_adapters(self.selection)
         self.base_source = loading.resolve_source(_registry_hub_or_path(self.selection.base))
         pipe = loading.load_pipeline(StableDiffusionPipeline, self.base_source, weights_name, dtype)
         components = Components(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
         adapter, cfw = None, None
-        for name in self.selection.adapters:
-            ref = _registry_hub_or_path(name)
-            path = Path(ref).expanduser()
-            if path.suffix.lower() in STABLESR_SUFFIXES:
-                loaded = apply_file(path, name, components.unet, components.vae, components.text_encoder)
+        for name, found in zip(self.selection.adapters, adapters):
+            if found.kind == "stablesr":
+                loaded = apply_file(Path(found.ref), name, components.unet, components.vae, components.text_encoder)
                 adapter = loaded.adapter or adapter
                 if loaded.cfw is not None:
                     cfw = CFWDecoder(loaded.cfw_vae, loaded.cfw)
-                self._loaded.append({"adapter": name, "path": str(path), "layout": loaded.layout})
             else:
-                source = loading.resolve_source(ref)
-                components.controlnets.append(loading.load_model(ControlNetModel, source, name, dtype).eval())
-                self._loaded.append({"adapter": name, "kind": "controlnet", "source": source.describe()})
+                components.controlnets.append(load_controlnet(found.ref, components.unet, name, dtype))
+            self._loaded.append({"adapter": name, **found.record()})
         if adapter is not None and components.controlnets:
             raise UsageError("--adapter: a StableSR checkpoint and a ControlNet cannot steer the same run")
         if cfw is not None and adapter is None:

@@ -1,10 +1,11 @@
 """The `supir` engine: an SDXL prior steered by the input, sampled with SUPIR's restoration guidance.
 
 Two adaptors, one sampler (supir_recipe.py):
-- permissive (default): an SDXL tile ControlNet (`xinsir/controlnet-tile-sdxl-1.0`, Apache-2.0) reads the
-  stage-1 image x1 (the fast engine's upscale, or Lanczos);
+- permissive (default): an SDXL tile ControlNet (`xinsir/controlnet-tile-sdxl-1.0`, Apache-2.0; a hub id,
+  folder or one file) reads the stage-1 image x1 (the fast engine's upscale, or Lanczos);
 - official: SUPIR-v0Q / v0F (non-commercial) given as `--adapter FILE`: the denoise encoder makes x1,
   the adaptor and ZeroSFT connectors steer SDXL (adapters/supir.py).
+A file's kind (SUPIR checkpoint or ControlNet) is told by its key names (adapters/identify.py).
 
 Sizes: the output size is scale x input; diffusion runs at that size enlarged so the short side is at
 least --min-side (default 1024, SDXL's native size; 0 = at the output size), sides rounded up to
@@ -28,8 +29,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from studio.engines.diffusion import loading
 from studio.errors import InputError, UsageError
 from studio.ops.resize import resize
 from studio.settings import Settings, layer_rank
+
+if TYPE_CHECKING:
+    from studio.engines.diffusion.adapters.identify import AdapterSource
 
 BASE_WEIGHTS = "sdxl-base"  # stabilityai/stable-diffusion-xl-base-1.0 (configs/weights.toml)
 ADAPTER_WEIGHTS = "controlnet-tile-sdxl"  # xinsir/controlnet-tile-sdxl-1.0, Apache-2.0
@@ -130,9 +133,8 @@ class SupirEngine(Engine):
             raise UsageError(
                 f"--scheduler {settings.scheduler!r}: the supir engine samples with {' or '.join(SCHEDULERS)}"
             )
-        base, self.adapter_ref = resolve_pair(settings.model, settings.adapter)
-        self.source = loading.resolve_source(base)
-        self.official = Path(self.adapter_ref).is_file()
+        self.source, self.adapter = resolve_sources(settings)
+        self.official = self.adapter.kind == "supir"
         self._recipe: Any = None
         self._last: dict[str, Any] = {}
         self._color_reference: np.ndarray | None = None
@@ -140,9 +142,10 @@ class SupirEngine(Engine):
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
-        """diffusers importable and the SDXL base on disk; no loading."""
+        """diffusers importable, the SDXL base on disk and the adapter a usable kind (a file: by its key
+        names); no loading."""
         return loading.availability(
-            lambda: loading.resolve_source(resolve_pair(settings.model, settings.adapter)[0]),
+            lambda: resolve_sources(settings)[0],
             BASE_WEIGHTS,
             settings.device,
             "no GPU in use: SDXL on a CPU takes many minutes per image",
@@ -211,9 +214,10 @@ class SupirEngine(Engine):
     # ------------------------------------------------------------------------------ loading
     def _load(self) -> Any:
         if self._recipe is None:
-            from diffusers import ControlNetModel, StableDiffusionXLPipeline
+            from diffusers import StableDiffusionXLPipeline
 
             from studio.devices import resolve_device
+            from studio.engines.diffusion.adapters.controlnet_files import load_controlnet
             from studio.engines.diffusion.offload import Placement
             from studio.engines.diffusion.supir_recipe import SDXLComponents, SupirRecipe
 
@@ -222,12 +226,10 @@ class SupirEngine(Engine):
             pipe = loading.load_pipeline(StableDiffusionXLPipeline, self.source, BASE_WEIGHTS, dtype)
             if self.official:
                 components = SDXLComponents.from_pipeline(
-                    pipe, adaptor=load_supir(self.adapter_ref, pipe, dtype, vae_dtype)
+                    pipe, adaptor=load_supir(self.adapter.ref, pipe, dtype, vae_dtype)
                 )
             else:
-                controlnet = loading.load_model(
-                    ControlNetModel, loading.resolve_source(self.adapter_ref), ADAPTER_WEIGHTS, dtype
-                )
+                controlnet = load_controlnet(self.adapter.ref, pipe.unet, ADAPTER_WEIGHTS, dtype)
                 components = SDXLComponents.from_pipeline(pipe, controlnets=[controlnet])
             attention = loading.enable_fast_attention(components.unet, device)
             self._recipe = SupirRecipe(components, Placement(self.settings.offload, device), dtype, vae_dtype)
@@ -340,7 +342,8 @@ class SupirEngine(Engine):
             "engine": self.name,
             "model": self.source.ref,
             "model_kind": self.source.kind,
-            "adapter": self.adapter_ref,
+            "adapter": self.adapter.ref,
+            "adapter_source": self.adapter.record(),
             "revision": self._last.get("revision", self.source.revision),
         }
         request = self._last.get("request")
@@ -393,7 +396,8 @@ class SupirEngine(Engine):
         plan = super().plan(height, width, scale)
         plan.update(
             model=self.source.describe(),
-            adapter=self.adapter_ref,
+            adapter=self.adapter.ref,
+            adapter_kind=f"{self.adapter.kind} ({self.adapter.layout})",
             device=str(device),
             work_size=[work_w, work_h],
             steps=self.settings.steps,
@@ -423,16 +427,26 @@ def _name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def resolve_pair(model: str | None, adapter: str | None) -> tuple[str, str]:
-    """(base, adapter) as hub ids, folders or files: registry names are looked up, and a composite name
-    (e.g. supir-q = sdxl-base + supir-v0q) selects both; --adapter overrides the composite's adapter."""
+def pair_names(model: str | None, adapter: str | None) -> tuple[str, str]:
+    """(base, adapter) as given or as registry names: a composite name (e.g. supir-q = sdxl-base +
+    supir-v0q) selects both; --adapter overrides the composite's adapter."""
     from studio import weights
 
     base, default_adapter = model or BASE_WEIGHTS, ADAPTER_WEIGHTS
     spec = weights.find(base)
     if spec is not None and (members := weights.composite_members(spec)):
         base, default_adapter = members[0], members[1]
-    return _registry_ref(base), _registry_ref(adapter or default_adapter)
+    return base, adapter or default_adapter
+
+
+def resolve_sources(settings: Settings) -> tuple[loading.ModelSource, AdapterSource]:
+    """The SDXL base and the adapter (SUPIR checkpoint or ControlNet) as hub ids, folders or files (registry
+    names looked up), the adapter's kind told from its key names when it is a file: a missing file raises
+    WeightsMissing, one of no usable kind a one-line ModelLoadError/UsageError."""
+    from studio.engines.diffusion.adapters.identify import identify
+
+    base, adapter = pair_names(settings.model, settings.adapter)
+    return loading.resolve_source(_registry_ref(base)), identify(_registry_ref(adapter), adapter, "supir")
 
 
 def _registry_ref(ref: str) -> str:
@@ -449,11 +463,6 @@ def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:
     from studio.engines.diffusion.adapters import supir as official
 
     state = loading.load_weights_file(path, "supir-v0q")
-    if not official.is_official_checkpoint(state):
-        raise UsageError(
-            f"--adapter {path}: not a SUPIR checkpoint (no model.control_model / project_modules "
-            "keys); give SUPIR-v0Q/v0F or a diffusers ControlNet folder"
-        )
     adapter = official.load_official(state, path, pipe.unet.config, pipe.vae.config, dtype)
     adapter.denoise_encoder.to(vae_dtype)
     return adapter

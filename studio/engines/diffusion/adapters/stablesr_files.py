@@ -25,8 +25,6 @@ from studio.engines.diffusion.adapters.stablesr_keys import (
 )
 from studio.errors import UsageError
 
-STABLESR_SUFFIXES = (".ckpt", ".safetensors", ".pth", ".pt")
-
 
 def encoder_config_from_keys(state: Mapping[str, Any]) -> EncoderConfig:
     """The time-aware encoder's widths, depth and attention levels, read from its weight shapes."""

@@ -345,10 +345,11 @@ def layout_of(keys: list[str] | set[str]) -> str:
     keys = set(keys)
     if any(k.startswith("decoder.fusion_layer_") for k in keys):
         return "cfw"
-    if any(k.startswith("model.diffusion_model.") and ".spade." not in k for k in keys):
-        return "full"
-    if any(".spade." in k for k in keys) and any(k.startswith("structcond_stage_model.") for k in keys):
-        return "adapter"
+    if any(k.startswith("structcond_stage_model.") for k in keys):  # a plain SD checkpoint has none
+        if any(k.startswith("model.diffusion_model.") and ".spade." not in k for k in keys):
+            return "full"
+        if any(".spade." in k for k in keys):
+            return "adapter"
     raise UsageError("not a StableSR checkpoint: no SPADE/structcond keys and no CFW fusion layers")
 
 

@@ -13,6 +13,7 @@ the ldm layout with diffusers' own converter) and the decoder pass reuses the SD
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -262,8 +263,8 @@ def controlled_forward(
 
 
 # ------------------------------------------------------------------------------------------ key map
-def is_official_checkpoint(state: dict[str, Any]) -> bool:
-    """A state dict holding SUPIR's adaptor and connectors."""
+def is_official_checkpoint(state: Collection[str]) -> bool:
+    """A state dict (or its key names) holding SUPIR's adaptor and connectors."""
     return any(k.startswith(PREFIXES["adaptor"]) for k in state) and any(
         k.startswith(PREFIXES["connectors"]) for k in state
     )
@@ -302,16 +303,9 @@ def _check_one_to_one(part: str, source: dict[str, Any], converted: dict[str, An
 
 def load_strict(adapter: SupirAdapter, mapped: dict[str, torch.Tensor], origin: str) -> None:
     """Every module key present with its shape and every file key used, else one line naming the key."""
-    expected = adapter.state_dict()
-    for key, tensor in expected.items():
-        if key not in mapped:
-            raise UsageError(f"{origin}: missing SUPIR key for '{key}'; is this SUPIR-v0Q/v0F for this SDXL base?")
-        if tuple(mapped[key].shape) != tuple(tensor.shape):
-            raise UsageError(f"{origin}: '{key}' has shape {tuple(mapped[key].shape)}, expected {tuple(tensor.shape)}")
-    unused = sorted(set(mapped) - set(expected))
-    if unused:
-        raise UsageError(f"{origin}: key '{unused[0]}' (and {len(unused) - 1} more) fits no SUPIR module")
-    adapter.load_state_dict(mapped, strict=True, assign=True)
+    from studio.engines.diffusion.loading import load_exactly
+
+    load_exactly(adapter, mapped, origin, "SUPIR", "is this SUPIR-v0Q/v0F for this SDXL base?")
 
 
 def load_official(
