@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch_memory import torch_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,22 +83,6 @@ def build_engine(name: str, folder: Path, tile: int, overlap: int) -> Any:
         engine="supir", model=str(folder / "base"), adapter=str(folder / "controlnet"), min_side=0, prompt="a photo"
     )
     return SupirEngine(apply_layer(Settings(), flags, "cli"))
-
-
-def torch_peak(run: Any) -> tuple[Any, int]:
-    """(run(), the peak bytes held by torch tensors during it above those held when it started)."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        result = run()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    level = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        if event.device_type() == DeviceType.CPU:
-            level += event.nbytes()
-            peak = max(peak, level)
-    return result, peak
 
 
 def restore_and_fix(engine: Any, image: np.ndarray) -> tuple[np.ndarray, int]:

@@ -2,13 +2,18 @@
 
 Prints one JSON object:
 - `tiling`: UNet evaluations per output megapixel at the engine's automatic tiling, as a ratio to the
-  no-overlap minimum, for 1-16 MP outputs and 12 / 24 GB of free GPU memory (fp16), from the engine's
+  no-overlap minimum, for 1-16 MP outputs and 2 / 12 / 24 GB of free GPU memory (fp16), from the engine's
   own tile planner and the shared tile grid (arithmetic, no model runs);
 - `overhead`: the real SDXL UNet + a tile ControlNet of SDXL's shape (random weights), two CLIP encoders
   at toy width and SDXL's VAE, one restore at a small size on this machine's CPU per dtype: seconds per
   step, seconds inside the UNet and ControlNet forwards, and the share of a step spent outside them
   (guidance, churn, restoration guidance, tiling, schedules). Each dtype runs in a fresh process; a dtype
-  whose weights do not fit the free memory is skipped and says so.
+  whose weights do not fit the free memory is skipped and says so;
+- `activation`: per dtype, the peak memory of one guided (batch 2) UNet + ControlNet call held by torch
+  tensors (torch_memory.py: what the call would hold on a GPU) at 16 and 32 latent px, and its growth per
+  latent pixel per dtype byte: the figure the engine's tile planner assumes
+  (`UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE`). CPU attention kernels are not CUDA's, so it checks the estimate's
+  order, not its last digit.
 
     python benchmarks/bench_supir.py [--size 128] [--steps 2] [--dtypes bf16 fp32]
 """
@@ -23,13 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from torch_memory import torch_peak
+
 GB = 1024**3
 PARAMETERS = 2_567_463_684 + 1_251_011_908  # SDXL UNet + its ControlNet
 
 
 def tiling_table() -> list[dict]:
     """Latent pixels the UNet processes per step over the latent's own pixels (1.0 = no overlap)."""
-    from studio.engines.diffusion.latent_tiling import tile_windows
+    from studio.engines.diffusion.latent_tiling import unet_work
     from studio.engines.diffusion.supir import SupirEngine
     from studio.settings import resolve
 
@@ -37,13 +44,9 @@ def tiling_table() -> list[dict]:
     rows = []
     for side in (1024, 2048, 3072, 4096):
         latent = side // 8
-        for free_gb in (12, 24):
+        for free_gb in (2, 12, 24):
             tile, overlap, vae_tile = engine.tiles(latent, latent, 8, 2, free_gb * GB)
-            covered = (
-                sum(w.size[0] * w.size[1] for w in tile_windows(latent, latent, tile, overlap))
-                if tile
-                else latent * latent
-            )
+            covered = unet_work(latent, latent, tile, overlap) if tile else latent * latent
             rows.append(
                 {
                     "output_mp": round(side * side / 1e6, 1),
@@ -55,6 +58,35 @@ def tiling_table() -> list[dict]:
                 }
             )
     return rows
+
+
+def activation(recipe: object, sides: tuple[int, int] = (16, 32)) -> dict:
+    """Peak tensor memory of one guided UNet + ControlNet call at two latent sizes, and its slope."""
+    import numpy as np
+    import torch
+
+    from studio.engines.diffusion.supir import UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE
+    from studio.engines.diffusion.supir_recipe import SupirRequest
+
+    peaks = {}
+    factor = recipe.components.vae_scale_factor
+    for side in sides:
+        image = np.random.default_rng(0).random((side * factor, side * factor, 3)).astype(np.float32)
+        request = SupirRequest(prompt="a photo", steps=1, guidance=7.5, seed=0, control_scales=(1.0,))
+        with torch.no_grad():
+            cond, uncond = recipe.encode_prompt(request.prompt, "", True)
+            generator = torch.Generator().manual_seed(0)
+            cond, uncond = recipe.prepare_conditioning(image, request, cond, uncond, generator)
+            denoiser = recipe.denoiser(request, cond, uncond, (side, side))
+            x = torch.randn(1, 4, side, side, dtype=recipe.dtype)
+            _, peaks[side] = torch_peak(lambda d=denoiser, x=x: d(x, torch.tensor([999.0])))
+    small, large = sides
+    slope = (peaks[large] - peaks[small]) / (large * large - small * small) / recipe.dtype.itemsize
+    return {
+        "peak_mb_by_latent_side": {side: round(peak / 2**20, 1) for side, peak in peaks.items()},
+        "bytes_per_latent_px_per_dtype_byte": round(slope),
+        "planner_estimate": UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE,
+    }
 
 
 def measure(dtype: str, size: int, steps: int) -> dict:
@@ -111,6 +143,7 @@ def measure(dtype: str, size: int, steps: int) -> dict:
         begin = time.perf_counter()
         engine.restore(image, 2.0, progress=lambda done, total: stamps.append(time.perf_counter()))
         total = time.perf_counter() - begin
+        memory = activation(recipe)
     step_times = [b - a for a, b in zip([begin, *stamps], stamps)][:steps]
     loop = sum(step_times[1:]) if steps > 1 else step_times[0]  # the first step includes conditioning
     inside_loop = inside[0] * (steps - 1) / steps if steps > 1 else inside[0]
@@ -123,6 +156,7 @@ def measure(dtype: str, size: int, steps: int) -> dict:
         "seconds_in_networks_per_step": round(inside_loop / max(steps - 1, 1), 2),
         "outside_networks_share": round(1 - inside_loop / loop, 4),
         "total_seconds": round(total, 1),
+        "activation": memory,
     }
 
 

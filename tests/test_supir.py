@@ -244,3 +244,24 @@ def test_strength_moves_monotonically_away_from_the_stage1_image(
         scores.append(psnr(out, stage1))
     assert all(later <= earlier + 1e-6 for earlier, later in zip(scores, scores[1:])), scores
     assert scores[0] - scores[-1] >= 3.0, scores
+
+
+@pytest.mark.parametrize("side", [1024, 2048, 3072, 4096])
+def test_automatic_tiles_stay_at_sdxl_native_size_within_the_work_target(side: int) -> None:
+    """Windows never exceed SDXL's native 128 latent px however much memory is free (SDXL repeats structures
+    beyond it; the old planner ran a 2048 px image whole on a 24 GB card), and with the native tile the UNet
+    does at most 1.3x the no-overlap minimum (it was 1.266-1.36x with fitted 32-cell overlaps)."""
+    from studio.engines.diffusion.latent_tiling import unet_work
+    from studio.engines.diffusion.supir import NATIVE_TILE
+
+    engine = SupirEngine(resolve({}))
+    latent = side // 8
+    for free_gb in (12, 24, 80):
+        tile, overlap, _ = engine.tiles(latent, latent, 8, 2, free_gb << 30)
+        if latent <= NATIVE_TILE:
+            assert tile == 0
+            continue
+        assert tile == NATIVE_TILE and overlap == 16
+        assert unet_work(latent, latent, tile, overlap) <= 1.3 * latent * latent
+    tile, _, _ = engine.tiles(latent, latent, 8, 2, 2 << 30)  # short of memory: smaller windows
+    assert tile == (0 if latent <= 96 else 96)

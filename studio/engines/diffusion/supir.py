@@ -55,8 +55,8 @@ BASE_WEIGHTS = "sdxl-base"  # stabilityai/stable-diffusion-xl-base-1.0 (configs/
 ADAPTER_WEIGHTS = "controlnet-tile-sdxl"  # xinsir/controlnet-tile-sdxl-1.0, Apache-2.0
 SIZE_MULTIPLE = 64
 MIN_INPUT_SIDE = 8
-AUTO_TILE = 128  # latent pixels (1024 px): SUPIR's sampling tile, the smallest automatic tile
-OVERLAP = 32  # latent pixels blended between tiles (SUPIR blends 64; the seam check is in the README)
+NATIVE_TILE = 128  # latent pixels (1024 px): SDXL's training size and SUPIR's tile, the largest automatic one
+MIN_AUTO_TILE = 64  # latent pixels: the smallest tile the memory estimate may choose
 AUTO_VAE_TILE = 64  # latent pixels: SUPIR's decoder tile
 # Estimated device bytes per latent pixel of one guided (batch 2) SDXL UNet + ControlNet call, per byte of
 # dtype, and parameters of UNet + ControlNet + text encoders + VAE: used to choose tiles from free memory.
@@ -94,14 +94,6 @@ def from_strength(strength: float) -> dict[str, float]:
         "cfg_start": 1.0 + 3.0 * strength,
         "adapter_scale": 1.0 - 0.1 * strength,
     }
-
-
-def fitted_tile(length: int, largest: int, overlap: int) -> int:
-    """The smallest tile <= `largest` that covers `length` with as few tiles as `largest` needs, each pair
-    overlapping by `overlap`: the UNet then does (length + (n - 1) overlap) / length of the minimum work
-    per side instead of n * largest / length."""
-    count = max(1, math.ceil((length - overlap) / (largest - overlap)))
-    return min(largest, math.ceil((length + (count - 1) * overlap) / count))
 
 
 def working_size(out_h: int, out_w: int, min_side: int, model_multiple: int = 8) -> tuple[int, int]:
@@ -188,9 +180,14 @@ class SupirEngine(Engine):
     ) -> tuple[int, int, int]:
         """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled.
 
-        --tile and --tile-overlap are in image pixels. Automatic: the whole latent when it fits the memory
-        estimate, else the largest square tile that fits (at least SUPIR's 128), fitted to the latent so
-        the fewest tiles cover it with OVERLAP of blending (`fitted_tile`)."""
+        --tile and --tile-overlap are in pixels of the working image. Automatic: windows of SDXL's native
+        size (NATIVE_TILE, SUPIR's own tile; beyond it SDXL repeats structures), smaller only when the
+        memory estimate needs it (not below MIN_AUTO_TILE; out of memory shrinks further). The shared grid
+        then takes the fewest windows of at most that size with LATENT_OVERLAP shared cells and shrinks
+        them to exactly the cells needed: at most about 1.3x the no-overlap minimum of UNet work
+        (benchmarks/bench_supir.py)."""
+        from studio.engines.diffusion.latent_tiling import LATENT_OVERLAP
+
         tile = self.settings.tile
         if tile == 0:
             return 0, 0, 0
@@ -198,13 +195,10 @@ class SupirEngine(Engine):
         budget = free_bytes * 0.6
         if tile is None:
             per_pixel = UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes
-            largest = max(AUTO_TILE, math.isqrt(int(budget // per_pixel)) // 8 * 8)
-            overlap = (
-                max(self.settings.tile_overlap // factor, OVERLAP)
-                if self.settings.source_of("tile_overlap") != "default"
-                else OVERLAP
-            )
-            unet_tile = 0 if largest >= longest else fitted_tile(longest, largest, overlap)
+            largest = min(NATIVE_TILE, max(MIN_AUTO_TILE, math.isqrt(int(budget // per_pixel)) // 8 * 8))
+            user_overlap = layer_rank(self.settings.source_of("tile_overlap")) > 0
+            overlap = min(self.settings.tile_overlap // factor if user_overlap else LATENT_OVERLAP, largest // 2)
+            unet_tile = 0 if largest >= longest else largest
             vae_whole = latent_h * latent_w * factor**2 * VAE_BYTES_PER_PIXEL < budget
             return unet_tile, (overlap if unet_tile else 0), (0 if vae_whole else AUTO_VAE_TILE)
         unet_tile = max(tile // factor, 1)
