@@ -20,7 +20,7 @@ from studio.errors import ConfigError
 COLOR_FIXES = ("none", "wavelet", "wavelet-dwt", "adain", "histogram", "lab")
 FORMATS = ("png", "jpg", "webp", "tiff")
 FACE_MODELS = ("none", "gfpgan", "codeformer", "restoreformer")
-OFFLOAD_MODES = ("none", "model", "sequential")
+OFFLOAD_MODES = ("encoders", "none", "model", "sequential")
 STAGE1_MODES = ("fast", "lanczos", "none")
 DTYPES = ("fp16", "bf16", "fp32")
 TASKS = ("sr", "jpeg", "denoise")
@@ -82,7 +82,7 @@ class Settings:
     dpi: float | None = None  # print resolution of the output; None: the input's, scaled so the print size stays
     device: str = "auto"
     threads: int | None = None  # CPU threads for the fast engine's ncnn path; None: every physical core
-    offload: str = "none"
+    offload: str = "encoders"
     fallback: str | None = None
     alpha: str = "bicubic"  # how the alpha channel is upscaled: bicubic or model
     max_pixels: int = DEFAULT_MAX_PIXELS

@@ -329,3 +329,32 @@ def test_host_control_images_reach_the_device_one_window_at_a_time(astronaut: np
     assert cut.shape == (2, 3, 32, 64) and torch.equal(cut, expected.expand(2, -1, -1, -1))
     whole = both.crop(None)["control_0"]
     assert isinstance(whole, torch.Tensor) and whole.shape == (2, 3, 64, 96)
+
+
+def test_encoders_mode_keeps_text_encoders_in_ram_between_prompts() -> None:
+    """The default placement on a GPU: denoising networks on the device, text encoders visit it only while
+    encoding. Modules here record where they are sent (a CUDA device object needs no GPU to exist)."""
+
+    class Recorded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.moves: list[str] = []
+
+        def to(self, target: object, *args: object, **kwargs: object) -> Recorded:  # type: ignore[override]
+            self.moves.append(str(target))
+            return self
+
+    text, unet, vae = Recorded(), Recorded(), Recorded()
+    placement = Placement("encoders", torch.device("cuda"))
+    placement.prepare([text, unet, vae], (text,))
+    assert (text.moves, unet.moves, vae.moves) == (["cpu"], ["cuda"], ["cuda"])
+    with placement.using(text):
+        assert text.moves[-1] == "cuda"
+    with placement.using(unet):
+        pass
+    assert text.moves == ["cpu", "cuda", "cpu"] and unet.moves == ["cuda"]
+    none = Placement("none", torch.device("cuda"))
+    none.prepare([text], (text,))
+    with none.using(text):
+        pass
+    assert text.moves[-1] == "cuda" and len(text.moves) == 4

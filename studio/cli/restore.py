@@ -357,7 +357,12 @@ def restore(
         Optional[int], typer.Option("--threads", help="CPU threads for the fast engine (default: every physical core).")
     ] = None,
     offload: Annotated[
-        Optional[str], typer.Option("--offload", help="none, model, sequential (diffusion on small GPUs).")
+        Optional[str],
+        typer.Option(
+            "--offload",
+            help="encoders (default: text encoders in RAM between prompts), none, model, sequential "
+            "(diffusion on small GPUs).",
+        ),
     ] = None,
     fallback: Annotated[
         Optional[str],

@@ -96,6 +96,10 @@ class Components:
         """Every torch module, for placement on the device."""
         return [self.text_encoder, self.unet, *self.controlnets, self.vae]
 
+    def encoders(self) -> tuple[Any, ...]:
+        """The text encoders: used once per image, so they need not stay on the device."""
+        return (self.text_encoder,)
+
 
 class Recipe:
     """Runs the pipeline steps on loaded components placed by a `Placement` (device and offload mode)."""
@@ -109,7 +113,7 @@ class Recipe:
         self.dtype = dtype
         if dtype == torch.float16 and getattr(components.vae.config, "force_upcast", False):
             components.vae.to(dtype=torch.float32)  # the VAE overflows in fp16 (diffusers' force_upcast rule)
-        placement.prepare(components.modules())
+        placement.prepare(components.modules(), components.encoders())
 
     def __call__(
         self,

@@ -233,9 +233,11 @@ class SDx4Engine(Engine):
             min(vae_tile + 32, padded[0]) * min(vae_tile + 32, padded[1]) if vae_tile else padded[0] * padded[1]
         ) * NATIVE_SCALE**2
         covered = _covered_pixels(padded, unet_tile, min(overlap, unet_tile // 2))
-        weights = (
-            sum(PARAMS.values()) * dtype_bytes if self.settings.offload == "none" else PARAMS["unet"] * dtype_bytes
-        )
+        resident = {
+            "none": sum(PARAMS.values()),
+            "encoders": PARAMS["unet"] + PARAMS["vae"],  # the text encoder visits the device only to encode
+        }.get(self.settings.offload, PARAMS["unet"])
+        weights = resident * dtype_bytes
         peak = weights + max(
             unet_px * UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE * dtype_bytes,
             vae_px * VAE_BYTES_PER_OUT_PIXEL_PER_DTYPE_BYTE * 4,

@@ -62,7 +62,8 @@ AUTO_VAE_TILE = 64  # latent pixels: SUPIR's decoder tile
 # dtype, and parameters of UNet + ControlNet + text encoders + VAE: used to choose tiles from free memory.
 UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE = 60_000
 VAE_BYTES_PER_PIXEL = 4_000  # the SDXL VAE decoder in bf16/fp32, per output pixel
-PARAMS = 2_567_000_000 + 1_251_000_000 + 817_000_000 + 84_000_000
+TEXT_ENCODER_PARAMS = 817_000_000  # CLIP ViT-L + OpenCLIP bigG: on the device only while encoding (--offload encoders)
+PARAMS = 2_567_000_000 + 1_251_000_000 + TEXT_ENCODER_PARAMS + 84_000_000
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,7 @@ class SupirEngine(Engine):
         work_h, work_w = working_size(out_h, out_w, self.settings.min_side, 32)
         unet_tile, _, vae_tile = self.tiles(work_h // 8, work_w // 8, 8, dtype_bytes, free_memory_bytes(device))
         resolved = self.resolved()
+        resident = PARAMS - TEXT_ENCODER_PARAMS if self.settings.offload == "encoders" else PARAMS
         plan = super().plan(height, width, scale)
         plan.update(
             model=self.source.describe(),
@@ -402,7 +404,7 @@ class SupirEngine(Engine):
             guidance=resolved.guidance,
             cfg_start=resolved.cfg_start,
             adapter_scale=resolved.control_scale,
-            estimated_weights_gb=round(PARAMS * dtype_bytes / 1024**3, 1),
+            estimated_weights_gb=round(resident * dtype_bytes / 1024**3, 1),
         )
         return plan
 

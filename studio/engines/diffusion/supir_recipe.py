@@ -76,6 +76,9 @@ class SDXLComponents(Components):
         extra = [self.text_encoder_2] + ([self.adaptor] if self.adaptor is not None else [])
         return [*super().modules(), *extra]
 
+    def encoders(self) -> tuple[Any, ...]:
+        return (self.text_encoder, self.text_encoder_2)
+
 
 def linear_schedule(start: float, end: float, sigma: float, top: float) -> float:
     """start at sigma = top, end at sigma = 0, linear in between (SUPIR's linear CFG and control scale)."""
