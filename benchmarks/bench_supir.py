@@ -2,7 +2,7 @@
 
 Prints one JSON object:
 - `tiling`: UNet evaluations per output megapixel at the engine's automatic tiling, as a ratio to the
-  no-overlap minimum, for 1-16 MP outputs and 2 / 12 / 24 GB of free GPU memory (fp16), from the engine's
+  no-overlap minimum, for 1-16 MP outputs and 0.5 / 12 / 24 GB of free GPU memory (fp16), from the engine's
   own tile planner and the shared tile grid (arithmetic, no model runs);
 - `overhead`: the real SDXL UNet + a tile ControlNet of SDXL's shape (random weights), two CLIP encoders
   at toy width and SDXL's VAE, one restore at a small size on this machine's CPU per dtype: seconds per
@@ -10,7 +10,7 @@ Prints one JSON object:
   (guidance, churn, restoration guidance, tiling, schedules). Each dtype runs in a fresh process; a dtype
   whose weights do not fit the free memory is skipped and says so;
 - `activation`: per dtype, the peak memory of one guided (batch 2) UNet + ControlNet call held by torch
-  tensors (torch_memory.py: what the call would hold on a GPU) at 16 and 32 latent px, and its growth per
+  tensors (torch_memory.py: what the call would hold on a GPU) at 32 and 64 latent px, and its growth per
   latent pixel per dtype byte: the figure the engine's tile planner assumes
   (`UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE`). CPU attention kernels are not CUDA's, so it checks the estimate's
   order, not its last digit.
@@ -44,7 +44,7 @@ def tiling_table() -> list[dict]:
     rows = []
     for side in (1024, 2048, 3072, 4096):
         latent = side // 8
-        for free_gb in (2, 12, 24):
+        for free_gb in (0.5, 12, 24):
             tile, overlap, vae_tile = engine.tiles(latent, latent, 8, 2, free_gb * GB)
             covered = unet_work(latent, latent, tile, overlap) if tile else latent * latent
             rows.append(
@@ -60,15 +60,17 @@ def tiling_table() -> list[dict]:
     return rows
 
 
-def activation(recipe: object, sides: tuple[int, int] = (16, 32)) -> dict:
-    """Peak tensor memory of one guided UNet + ControlNet call at two latent sizes, and its slope."""
+def activation(recipe: object, sides: tuple[int, int] = (32, 64), vae_sides: tuple[int, int] = (32, 48)) -> dict:
+    """Peak tensor memory of one guided UNet + ControlNet call and of one VAE decoder tile at two latent
+    sizes, and their slopes (activations grow linearly with the area: attention runs in SDPA's
+    memory-efficient kernels)."""
     import numpy as np
     import torch
 
-    from studio.engines.diffusion.supir import UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE
+    from studio.engines.diffusion.supir import UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE, VAE_BYTES_PER_PIXEL
     from studio.engines.diffusion.supir_recipe import SupirRequest
 
-    peaks = {}
+    peaks, vae_peaks = {}, {}
     factor = recipe.components.vae_scale_factor
     for side in sides:
         image = np.random.default_rng(0).random((side * factor, side * factor, 3)).astype(np.float32)
@@ -80,12 +82,43 @@ def activation(recipe: object, sides: tuple[int, int] = (16, 32)) -> dict:
             denoiser = recipe.denoiser(request, cond, uncond, (side, side))
             x = torch.randn(1, 4, side, side, dtype=recipe.dtype)
             _, peaks[side] = torch_peak(lambda d=denoiser, x=x: d(x, torch.tensor([999.0])))
+    vae = recipe.components.vae
+    for side in vae_sides:
+        z = torch.randn(1, 4, side, side, dtype=vae.dtype)
+        with torch.no_grad():
+            _, vae_peaks[side] = torch_peak(lambda z=z: vae.decode(z, return_dict=False)[0])
     small, large = sides
     slope = (peaks[large] - peaks[small]) / (large * large - small * small) / recipe.dtype.itemsize
+    small, large = vae_sides
+    vae_slope = (vae_peaks[large] - vae_peaks[small]) / ((large * large - small * small) * factor**2)
     return {
-        "peak_mb_by_latent_side": {side: round(peak / 2**20, 1) for side, peak in peaks.items()},
-        "bytes_per_latent_px_per_dtype_byte": round(slope),
-        "planner_estimate": UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE,
+        "unet_peak_mb_by_latent_side": {side: round(peak / 2**20, 1) for side, peak in peaks.items()},
+        "unet_bytes_per_latent_px_per_dtype_byte": round(slope),
+        "unet_planner_estimate": UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE,
+        "vae_dtype": str(vae.dtype).replace("torch.", ""),
+        "vae_decode_peak_mb_by_latent_side": {side: round(peak / 2**20, 1) for side, peak in vae_peaks.items()},
+        "vae_decode_bytes_per_output_px": round(vae_slope),
+        "vae_planner_estimate": VAE_BYTES_PER_PIXEL,
+    }
+
+
+def gpu_estimate(bf16: dict) -> dict:
+    """Peak GPU memory of a default 1024 -> 2048 run (fp16 UNet + ControlNet, bf16 VAE, text encoders off the
+    GPU while sampling), from parameter counts and the activation slopes measured here in bf16 (2 bytes,
+    as fp16): an estimate from CPU measurements, not a GPU measurement."""
+    from studio.engines.diffusion.supir import AUTO_VAE_TILE, NATIVE_TILE, PARAMS, TEXT_ENCODER_PARAMS
+
+    memory = bf16["activation"]
+    weights = (PARAMS - TEXT_ENCODER_PARAMS) * 2
+    unet = memory["unet_bytes_per_latent_px_per_dtype_byte"] * 2 * NATIVE_TILE**2
+    context = AUTO_VAE_TILE + 2 * 16  # the decoder tile with its padding, latent px
+    vae = memory["vae_decode_bytes_per_output_px"] * (context * 8) ** 2
+    return {
+        "weights_gb": round(weights / GB, 2),
+        "sampling_activations_gb": round(unet / GB, 2),
+        "vae_tile_activations_gb": round(vae / GB, 2),
+        "estimated_peak_gb": round((weights + max(unet, vae)) / GB, 2),
+        "target_gb": 10,
     }
 
 
@@ -138,15 +171,15 @@ def measure(dtype: str, size: int, steps: int) -> dict:
             module.register_forward_hook(
                 lambda m, a, o: inside.__setitem__(0, inside[0] + time.perf_counter() - started[id(m)])
             )
-        stamps: list[float] = []
+        stamps: list[tuple[float, float]] = []  # (time, seconds inside the networks so far) after each step
         image = np.random.default_rng(0).random((size // 2, size // 2, 3)).astype(np.float32)
         begin = time.perf_counter()
-        engine.restore(image, 2.0, progress=lambda done, total: stamps.append(time.perf_counter()))
+        engine.restore(image, 2.0, progress=lambda done, total: stamps.append((time.perf_counter(), inside[0])))
         total = time.perf_counter() - begin
         memory = activation(recipe)
-    step_times = [b - a for a, b in zip([begin, *stamps], stamps)][:steps]
-    loop = sum(step_times[1:]) if steps > 1 else step_times[0]  # the first step includes conditioning
-    inside_loop = inside[0] * (steps - 1) / steps if steps > 1 else inside[0]
+    # steps 2..n: the first step also encodes the prompt and the stage-1 image and warms the kernels up
+    first, last = stamps[0] if steps > 1 else (begin, 0.0), stamps[steps - 1]
+    loop, inside_loop = last[0] - first[0], last[1] - first[1]
     return {
         "dtype": dtype,
         "output_px": size,
@@ -183,7 +216,15 @@ def main() -> None:
         overhead.append(json.loads(lines[-1]) if lines else {"dtype": dtype, "failed": run.stderr[-400:]})
     print(
         json.dumps(
-            {"machine": {"cpu_threads": torch.get_num_threads()}, "tiling": tiling_table(), "overhead": overhead},
+            {
+                "machine": {"cpu_threads": torch.get_num_threads()},
+                "tiling": tiling_table(),
+                "overhead": overhead,
+                "gpu_1024_to_2048_estimate": next(
+                    (gpu_estimate(run) for run in overhead if run.get("dtype") == "bf16" and "activation" in run),
+                    None,
+                ),
+            },
             indent=1,
         )
     )

@@ -92,6 +92,21 @@ def test_broken_weights_are_a_load_error_with_the_cause_not_missing_weights(fp16
         load_x4(broken, torch.float32)
 
 
+def test_sharded_weights_count_as_present_and_load(fp16_folder: Path, tmp_path: Path) -> None:
+    """save_pretrained shards models over its 10 GB limit (SDXL's UNet in fp32) behind an index file; such a
+    folder was taken for one without weights (found by benchmarks/bench_supir.py's fp32 run)."""
+    from diffusers import StableDiffusionUpscalePipeline
+
+    pipe = StableDiffusionUpscalePipeline.from_pretrained(fp16_folder, variant="fp16")
+    pipe.save_pretrained(tmp_path / "sharded", max_shard_size="200KB")
+    assert list((tmp_path / "sharded" / "unet").glob("diffusion_pytorch_model-*-of-*.safetensors"))
+    source = loading.resolve_source(str(tmp_path / "sharded"))
+    assert loading.missing_reason(source, "sd-x4") is None and loading.stored_variant(source) is None
+    unet = load_x4(tmp_path / "sharded", torch.float32).unet
+    for name, value in pipe.unet.state_dict().items():
+        assert torch.equal(unet.state_dict()[name], value), name
+
+
 def test_controlnet_loads_from_a_folder_in_the_asked_dtype(tmp_path: Path) -> None:
     from diffusers import ControlNetModel
 

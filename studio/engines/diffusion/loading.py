@@ -67,7 +67,13 @@ PIPELINE = Layout("model_index.json", "unet/")
 """A whole pipeline (model_index.json + one folder per component); its UNet weights decide presence."""
 SINGLE_MODEL = Layout("config.json", "")
 """One model (a ControlNet, a UNet): config.json next to its weights."""
-WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+WEIGHT_FILES = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.bin",
+    # sharded: diffusers' save_pretrained splits models over 10 GB (SDXL's UNet in fp32) and writes an index
+    "diffusion_pytorch_model.safetensors.index.json",
+    "diffusion_pytorch_model.bin.index.json",
+)
 HALF_VARIANT = "fp16"
 
 
