@@ -13,6 +13,9 @@ import pytest
 import torch
 
 from studio.engines.diffusion.caption import Captioner, fill_caption
+from studio.engines.diffusion.offload import Placement
+
+CPU = Placement("none", torch.device("cpu"))
 
 
 def test_fill_caption_in_the_template_or_in_front() -> None:
@@ -61,12 +64,12 @@ def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_captioner_loads_with_transformers_and_describes(tiny_blip: Path) -> None:
-    caption = Captioner(str(tiny_blip), torch.device("cpu")).caption(np.full((40, 40, 3), 0.5, np.float32))
+    caption = Captioner(str(tiny_blip), CPU).caption(np.full((40, 40, 3), 0.5, np.float32))
     assert caption and set(caption.split()) <= {*string.ascii_lowercase, "dog", "photo"}
 
 
 def test_absent_weights_say_one_line_and_give_no_caption(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    captioner = Captioner(str(tmp_path / "no-such-model"), torch.device("cpu"))
+    captioner = Captioner(str(tmp_path / "no-such-model"), CPU)
     assert captioner.caption(np.zeros((8, 8, 3), np.float32)) == ""
     assert captioner.caption(np.zeros((8, 8, 3), np.float32)) == ""  # tried once, not per image
     err = capsys.readouterr().err.strip().splitlines()
@@ -82,3 +85,25 @@ def test_preset_keeps_the_caption_slot_for_the_engine() -> None:
     assert engine == "supir" and settings.prompt.startswith("{caption}, a dog, Cinematic")
     plain, _ = prepare_settings({"engine": "supir", "preset": "supir-quality", "prompt": "a dog"})
     assert plain.prompt.startswith("a dog, Cinematic")
+
+
+def test_captioner_visits_the_device_only_while_it_captions(tiny_blip: Path) -> None:
+    """With a 'model' placement (the default unless --offload none) the captioner is moved in for each
+    caption and out again, so it holds no GPU memory while SDXL samples (accelerate-style hooks on the CPU)."""
+    from contextlib import contextmanager
+
+    placement = Placement("model", torch.device("cpu"), even_on_cpu=True)
+    visits: list[str] = []
+    using = placement.using
+
+    @contextmanager
+    def recording(module: torch.nn.Module):  # type: ignore[no-untyped-def]
+        visits.append(type(module).__name__)
+        with using(module):
+            yield module
+
+    placement.using = recording  # type: ignore[method-assign]
+    captioner = Captioner(str(tiny_blip), placement)
+    first = captioner.caption(np.full((40, 40, 3), 0.5, np.float32))
+    assert captioner.caption(np.full((40, 40, 3), 0.5, np.float32)) == first
+    assert visits == ["BlipForConditionalGeneration"] * 2

@@ -3,6 +3,8 @@
 SUPIR captions with LLaVA 13B (16 GB more); studio defaults to BLIP base (Salesforce, BSD-3-Clause,
 ~250 M parameters, ~1 GB in fp32) and takes any `AutoModelForImageTextToText` captioner via
 --caption-model. Missing weights never stop a run: one line says so and the prompt goes on without it.
+Unless --offload none, the captioner waits in RAM and visits the device only while it captions, as the text
+encoders do: it runs once per image and need not sit on the GPU through the sampling loop.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.engines.diffusion.offload import Placement
 from studio.messages import warn
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
@@ -20,11 +23,12 @@ MAX_NEW_TOKENS = 40
 
 
 class Captioner:
-    """Loads the model on first use; `caption(image)` returns a short description or '' when unavailable."""
+    """Loads the model on first use; `caption(image)` returns a short description or '' when unavailable.
+    `placement` says where the model waits between captions (a 'model' placement: in RAM)."""
 
-    def __init__(self, model: str | None, device: Any) -> None:
+    def __init__(self, model: str | None, placement: Placement) -> None:
         self.model_ref = model or DEFAULT_CAPTION_MODEL
-        self.device = device
+        self.placement = placement
         self._parts: tuple[Any, Any] | None = None
         self._failed = False
 
@@ -36,12 +40,13 @@ class Captioner:
             transformers_logging.disable_progress_bar()  # studio shows its own progress
             try:
                 processor = AutoProcessor.from_pretrained(self.model_ref)
-                model = AutoModelForImageTextToText.from_pretrained(self.model_ref).to(self.device).eval()
+                model = AutoModelForImageTextToText.from_pretrained(self.model_ref).eval()
             except (OSError, ValueError) as exc:
                 self._failed = True
                 first = str(exc).strip().splitlines()[0][:140] if str(exc).strip() else type(exc).__name__
                 warn(f"--caption: cannot load {self.model_ref} ({first}); going on without a caption")
                 return None
+            self.placement.prepare([model])
             self._parts = (processor, model)
         return self._parts
 
@@ -55,8 +60,8 @@ class Captioner:
             return ""
         processor, model = parts
         pixels = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
-        inputs = processor(images=pixels, return_tensors="pt").to(self.device)
-        with torch.no_grad():
+        inputs = processor(images=pixels, return_tensors="pt").to(self.placement.device)
+        with torch.no_grad(), self.placement.using(model):
             ids = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         return processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
 

@@ -321,11 +321,13 @@ class SupirEngine(Engine):
     def prompt_for(self, image: np.ndarray, device: Any) -> tuple[str, str | None]:
         """(prompt, caption): with --caption the captioner fills {caption} (or leads the prompt)."""
         from studio.engines.diffusion.caption import Captioner, fill_caption
+        from studio.engines.diffusion.offload import Placement
 
         if not self.settings.caption:
             return fill_caption(self.settings.prompt, ""), None
         if self._captioner is None:
-            self._captioner = Captioner(self.settings.caption_model, device)
+            between = "none" if self.settings.offload == "none" else "model"  # the captioner waits in RAM
+            self._captioner = Captioner(self.settings.caption_model, Placement(between, device))
         caption = self._captioner.caption(image)
         return fill_caption(self.settings.prompt, caption), caption
 
