@@ -373,7 +373,7 @@ class SupirEngine(Engine):
             dtype=self._last["dtype"],
             vae_dtype=self._last["vae_dtype"],
             device=self._last["device"],
-            offload=self.settings.offload,
+            offload=self._recipe.placement.mode,  # what ran: every mode is "none" on a CPU
             attention=self._last["attention"],
         )
         if self._last["memory_retries"]:
