@@ -58,6 +58,14 @@ class HostPixels:
         return replace(self, batch=self.batch * times)
 
 
+def control_pixels(image: np.ndarray, device: Any, dtype: Any, tiled: bool) -> HostPixels | torch.Tensor:
+    """A pixel-space control image for the conditioning: left in host memory when latent tiles will read
+    windows of it; converted once when the whole latent runs at once (a `HostPixels` would then be converted
+    whole again at every step)."""
+    pixels = HostPixels(image, device, dtype)
+    return pixels if tiled else pixels.whole()
+
+
 def as_tensor(source: Any) -> torch.Tensor:
     """A tensor as is; `HostPixels` converted whole."""
     return source.whole() if isinstance(source, HostPixels) else source

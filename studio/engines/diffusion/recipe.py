@@ -39,7 +39,7 @@ from studio.engines.diffusion.guidance import (
 )
 from studio.engines.diffusion.latent_tiling import tiled_denoiser
 from studio.engines.diffusion.offload import Placement
-from studio.engines.diffusion.pixels import HostPixels
+from studio.engines.diffusion.pixels import HostPixels, control_pixels
 from studio.engines.diffusion.samplers.schedulers import (
     SchedulerSampler,
     make_scheduler,
@@ -201,10 +201,10 @@ class Recipe:
         generator: torch.Generator,
     ) -> tuple[Conditioning, Conditioning]:
         """Default: the image as every ControlNet's control image (`control_<i>`, pixel space, [0, 1]), kept in
-        host memory until a tile reads it."""
+        host memory until a tile reads it when the latent is tiled."""
         if not self.components.controlnets:
             return cond, uncond
-        control = HostPixels(image, self.device, cond["encoder_hidden_states"].dtype)  # cropped per tile
+        control = control_pixels(image, self.device, cond["encoder_hidden_states"].dtype, bool(request.unet_tile))
         factor = self.components.vae_scale_factor
         extra = {control_key(i): control for i in range(len(self.components.controlnets))}
         spatial = dict.fromkeys(extra, factor)

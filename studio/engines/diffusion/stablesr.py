@@ -158,17 +158,14 @@ class StableSREngine(Engine):
 
         def locate() -> loading.ModelSource:
             selection = select(settings)
-            base = loading.resolve_source(_registry_hub_or_path(selection.base))
-            for adapter in selection.adapters:
-                _registry_hub_or_path(adapter)  # raises when an adapter file is missing
-            return base
+            return loading.resolve_source(_registry_hub_or_path(selection.base))
 
         found = loading.availability(
             locate, settings.model or DEFAULT_MODEL, settings.device, errors=(WeightsMissing, UsageError)
         )
         if found.ok:
             try:
-                identify_adapters(select(settings))  # a file of no usable kind stops the run here (exit 2)
+                identify_adapters(select(settings))  # missing: unavailable; of no usable kind: exit 2
             except WeightsMissing as exc:
                 return Availability(False, str(exc))
         return found

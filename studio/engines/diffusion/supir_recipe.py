@@ -22,7 +22,7 @@ import numpy as np
 from studio.engines.diffusion import tiled_vae
 from studio.engines.diffusion.adapters.controlnet import control_key
 from studio.engines.diffusion.conditioning import Conditioning
-from studio.engines.diffusion.pixels import HostPixels
+from studio.engines.diffusion.pixels import HostPixels, control_pixels
 from studio.engines.diffusion.recipe import Components, Recipe, Request
 from studio.errors import UsageError
 
@@ -179,7 +179,7 @@ class SupirRecipe(Recipe):
                 self.stage1_image = image = self.decode(z_lq, request)
             extra, spatial = {"z_lq": z_lq.to(self.dtype)}, {"z_lq": 1}
         else:
-            pixels = HostPixels(image, self.device, self.dtype)  # cropped per tile, never whole on the device
+            pixels = control_pixels(image, self.device, self.dtype, bool(request.unet_tile))
             extra = {control_key(i): pixels for i in range(len(self.components.controlnets))}
             spatial = dict.fromkeys(extra, self.components.vae_scale_factor)
         self._target = self.encode_mode(image, request)
