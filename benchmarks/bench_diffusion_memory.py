@@ -1,7 +1,7 @@
 """Peak memory of the stablesr and supir engines from 1 to 16 MP output, through their real tiling paths.
 
 The real architectures take hours per 16 MP image on a CPU, so each engine runs toy-width random components
-(tests/stablesr_tiny.py; random_sdxl.TINY_UNET_CONFIG with the 8x tiny photo VAE of the tests) through the
+(tests/support/stablesr_tiny.py; random_sdxl.TINY_UNET_CONFIG with the 8x tiny photo VAE of the tests) through the
 engine's own `restore`: Lanczos stage 1 (2x), latent tiles (--tile, --tile-overlap forced, in pixels of
 the image the model reads), tiled VAE encode and decode, then the runner's whole-image wavelet colour fix.
 The engines pick their VAE tile from the device's free memory; the worker reports --free-gb instead of the
@@ -37,7 +37,7 @@ from torch_memory import torch_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny StableSR builders live with the tests that use them
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: the tiny StableSR builders live with the tests
 
 MB = 2**20
 WARMUP_SIDE = 128
@@ -63,17 +63,17 @@ def build_engine(name: str, folder: Path, tile: int, overlap: int) -> Any:
 
     flags: dict[str, Any] = {"steps": 1, "seed": 0, "stage1": "lanczos", "tile": tile, "tile_overlap": overlap}
     if name == "stablesr":
-        from stablesr_tiny import write_base, write_official_files
+        from support.stablesr_tiny import write_base, write_official_files
 
-        from studio.engines.diffusion.stablesr import StableSREngine
+        from studio.engines.stablesr.engine import StableSREngine
 
         adapter, _cfw = write_official_files(folder / "official")
         flags.update(engine="stablesr", model=str(write_base(folder / "sd2")), adapter=str(adapter), guidance=1.0)
         return StableSREngine(apply_layer(Settings(), flags, "cli"))
     from diffusers import AutoencoderKL
 
-    from studio.engines.diffusion import random_sdxl
-    from studio.engines.diffusion.supir import SupirEngine
+    from studio.engines.supir.engine import SupirEngine
+    from studio.testing import tiny_sdxl as random_sdxl
 
     photo_vae = AutoencoderKL.from_pretrained(ROOT / "tests" / "fixtures" / "tiny_photo_vae")
     pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG, vae=photo_vae)

@@ -18,7 +18,7 @@ import numpy as np
 from skimage import data
 
 from studio.engines.faces.detect import MobileNetDetector
-from studio.imageio import read_image
+from studio.io import read_image
 
 
 def images() -> dict[str, np.ndarray]:

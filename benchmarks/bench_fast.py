@@ -53,7 +53,7 @@ def _worker(config: dict) -> dict:
     baseline = _rss_mb()
     if kind == "studio":
         from studio.engines import gan
-        from studio.engines.gan import FastEngine
+        from studio.engines.fast.engine import FastEngine
         from studio.settings import Settings
 
         gan._threads = lambda: threads  # the same thread count as the other configurations
@@ -66,7 +66,7 @@ def _worker(config: dict) -> dict:
         import ncnn
 
         from studio import weights
-        from studio.ncnn_import import network_blobs
+        from studio.weights.ncnn import network_blobs
 
         param, bin_path = weights.offline_files(weights.get(model))
         net = ncnn.Net()
@@ -161,7 +161,7 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     from studio import weights
-    from studio.engines.gan import _threads
+    from studio.engines.fast.engine import _threads
 
     args.threads = args.threads or _threads()
 

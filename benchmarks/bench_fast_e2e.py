@@ -31,7 +31,7 @@ from PIL import Image
 import ncnn
 from studio import weights
 from studio.devices import physical_cores
-from studio.ncnn_import import network_blobs
+from studio.weights.ncnn import network_blobs
 
 param, binary = weights.offline_files(weights.find(sys.argv[1]))
 net = ncnn.Net()

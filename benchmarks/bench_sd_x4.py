@@ -33,15 +33,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio.engines.diffusion.loading import choose_dtype
-from studio.engines.diffusion.offload import Placement
-from studio.engines.diffusion.random_model import (
+from studio.diffusion.loading import choose_dtype
+from studio.diffusion.offload import Placement
+from studio.engines.sd_x4.pipeline import UpscalePipeline, UpscaleRequest
+from studio.testing.tiny_sd import (
     TINY_UNET_CONFIG,
     TINY_VAE_CONFIG,
     build_components,
     real_configs,
 )
-from studio.engines.diffusion.upscale_pipeline import UpscalePipeline, UpscaleRequest
 
 WARMUP_SIZE = 16
 """Smaller than any measured input, so the warm-up never sets the peak; it absorbs first-call costs."""

@@ -37,7 +37,7 @@ REFERENCE = {"steps": 200, "tile": 64, "overlap": 32}  # the reference's aggrega
 
 def _tiling(height: int, width: int, tile_px: int | None = None) -> tuple[int, int]:
     """The engine's (tile, overlap) in latent pixels for an output of height x width (--tile in pixels)."""
-    from studio.engines.diffusion.stablesr import default_tiling
+    from studio.engines.stablesr.engine import default_tiling
     from studio.settings import apply_layer
 
     settings = Settings() if tile_px is None else apply_layer(Settings(), {"tile": tile_px}, "cli")
@@ -49,7 +49,7 @@ def evaluation_ratio(height: int, width: int, tile: int, overlap: int) -> float:
     """Latent pixels the tiled denoiser feeds the model per step / latent pixels of the image."""
     import torch
 
-    from studio.engines.diffusion.latent_tiling import tiled_denoiser
+    from studio.diffusion.latent_tiling import tiled_denoiser
 
     seen = [0]
 
@@ -98,11 +98,11 @@ def worker(side: int, steps: int, device_name: str, tile_px: int | None) -> dict
     import diffusers
     import torch
 
-    from studio.engines.diffusion.adapters.stablesr import StableSRAdapter
-    from studio.engines.diffusion.conditioning import Conditioning
-    from studio.engines.diffusion.guidance import classifier_free_guidance
-    from studio.engines.diffusion.latent_tiling import tiled_denoiser
-    from studio.engines.diffusion.stablesr_recipe import STRUCT_KEY, spade_unet
+    from studio.diffusion.conditioning import Conditioning
+    from studio.diffusion.guidance import classifier_free_guidance
+    from studio.diffusion.latent_tiling import tiled_denoiser
+    from studio.engines.stablesr.networks import StableSRAdapter
+    from studio.engines.stablesr.recipe import STRUCT_KEY, spade_unet
 
     device = torch.device(device_name)
     dtype = torch.float32 if device.type == "cpu" else torch.float16

@@ -36,8 +36,8 @@ PARAMETERS = 2_567_463_684 + 1_251_011_908  # SDXL UNet + its ControlNet
 
 def tiling_table() -> list[dict]:
     """Latent pixels the UNet processes per step over the latent's own pixels (1.0 = no overlap)."""
-    from studio.engines.diffusion.latent_tiling import unet_work
-    from studio.engines.diffusion.supir import SupirEngine
+    from studio.diffusion.latent_tiling import unet_work
+    from studio.engines.supir.engine import SupirEngine
     from studio.settings import resolve
 
     engine = SupirEngine(resolve({}))
@@ -67,8 +67,8 @@ def activation(recipe: object, sides: tuple[int, int] = (32, 64), vae_sides: tup
     import numpy as np
     import torch
 
-    from studio.engines.diffusion.supir import UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE, VAE_BYTES_PER_PIXEL
-    from studio.engines.diffusion.supir_recipe import SupirRequest
+    from studio.engines.supir.engine import UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE, VAE_BYTES_PER_PIXEL
+    from studio.engines.supir.recipe import SupirRequest
 
     peaks, vae_peaks = {}, {}
     factor = recipe.components.vae_scale_factor
@@ -106,7 +106,7 @@ def gpu_estimate(bf16: dict) -> dict:
     """Peak GPU memory of a default 1024 -> 2048 run (fp16 UNet + ControlNet, bf16 VAE, text encoders off the
     GPU while sampling), from parameter counts and the activation slopes measured here in bf16 (2 bytes,
     as fp16): an estimate from CPU measurements, not a GPU measurement."""
-    from studio.engines.diffusion.supir import AUTO_VAE_TILE, NATIVE_TILE, PARAMS, TEXT_ENCODER_PARAMS
+    from studio.engines.supir.engine import AUTO_VAE_TILE, NATIVE_TILE, PARAMS, TEXT_ENCODER_PARAMS
 
     memory = bf16["activation"]
     weights = (PARAMS - TEXT_ENCODER_PARAMS) * 2
@@ -130,9 +130,9 @@ def measure(dtype: str, size: int, steps: int) -> dict:
     import torch
 
     from studio.devices import free_memory_bytes
-    from studio.engines.diffusion import random_sdxl
-    from studio.engines.diffusion.supir import SupirEngine
+    from studio.engines.supir.engine import SupirEngine
     from studio.settings import resolve
+    from studio.testing import tiny_sdxl as random_sdxl
 
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     need = PARAMETERS * torch_dtype.itemsize * 1.3

@@ -35,9 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from studio.engines.diffusion import latent_tiling
-from studio.engines.diffusion.latent_tiling import choose_latent_tiles, tiled_denoiser, unet_work
-from studio.engines.diffusion.tiled_vae import choose_vae_tile, vae_work
+from studio.diffusion import latent_tiling
+from studio.diffusion.latent_tiling import choose_latent_tiles, tiled_denoiser, unet_work
+from studio.diffusion.tiled_vae import choose_vae_tile, vae_work
 from studio.ops.tiling import tile_grid
 
 SD_X4_BYTES_PER_CELL_FP16 = 6_000 * 2
@@ -148,7 +148,7 @@ def photo_latent(vae: Any) -> Any:
     from PIL import Image
     from skimage import data
 
-    from studio.engines.diffusion import tiled_vae
+    from studio.diffusion import tiled_vae
 
     photo = np.asarray(Image.fromarray(data.astronaut()).resize((1024, 1024), Image.Resampling.LANCZOS))
     image = torch.from_numpy(photo.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
@@ -192,7 +192,7 @@ def seam_table(tile: int, overlaps: tuple[int, ...], steps: int) -> list[dict[st
     import torch
     from diffusers import AutoencoderKL
 
-    from studio.engines.diffusion import tiled_vae
+    from studio.diffusion import tiled_vae
 
     vae = AutoencoderKL.from_pretrained(ROOT / "tests" / "fixtures" / "tiny_photo_vae").eval()
     unet = tiny_unet()

@@ -29,9 +29,9 @@ def main(root: Path) -> None:
     from sgm.modules.diffusionmodules.openaimodel import UNetModel
     from sgm.modules.diffusionmodules.util import timestep_embedding
 
-    from studio.engines.diffusion import random_sdxl
-    from studio.engines.diffusion.adapters import supir as studio_supir
-    from studio.engines.diffusion.conditioning import Conditioning
+    from studio.diffusion.conditioning import Conditioning
+    from studio.engines.supir import networks as studio_supir
+    from studio.testing import tiny_sdxl as random_sdxl
 
     args = dict(
         adm_in_channels=TINY["adm_in_channels"],

@@ -78,7 +78,7 @@ def restoreformer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd_x4_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A diffusers SD x4 folder (model_index.json + components) with tiny random weights; do not modify."""
-    from studio.engines.diffusion.random_model import (
+    from studio.testing.tiny_sd import (
         TINY_UNET_CONFIG,
         TINY_VAE_CONFIG,
         build_components,
@@ -93,7 +93,7 @@ def tiny_sd_x4_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(base folder, ControlNet folder) of tiny random SDXL components; do not modify."""
-    from studio.engines.diffusion import random_sdxl
+    from studio.testing import tiny_sdxl as random_sdxl
 
     root = tmp_path_factory.mktemp("tiny_sdxl")
     pipe = random_sdxl.build_base(random_sdxl.TINY_UNET_CONFIG)

@@ -38,10 +38,10 @@ def compare(
 ) -> None:
     from rich.console import Console
 
-    from studio import compare as comparing
     from studio import messages
     from studio.errors import InputError, UsageError
-    from studio.runs import collect_runs
+    from studio.lab import compare as comparing
+    from studio.lab.runs import collect_runs
 
     if not photo.is_file():
         raise InputError(f"{photo}: no such image file")

@@ -32,7 +32,7 @@ def degrade(
 ) -> None:
     from rich.console import Console
 
-    from studio.degrade import make_pairs
+    from studio.lab.degrade import make_pairs
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     results = make_pairs(list(inputs), output, profile, scale, seed, overwrite)

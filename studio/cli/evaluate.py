@@ -38,8 +38,8 @@ def evaluate(
     from rich.console import Console
 
     from studio import messages
-    from studio.evaluate import evaluate_run, find_pairs, lpips_or_reason, pairs_scale, write_reports
-    from studio.runs import collect_runs
+    from studio.lab.evaluate import evaluate_run, find_pairs, lpips_or_reason, pairs_scale, write_reports
+    from studio.lab.runs import collect_runs
 
     selected = collect_runs(list(run or []), runs)
     found = find_pairs(pairs, hq, lq)

@@ -19,7 +19,7 @@ def info(
 
     Example: studio info photo_restored.png
     """
-    from studio.imageio import read_provenance
+    from studio.io import read_provenance
 
     data = read_provenance(image)
     if data is None:

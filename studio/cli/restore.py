@@ -383,7 +383,7 @@ def restore(
         ctx.meta["studio.debug"] = True  # click shares meta with the group, which reads it on errors
     from studio.cli.options import parse_blend, parse_vars
     from studio.errors import UsageError
-    from studio.imageio import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
+    from studio.io import SUPPORTED_EXTENSIONS, WRITABLE_EXTENSIONS, output_format
     from studio.runner import plan_run
 
     output_is_folder = output is not None and output.endswith(("/", os.sep))
@@ -478,7 +478,7 @@ def _print_plan(plan: Any, skip_existing: bool) -> int:
 
     from studio.engines import engine_class
     from studio.errors import StudioError
-    from studio.imageio import read_image
+    from studio.io import read_image
 
     settings = plan.settings
     console = Console(soft_wrap=True)
@@ -535,8 +535,8 @@ def _run(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
     )
 
     from studio import messages
-    from studio.distributed import current_share
     from studio.runner import run_batch, write_report
+    from studio.runner.distributed import current_share
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     share = current_share()  # under `accelerate launch`: this process's part of the batch
@@ -610,8 +610,8 @@ def _finish_distributed(batch: Any, share: Any, all_jobs: list, report_path: Pat
     Returns whether any file failed (in this process, or anywhere for the main process)."""
     import json
 
-    from studio.distributed import gather_report
-    from studio.imageio import write_text_atomic
+    from studio.io import write_text_atomic
+    from studio.runner.distributed import gather_report
 
     console.print(f"process {share.index + 1}/{share.count}: {batch.succeeded}/{len(batch.results)} succeeded")
     merged = gather_report(batch.to_json(), share, [str(job.source) for job in all_jobs])

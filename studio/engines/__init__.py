@@ -26,25 +26,25 @@ def _classical() -> type[Engine]:
 
 
 def _fast() -> type[Engine]:
-    from studio.engines.gan import FastEngine
+    from studio.engines.fast.engine import FastEngine
 
     return FastEngine
 
 
 def _sd_x4() -> type[Engine]:
-    from studio.engines.diffusion.sd_x4 import SDx4Engine
+    from studio.engines.sd_x4.engine import SDx4Engine
 
     return SDx4Engine
 
 
 def _stablesr() -> type[Engine]:
-    from studio.engines.diffusion.stablesr import StableSREngine
+    from studio.engines.stablesr.engine import StableSREngine
 
     return StableSREngine
 
 
 def _supir() -> type[Engine]:
-    from studio.engines.diffusion.supir import SupirEngine
+    from studio.engines.supir.engine import SupirEngine
 
     return SupirEngine
 

@@ -1,7 +1,7 @@
 """The engine contract: built from settings, loads lazily, one call from image to restored image.
 
 Images inside the core are float32 RGB arrays of shape (H, W, 3) in [0, 1]. Alpha, bit depth, ICC
-and EXIF never reach an engine: `studio.imageio` splits them off and puts them back.
+and EXIF never reach an engine: `studio.io` splits them off and puts them back.
 
 An engine class describes itself (diffusion or not, the settings it reads, its place in `auto`, its
 colour-fix default), so the runner decides from these attributes and never from engine names.

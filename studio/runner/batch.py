@@ -12,7 +12,7 @@ from pathlib import Path
 from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn
 from studio.errors import EnvironmentProblem, InputError, StudioError, UsageError
-from studio.imageio import InputSet, check_output_path, print_size, read_image, write_image, write_text_atomic
+from studio.io import InputSet, check_output_path, print_size, read_image, write_image, write_text_atomic
 from studio.messages import warn
 from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path

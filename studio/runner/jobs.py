@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import UsageError
-from studio.imageio import FORMAT_EXTENSIONS, SUPPORTED_EXTENSIONS, is_supported
+from studio.io import FORMAT_EXTENSIONS, SUPPORTED_EXTENSIONS, is_supported
 
 
 @dataclass

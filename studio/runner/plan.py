@@ -16,7 +16,7 @@ from typing import Any
 from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS
 from studio.errors import EnvironmentProblem, OutputError, UsageError, WeightsMissing
-from studio.imageio import InputSet, check_output_path, jpeg_quality_problem
+from studio.io import InputSet, check_output_path, jpeg_quality_problem
 from studio.messages import notice, warn
 from studio.runner.choice import choose_engine, fallback_for
 from studio.runner.jobs import Job, collect_jobs, default_report_path, sidecar_path

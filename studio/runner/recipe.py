@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from studio import __version__
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
 from studio.errors import StudioError
-from studio.imageio import Picture, bleed_colors, with_pixels
+from studio.io import Picture, bleed_colors, with_pixels
 from studio.ops.resize import resize
 from studio.runner.choice import EngineCache, run_engine
 from studio.settings import Settings
@@ -83,7 +83,7 @@ def restore_picture(
 
     provenance = {
         "studio_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "engine": engine.name,
         "model": engine_info.get("model"),
         "weights_sha256": engine_info.get("weights_sha256"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from studio import __version__
 from studio.errors import UsageError
-from studio.imageio import SUPPORTED_EXTENSIONS, InputSet, write_text_atomic
+from studio.io import SUPPORTED_EXTENSIONS, InputSet, write_text_atomic
 
 
 @dataclass

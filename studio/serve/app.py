@@ -1,7 +1,7 @@
 """The FastAPI app: the REST API under /api/v1, the browser page at /, health at /healthz.
 
 Settings are checked by the runner's `prepare_settings`, exactly as `studio restore` checks its flags,
-and uploads by `studio.imageio`, before a job is queued; errors come back as `{"detail": "one line"}`.
+and uploads by `studio.io`, before a job is queued; errors come back as `{"detail": "one line"}`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from studio import __version__
 from studio.errors import EnvironmentProblem, StudioError
-from studio.imageio import FORMAT_EXTENSIONS
+from studio.io import FORMAT_EXTENSIONS
 from studio.runner import prepare_settings
 from studio.serve.config import ServeConfig
 from studio.serve.store import JobRecord, JobStore, new_job_id

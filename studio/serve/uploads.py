@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from studio.errors import InputError, PixelBudgetExceeded
-from studio.imageio import read_image
+from studio.io import read_image
 
 CHUNK = 1 << 20
 ACCEPTED = "PNG, JPEG, WebP or TIFF"

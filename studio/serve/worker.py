@@ -15,7 +15,7 @@ from typing import Any
 from studio.engines import engine_class
 from studio.engines.base import Engine, ProgressFn
 from studio.errors import StudioError
-from studio.imageio import InputSet, read_provenance
+from studio.io import InputSet, read_provenance
 from studio.runner import EngineCache, plan_run, process_job, reproduce_command
 from studio.serve.config import ServeConfig
 from studio.serve.store import JobRecord, JobStore

@@ -1,0 +1,350 @@
+"""The `stablesr` engine: StableSR (official weights, S-Lab non-commercial licence) or its permissive
+tile-ControlNet variant, on the shared recipe (stablesr_recipe.py).
+
+What runs is chosen by `--model` and `--adapter`:
+- `--model stablesr-512` / `stablesr-768v` (registry composites): SD 2.1 base + the official StableSR file(s);
+- `--model stablesr-tile-sd15` (the permissive default pair): SD 1.5 + lllyasviel's tile ControlNet;
+- `--model BASE --adapter A[,B]`: any SD 1.x/2.x base (hub id, folder, single file) with, per adapter, an
+  official StableSR checkpoint (full, adapter-only or CFW file) or a ControlNet (folder, hub id, or one file
+  in diffusers' or the original layout); a file's kind is told by its keys (adapters/identify.py).
+
+The input first reaches the output size (`--stage1 fast|lanczos|none`); its latent both conditions the model
+and is where sampling starts (noised to the first timestep run).
+
+Fidelity mapping (`--fidelity f`, 0-1; a raw flag given beats it; provenance records the resolved values):
+
+    cfw (w)         = f                 (only when CFW weights are loaded; otherwise CFW is off)
+    pull            = f                 (x0 pulled that fraction toward the stage-1 latent every step)
+    denoise         = 1 - 0.5 f         (the schedule fraction run: from the last timestep at f = 0)
+    adapter scale   = 1                 (the trained scale; above it the modulation extrapolates)
+
+Without --fidelity: cfw 0.5 when loaded (the reference's default), pull 0, denoise 1, adapter scale 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from studio.diffusion import loading
+from studio.diffusion.samplers.schedulers import check_scheduler_name
+from studio.engines.base import (
+    ADAPTER_SETTINGS,
+    SAMPLING_SETTINGS,
+    STABLESR_SETTINGS,
+    Availability,
+    Engine,
+    EngineResult,
+    ProgressFn,
+    output_size,
+)
+from studio.errors import EngineUnavailable, InputError, UsageError, WeightsMissing
+from studio.messages import notice
+from studio.ops.resize import resize
+from studio.settings import Settings
+
+if TYPE_CHECKING:
+    from studio.diffusion.identify import AdapterSource
+
+DEFAULT_MODEL = "stablesr-512"
+DEFAULT_SCHEDULER = "dpm++"
+REFERENCE_STEPS = 200  # the reference's DDPM sampling (README / app)
+MIN_SIDE = 8
+VAE_TILE = 64  # latent pixels per VAE decode tile when the image is large
+
+
+def fidelity_knobs(settings: Settings, has_cfw: bool) -> dict[str, tuple[float, str]]:
+    """Resolved (value, why) for cfw, pull, denoise and adapter_scale: raw flag > --fidelity > default."""
+    f = settings.fidelity
+    mapped = (
+        {"cfw": f if has_cfw else 0.0, "pull": f, "denoise": 1.0 - 0.5 * f, "adapter_scale": 1.0}
+        if f is not None
+        else None
+    )
+    defaults = {"cfw": 0.5 if has_cfw else 0.0, "pull": 0.0, "denoise": 1.0, "adapter_scale": 1.0}
+    knobs: dict[str, tuple[float, str]] = {}
+    for name, default in defaults.items():
+        raw = getattr(settings, name)
+        if raw is not None:
+            knobs[name] = (float(raw), settings.source_of(name))
+        elif mapped is not None:
+            knobs[name] = (float(mapped[name]), f"fidelity {f}")
+        else:
+            knobs[name] = (default, "default")
+    return knobs
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The base model and the adapters (paths or hub ids) a run uses, and the licence to show."""
+
+    base: str
+    adapters: tuple[str, ...]
+    license: str = ""
+
+
+def select(settings: Settings) -> Selection:
+    """--model (registry composite or base) and --adapter (comma-separated) -> base + adapters."""
+    from studio import weights
+
+    model = settings.model or DEFAULT_MODEL
+    spec = weights.find(model)
+    base, adapters, license_ = model, (), ""
+    if spec is not None and spec.extra.get("base"):
+        base = str(spec.extra["base"])
+        adapters = tuple(str(a) for a in spec.extra.get("adapters", ()))
+        license_ = spec.license
+    if settings.adapter:
+        adapters = tuple(a.strip() for a in settings.adapter.split(",") if a.strip())
+    if not adapters:
+        raise UsageError(
+            f"--model {model}: a base model needs --adapter (a StableSR checkpoint or a ControlNet), "
+            "or use a composite name such as stablesr-512 or stablesr-tile-sd15"
+        )
+    return Selection(base, adapters, license_)
+
+
+def identify_adapters(selection: Selection) -> list[AdapterSource]:
+    """Each adapter's kind and layout (a single file is read for its key names only)."""
+    from studio.diffusion.identify import identify
+
+    return [identify(_registry_hub_or_path(name), name, "stablesr") for name in selection.adapters]
+
+
+def _registry_hub_or_path(name: str) -> str:
+    """A registry name -> its hub repo or local file; anything else unchanged."""
+    from studio import weights
+
+    spec = weights.find(name)
+    if spec is None:
+        return name
+    if spec.hub_repo:
+        return spec.hub_repo
+    return str(weights.resolve(name, spec.kind))
+
+
+class StableSREngine(Engine):
+    """StableSR-style restoration: SD prior steered by the upscaled input, sampled in aggregated tiles."""
+
+    name = "stablesr"
+    summary = "StableSR (SD 2.1 + time-aware encoder, SPADE, CFW) or an SD tile-ControlNet; --fidelity steers"
+    default_color_fix = "wavelet"
+    owns_fidelity = True
+    default_model = DEFAULT_MODEL
+    diffusion = True
+    auto_rank = 1  # after sd-x4, when a GPU and its weights are here
+    auto_needs_gpu = True
+
+    @classmethod
+    def used_settings(cls) -> frozenset[str]:
+        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | STABLESR_SETTINGS
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        check_scheduler_name(settings.scheduler)
+        self.selection = select(settings)
+        self._recipe: Any = None
+        self._loaded: list[dict[str, Any]] = []
+        self._last: dict[str, Any] = {}
+
+    @classmethod
+    def availability(cls, settings: Settings) -> Availability:
+        """diffusers importable, base and adapters on disk (or a hub id); no loading. An adapter file of no
+        kind this engine takes (read for its key names) raises: the run would stop on it too."""
+
+        def locate() -> loading.ModelSource:
+            selection = select(settings)
+            return loading.resolve_source(_registry_hub_or_path(selection.base))
+
+        found = loading.availability(
+            locate, settings.model or DEFAULT_MODEL, settings.device, errors=(WeightsMissing, UsageError)
+        )
+        if found.ok:
+            try:
+                identify_adapters(select(settings))  # missing: unavailable; of no usable kind: exit 2
+            except WeightsMissing as exc:
+                return Availability(False, str(exc))
+        return found
+
+    # loading ---------------------------------------------------------------------------------------
+    def _load(self) -> Any:
+        if self._recipe is None:
+            self._recipe = self._build()
+        return self._recipe
+
+    def _build(self) -> Any:
+        from diffusers import StableDiffusionPipeline
+
+        from studio.devices import resolve_device
+        from studio.diffusion.controlnet_files import load_controlnet
+        from studio.diffusion.offload import Placement
+        from studio.diffusion.recipe import Components
+        from studio.engines.stablesr.files import apply_file
+        from studio.engines.stablesr.recipe import CFWDecoder, StableSRRecipe
+
+        device = resolve_device(self.settings.device)
+        dtype = loading.choose_dtype(device)
+        weights_name = self.settings.model or DEFAULT_MODEL
+        adapters = identify_adapters(self.selection)
+        self.base_source = loading.resolve_source(_registry_hub_or_path(self.selection.base))
+        pipe = loading.load_pipeline(StableDiffusionPipeline, self.base_source, weights_name, dtype)
+        components = Components(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
+        adapter, cfw = None, None
+        for name, found in zip(self.selection.adapters, adapters):
+            if found.kind == "stablesr":
+                loaded = apply_file(Path(found.ref), name, components.unet, components.vae, components.text_encoder)
+                adapter = loaded.adapter or adapter
+                if loaded.cfw is not None:
+                    cfw = CFWDecoder(loaded.cfw_vae, loaded.cfw)
+            else:
+                components.controlnets.append(load_controlnet(found.ref, components.unet, name, dtype))
+            self._loaded.append({"adapter": name, **found.record()})
+        if adapter is not None and components.controlnets:
+            raise UsageError("--adapter: a StableSR checkpoint and a ControlNet cannot steer the same run")
+        if cfw is not None and adapter is None:
+            raise UsageError("--adapter: the CFW file needs a StableSR model file with it")
+        if adapter is None and not components.controlnets:
+            raise UsageError("--adapter: no StableSR model or ControlNet among the adapters")
+        attention = loading.enable_fast_attention(components.unet, device)
+        self._last.update(attention=attention, dtype=str(dtype).replace("torch.", ""), device=str(device))
+        return StableSRRecipe(components, Placement(self.settings.offload, device), dtype, adapter, cfw)
+
+    # running ---------------------------------------------------------------------------------------
+    def stage1(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, str]:
+        """The input at the output size, made by --stage1 (default: the fast engine, which the runner lends
+        as `stage1_upscaler`, when it can run; else Lanczos with a notice)."""
+        height, width = image.shape[:2]
+        out_h, out_w = output_size(height, width, scale)
+        mode = self.settings.stage1 or "fast"
+        if mode == "none":
+            if (out_h, out_w) != (height, width):
+                raise UsageError(
+                    f"--stage1 none: the input must already have the output size (use --scale 1); "
+                    f"got {width}x{height} for {out_w}x{out_h}"
+                )
+            return image, mode
+        if mode == "fast":
+            try:
+                if self.stage1_upscaler is None:
+                    raise WeightsMissing("no fast engine was lent to this engine (use it through the runner)")
+                return self.stage1_upscaler(image, scale), mode
+            except EngineUnavailable as exc:
+                if self.settings.stage1 == "fast":
+                    raise WeightsMissing(f"--stage1 fast: {exc}") from exc
+                notice(f"stage 1: the fast engine cannot run ({exc}); using Lanczos")
+                mode = "lanczos"
+        return resize(image, out_h, out_w, "lanczos"), mode
+
+    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
+        from studio.devices import free_memory_bytes
+        from studio.engines.stablesr.recipe import StableSRRequest
+
+        height, width = image.shape[:2]
+        if min(height, width) < MIN_SIDE:
+            raise InputError(f"image {width}x{height}: the stablesr engine needs at least {MIN_SIDE} px a side")
+        recipe = self._load()
+        stage1, stage1_mode = self.stage1(image, scale)
+        out_h, out_w = stage1.shape[:2]
+        multiple = recipe.size_multiple
+        pad_h, pad_w = -out_h % multiple, -out_w % multiple
+        padded = np.pad(stage1, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric") if pad_h or pad_w else stage1
+        del stage1  # the padded copy (or the image itself) is all the recipe reads
+        knobs = fidelity_knobs(self.settings, recipe.cfw is not None)
+        seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
+        latent = (padded.shape[0] // multiple, padded.shape[1] // multiple)
+        unet_tile, overlap, vae_tile = self.tiles(latent, recipe, free_memory_bytes(recipe.device))
+        scale_knob = knobs["adapter_scale"][0]
+        request = StableSRRequest(
+            prompt=self.settings.prompt,
+            negative_prompt=self.settings.negative_prompt,
+            steps=self.settings.steps,
+            guidance=self.settings.guidance,
+            seed=seed,
+            scheduler=self.settings.scheduler or DEFAULT_SCHEDULER,
+            strength=knobs["denoise"][0],
+            pull=knobs["pull"][0],
+            cfw=knobs["cfw"][0],
+            adapter_scale=scale_knob,
+            control_scales=(scale_knob,) * len(recipe.components.controlnets),
+            unet_tile=unet_tile,
+            tile_overlap=overlap,
+            vae_tile=vae_tile,
+        )
+        result = recipe(padded, request, progress)[:out_h, :out_w]
+        self._last.update(request=request, knobs=knobs, stage1=stage1_mode)
+        return EngineResult(result, self.provenance())
+
+    def tiles(self, latent: tuple[int, int], recipe: Any, free_bytes: int) -> tuple[int, int, int]:
+        """(UNet tile, overlap, VAE tile) in latent pixels for this run (see `default_tiling`)."""
+        return default_tiling(
+            self.settings, latent, recipe.size_multiple, int(recipe.components.unet.config.sample_size), free_bytes
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        from studio.diffusion.samplers.schedulers import scheduler_label
+
+        info: dict[str, Any] = {
+            "engine": self.name,
+            "model": self.settings.model or DEFAULT_MODEL,
+            "base": self.selection.base,
+            "adapters": self._loaded or list(self.selection.adapters),
+        }
+        if self.selection.license:
+            info["license"] = self.selection.license
+        request = self._last.get("request")
+        if request is None:
+            return info
+        recipe = self._recipe
+        info.update(
+            variant="stablesr" if recipe.adapter is not None else "controlnet",
+            prediction_type=recipe.components.scheduler.config.prediction_type,
+            scheduler=scheduler_label(request.scheduler, recipe.components.scheduler),
+            steps=request.steps,
+            reference_steps=REFERENCE_STEPS,
+            guidance=request.guidance,
+            seed=request.seed,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            stage1=self._last["stage1"],
+            **{name: value for name, (value, _) in self._last["knobs"].items()},
+            knob_sources={name: why for name, (_, why) in self._last["knobs"].items()},
+            tile=request.unet_tile * recipe.size_multiple,  # pixels, as --tile
+            tile_overlap=request.tile_overlap * recipe.size_multiple,
+            latent_tile=request.unet_tile,
+            vae_tile=request.vae_tile,
+            dtype=self._last["dtype"],
+            device=self._last["device"],
+            offload=recipe.placement.mode,
+            attention=self._last["attention"],
+        )
+        return info
+
+
+def default_tiling(
+    settings: Settings, latent: tuple[int, int], factor: int, native: int, free_bytes: int
+) -> tuple[int, int, int]:
+    """(UNet tile, overlap, VAE tile) in latent pixels; --tile/--tile-overlap are output pixels, 0 = off.
+
+    Default: windows of at most twice the UNet's native size (128 latent px = 1024 px for the 512 model),
+    neighbours sharing LATENT_OVERLAP cells (the smallest seam-free overlap the tiling benchmark measured);
+    the shared grid shrinks the windows to the cells the overlaps need. The reference's 64/32 windows cost
+    2.3-3.5x the no-overlap minimum of UNet work (benchmarks/bench_stablesr.py); `--tile 512 --tile-overlap
+    128` restores them. The VAE is tiled (64 latent px) when a whole-image decode would take more than half
+    the free memory.
+    """
+    from studio.diffusion.latent_tiling import LATENT_OVERLAP
+
+    if settings.tile == 0:
+        return 0, 0, 0
+    tile = settings.tile // factor if settings.tile else 2 * native
+    if settings.source_of("tile_overlap") in ("default", "config:defaults.toml"):
+        overlap = min(LATENT_OVERLAP, tile // 4)
+    else:
+        overlap = min(settings.tile_overlap // factor, tile // 2)
+    unet_tile = tile if max(latent) > tile else 0
+    vae_tile = VAE_TILE if latent[0] * latent[1] * factor**2 * 4_000 > free_bytes * 0.5 else 0
+    return unet_tile, overlap if unet_tile else 0, vae_tile
