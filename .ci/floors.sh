@@ -16,5 +16,5 @@ for dep in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 PY
 )
 pip install -q --no-deps --target "$floors_dir" $pins tokenizers==0.22.2
-PYTHONPATH="$floors_dir${PYTHONPATH:+:$PYTHONPATH}" python -m pytest -q -p no:cacheprovider tests/test_controlnet.py tests/test_diffusion_loading.py \
-    tests/test_edm_sampler.py tests/test_sd_x4.py -k "matches_diffusers or match_diffusers or fp16 or broken or bfloat16 or dtype"
+PYTHONPATH="$floors_dir${PYTHONPATH:+:$PYTHONPATH}" python -m pytest -q -p no:cacheprovider tests/diffusion/test_controlnet.py \
+    tests/diffusion/test_diffusion_loading.py tests/diffusion/test_edm_sampler.py tests/engines/sd_x4/test_sd_x4.py -k "matches_diffusers or match_diffusers or fp16 or broken or bfloat16 or dtype"
