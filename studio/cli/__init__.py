@@ -9,8 +9,8 @@ import click
 import typer
 from typer.core import TyperGroup, TyperOption
 
-from studio import __version__
 from studio.errors import StudioError
+from studio.version import __version__
 
 
 class StudioGroup(TyperGroup):

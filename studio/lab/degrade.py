@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from studio import __version__
 from studio.errors import InputError, StudioError, UsageError
 from studio.io import MIN_SIDE, image_files, read_image, write_png_text, write_text_atomic
 from studio.settings import DEFAULT_MAX_PIXELS
+from studio.version import __version__
 
 METADATA_KEY = "studio-degradation"  # PNG text entry of each low-quality image
 MANIFEST = "degradations.json"

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from studio import __version__
 from studio.errors import EnvironmentProblem, StudioError, UsageError
 from studio.io import image_files, read_image, write_text_atomic
 from studio.lab.runs import Run, prepare_run
 from studio.settings import DEFAULT_MAX_PIXELS
+from studio.version import __version__
 
 CONVENTION = (
     "PSNR/SSIM: Y of BT.601 YCbCr from 8-bit images, `scale` px cropped per border, SSIM Gaussian 11x11 sigma 1.5; "

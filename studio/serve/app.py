@@ -19,7 +19,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from studio import __version__
 from studio.errors import EnvironmentProblem, StudioError
 from studio.io import FORMAT_EXTENSIONS
 from studio.runner import prepare_settings
@@ -28,6 +27,7 @@ from studio.serve.store import JobRecord, JobStore, new_job_id
 from studio.serve.uploads import UploadRejected, check_decodes, safe_stem, save_upload
 from studio.serve.worker import WorkerPool, lane_for
 from studio.settings import Settings
+from studio.version import __version__
 
 SERVER_SETTINGS = ("device", "max_pixels")
 """Restore settings the server decides (serve --max-pixels; one worker per GPU), not the client."""
