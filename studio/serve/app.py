@@ -19,8 +19,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
+from studio import weights
+from studio.engines import describe_engines, engine_class
 from studio.errors import EnvironmentProblem, StudioError
 from studio.io import FORMAT_EXTENSIONS
+from studio.presets import load_presets
 from studio.runner import prepare_settings
 from studio.serve.config import ServeConfig
 from studio.serve.store import JobRecord, JobStore, new_job_id
@@ -175,14 +178,10 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @api.get("/engines")
     def engines() -> list[dict[str, object]]:
-        from studio.engines import describe_engines
-
         return describe_engines()
 
     @api.get("/presets")
     def presets() -> list[dict[str, Any]]:
-        from studio.presets import load_presets
-
         return [
             {"name": p.name, "description": p.description, "variables": p.variables, "engines": p.engines}
             for _, p in sorted(load_presets().items())
@@ -190,8 +189,6 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @api.get("/weights")
     def weights_list() -> list[dict[str, Any]]:
-        from studio import weights
-
         return [
             {
                 "name": spec.name,
@@ -249,8 +246,6 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
 def _checked_settings(requested: dict[str, Any], config: ServeConfig) -> tuple[Settings, str]:
     """The CLI's own resolution and checks, so the same messages (errors become 422, or 503 for what the
     server lacks, in the app's StudioError handler); then whether the engine can run here at all."""
-    from studio.engines import engine_class
-
     settings, engine_name = prepare_settings({**requested, "max_pixels": config.max_pixels})
     availability = engine_class(engine_name).availability(settings)
     if not availability.ok:
