@@ -96,44 +96,21 @@ def create_app(config: ServeConfig) -> FastAPI:
             "max_upload_bytes": config.max_upload_bytes,
         }
 
+    _add_job_routes(api, store, pool, config, body_limit)
+    _add_catalogue_routes(api)
+    app.include_router(api)
+    return app
+
+
+def _add_job_routes(api: APIRouter, store: JobStore, pool: WorkerPool, config: ServeConfig, body_limit: int) -> None:
+    """Submit, follow, cancel and download jobs."""
+
     @api.post("/jobs", status_code=202, max_body_size=body_limit)  # also bounds bodies sent without a length
     def create_job(
         file: Annotated[UploadFile, File(description="PNG, JPEG, WebP or TIFF; the type is read from the content")],
         settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     ) -> JSONResponse:
-        if store.active_count() >= config.queue_limit:
-            raise HTTPException(
-                429,
-                f"the queue is full ({config.queue_limit} jobs); retry later",
-                headers={"Retry-After": str(_retry_after(store, pool))},
-            )
-        requested = _parse_settings(settings)
-        resolved, engine_name = _checked_settings(requested, config)
-        job_id = new_job_id()
-        folder = config.jobs_dir / job_id
-        name = Path((file.filename or "upload").replace("\\", "/")).name or "upload"
-        try:
-            source = save_upload(file.file, folder / "input", name, config.max_upload_bytes)
-            check_decodes(source, name, config.max_pixels)
-        except UploadRejected:
-            shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
-            raise
-        output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
-        store.add(
-            job_id,
-            lane_for(engine_name),
-            engine_name,
-            name,
-            source,
-            output,
-            {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels},
-        )
-        pool.wake()
-        return JSONResponse(
-            _describe(_job_or_404(store, job_id), store),
-            status_code=202,
-            headers={"Location": f"/api/v1/jobs/{job_id}"},
-        )
+        return _queue_job(file, settings, store, pool, config)
 
     @api.get("/jobs")
     def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
@@ -176,6 +153,49 @@ def create_app(config: ServeConfig) -> FastAPI:
         job = _job_or_404(store, job_id)
         return FileResponse(job.input_path, media_type=MEDIA_TYPES.get(job.input_path.suffix))
 
+
+def _queue_job(
+    file: UploadFile, settings: str | None, store: JobStore, pool: WorkerPool, config: ServeConfig
+) -> JSONResponse:
+    """Check the settings and the upload, store the job, wake a worker: 202 with the job, or one error."""
+    if store.active_count() >= config.queue_limit:
+        raise HTTPException(
+            429,
+            f"the queue is full ({config.queue_limit} jobs); retry later",
+            headers={"Retry-After": str(_retry_after(store, pool))},
+        )
+    requested = _parse_settings(settings)
+    resolved, engine_name = _checked_settings(requested, config)
+    job_id = new_job_id()
+    folder = config.jobs_dir / job_id
+    name = Path((file.filename or "upload").replace("\\", "/")).name or "upload"
+    try:
+        source = save_upload(file.file, folder / "input", name, config.max_upload_bytes)
+        check_decodes(source, name, config.max_pixels)
+    except UploadRejected:
+        shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
+        raise
+    output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
+    store.add(
+        job_id,
+        lane_for(engine_name),
+        engine_name,
+        name,
+        source,
+        output,
+        {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels},
+    )
+    pool.wake()
+    return JSONResponse(
+        _describe(_job_or_404(store, job_id), store),
+        status_code=202,
+        headers={"Location": f"/api/v1/jobs/{job_id}"},
+    )
+
+
+def _add_catalogue_routes(api: APIRouter) -> None:
+    """What the server offers: engines, presets, weights (the CLI's listings, as JSON)."""
+
     @api.get("/engines")
     def engines() -> list[dict[str, object]]:
         return describe_engines()
@@ -199,9 +219,6 @@ def create_app(config: ServeConfig) -> FastAPI:
             }
             for spec in weights.registry()
         ]
-
-    app.include_router(api)
-    return app
 
 
 def _token_checker(token: str | None) -> Any:
