@@ -13,22 +13,18 @@ from studio.io.formats import (
     SUPPORTED_EXTENSIONS,
     WRITABLE_EXTENSIONS,
     image_files,
-    is_supported,
     output_format,
 )
 from studio.io.jpeg_quality import jpeg_quality
-from studio.io.metadata import PROVENANCE_KEY, stated_dpi
-from studio.io.paths import InputSet, check_output_path, make_folder
+from studio.io.metadata import stated_dpi
+from studio.io.paths import InputSet, check_output_path
 from studio.io.picture import Picture, print_size, with_pixels
-from studio.io.read import LARGE_SIDE_WARNING, MIN_SIDE, read_image, read_provenance
-from studio.io.write import FILE_MODE, atomic, jpeg_quality_problem, write_image, write_png_text, write_text_atomic
+from studio.io.read import MIN_SIDE, read_image, read_provenance
+from studio.io.write import atomic, jpeg_quality_problem, write_image, write_png_text, write_text_atomic
 
 __all__ = [
-    "FILE_MODE",
     "FORMAT_EXTENSIONS",
-    "LARGE_SIDE_WARNING",
     "MIN_SIDE",
-    "PROVENANCE_KEY",
     "SUPPORTED_EXTENSIONS",
     "WRITABLE_EXTENSIONS",
     "InputSet",
@@ -37,10 +33,8 @@ __all__ = [
     "bleed_colors",
     "check_output_path",
     "image_files",
-    "is_supported",
     "jpeg_quality",
     "jpeg_quality_problem",
-    "make_folder",
     "output_format",
     "print_size",
     "read_image",

@@ -15,17 +15,14 @@ from studio.weights.catalog import (
     names,
     offline_files,
     registry,
-    registry_file,
     weights_dir,
 )
 from studio.weights.checksum import file_sha256
-from studio.weights.fetch import MODEL_SUFFIXES, Check, ProgressFn, import_model, install_state, pull, resolve, verify
+from studio.weights.fetch import Check, import_model, install_state, pull, resolve, verify
 from studio.weights.hub import diffusers_allow_patterns
 
 __all__ = [
-    "MODEL_SUFFIXES",
     "Check",
-    "ProgressFn",
     "WeightSpec",
     "composite_members",
     "converted_path",
@@ -40,7 +37,6 @@ __all__ = [
     "offline_files",
     "pull",
     "registry",
-    "registry_file",
     "resolve",
     "verify",
     "weights_dir",

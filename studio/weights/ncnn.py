@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from studio.errors import InputError
-from studio.io.write import atomic
+from studio.io import atomic
 from studio.weights.checksum import sha256_of
 
 PARAM_MAGIC = 7767517
