@@ -5,6 +5,9 @@ Python API::
     import studio
     report = studio.restore(["old_photo.jpg"], output="out/", engine="fast", scale=4)
     settings = studio.load_settings(engine="sd-x4", preset="old-photo", prompt="a family portrait")
+
+The runner is imported when these are called, not here: every `studio.*` import (the CLI's `--help`
+included) runs this file first and must not pay for numpy and Pillow.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from studio.version import __version__
 
 if TYPE_CHECKING:
     from studio.runner import BatchReport

@@ -1,4 +1,9 @@
-"""The `studio` command. Library code raises StudioError; only this edge turns it into a line and an exit code."""
+"""The `studio` command. Library code raises StudioError; only this edge turns it into a line and an exit code.
+
+`studio --help` imports every command module, so those import only typer and studio's dependency-free
+modules (errors, messages, cli.options) at the top; a command imports the library it runs (io, lab,
+weights, engines, serve: numpy, Pillow, TOML settings, FastAPI) in its body, when it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ import click
 import typer
 from typer.core import TyperGroup, TyperOption
 
-from studio import __version__
+from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, weights
 from studio.errors import StudioError
+from studio.version import __version__
 
 
 class StudioGroup(TyperGroup):
@@ -80,8 +86,6 @@ def main_options(
 
 
 def _register() -> None:
-    from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, weights
-
     app.command("restore", help=restore.HELP, no_args_is_help=True)(restore.restore)
     app.command("compare", help=compare.HELP, no_args_is_help=True)(compare.compare)
     app.command("degrade", help=degrade.HELP, no_args_is_help=True)(degrade.degrade)

@@ -7,6 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from studio import messages
+from studio.errors import InputError, UsageError
+
 HELP = """Restore one photo with several runs and put the results side by side.
 
 Writes OUTPUT/sheet.png (the same crop of every run at 1:1 pixels, labelled, over the full images),
@@ -38,8 +41,6 @@ def compare(
 ) -> None:
     from rich.console import Console
 
-    from studio import messages
-    from studio.errors import InputError, UsageError
     from studio.lab import compare as comparing
     from studio.lab.runs import collect_runs
 

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from studio.cli.options import print_listing
+
 
 def engines(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -14,7 +16,6 @@ def engines(
 
     Example: studio engines
     """
-    from studio.cli.options import print_listing
     from studio.engines import describe_engines
 
     print_listing(describe_engines(), ("engine",), as_json)

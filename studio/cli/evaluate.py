@@ -7,6 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from studio import messages
+
 HELP = """Restore every low-quality image of a pairs folder with each run and score it against its clean image.
 
 PSNR and SSIM on the Y channel (scale px cropped per border), LPIPS, colour drift (mean CIEDE2000 of
@@ -37,7 +39,6 @@ def evaluate(
 ) -> None:
     from rich.console import Console
 
-    from studio import messages
     from studio.lab.evaluate import evaluate_run, find_pairs, lpips_or_reason, pairs_scale, write_reports
     from studio.lab.runs import collect_runs
 

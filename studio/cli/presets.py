@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from studio.cli.options import parse_vars
+from studio.cli.options import parse_vars, print_listing
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -26,7 +26,6 @@ def list_presets(preset_dir: PresetDirOption = None, as_json: JsonOption = False
 
     Example: studio presets list --preset-dir ./my-presets
     """
-    from studio.cli.options import print_listing
     from studio.presets import load_presets
 
     rows = [

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from studio.errors import UsageError
+
 HELP = """Serve the REST API (/api/v1, schema at /docs) and the browser studio (/).
 
 [bold]Examples[/]
@@ -53,7 +55,6 @@ def serve(
 ) -> None:
     import uvicorn
 
-    from studio.errors import UsageError
     from studio.serve.app import create_app
     from studio.serve.config import ServeConfig, check_bind, default_data_dir
     from studio.settings import DEFAULT_MAX_PIXELS

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from studio.cli.options import print_listing
+from studio.errors import EnvironmentProblem
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -33,7 +36,6 @@ def list_weights(
     Example: studio weights list --kind sr
     """
     from studio import weights
-    from studio.cli.options import print_listing
 
     rows = []
     for spec in weights.registry():
@@ -90,8 +92,6 @@ def verify(
     Example: studio weights verify
     """
     from studio import weights
-    from studio.cli.options import print_listing
-    from studio.errors import EnvironmentProblem
 
     checks = weights.verify()
     rows = [{"name": c.name, "status": c.status, "path": str(c.path or ""), "detail": c.detail} for c in checks]

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from studio.errors import EnvironmentProblem, UsageError
-from studio.io import read_image, write_image, write_text_atomic
+from studio.io import read_image, write_image, write_png_text, write_text_atomic
 from studio.lab.runs import Run, prepare_run
+from studio.lab.sheet import draw_sheet, slider_page
+from studio.ops.resize import resize
+from studio.runner import EngineCache, restore_picture
 from studio.settings import DEFAULT_MAX_PIXELS
-
-DEFAULT_CROP = 256
 
 
 @dataclass
@@ -87,8 +88,6 @@ def slug(label: str) -> str:
 
 def restore_runs(photo: Path, runs: list[Run], output: Path, on_done=None) -> tuple[np.ndarray, list[RunImage]]:
     """Restore `photo` with every run through the runner's recipe and write each full result."""
-    from studio.runner import EngineCache, restore_picture
-
     prepared = [(run, *prepare_run(run, {})) for run in runs]
     scales = {settings.scale for _run, settings, _engine in prepared}
     if len(scales) > 1:
@@ -116,9 +115,6 @@ def restore_runs(photo: Path, runs: list[Run], output: Path, on_done=None) -> tu
 
 def compare(photo: Path, runs: list[Run], output: Path, crop: Crop | None, crop_size: int, on_done=None) -> dict:
     """The whole command: restore, choose the crop, draw the sheet, write the page; returns compare.json's content."""
-    from studio.lab.sheet import draw_sheet, slider_page
-    from studio.ops.resize import resize
-
     source, results = restore_runs(photo, runs, output, on_done)
     done = [result.image for result in results if result.image is not None]
     height, width = done[0].shape[:2]
@@ -128,8 +124,6 @@ def compare(photo: Path, runs: list[Run], output: Path, crop: Crop | None, crop_
     else:
         crop = fit_crop(crop, height, width)
     sheet, layout = draw_sheet(photo.name, source, results, crop)
-    from studio.io import write_png_text
-
     write_png_text(output / "sheet.png", sheet, {"studio-compare": json.dumps({"crop": asdict(crop)})})
     write_text_atomic(output / "compare.html", slider_page(photo.name, baseline, results))
     summary = {

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from studio import __version__
 from studio.errors import InputError, StudioError, UsageError
 from studio.io import MIN_SIDE, image_files, read_image, write_png_text, write_text_atomic
+from studio.lab.degradation_profiles import PROFILES
 from studio.settings import DEFAULT_MAX_PIXELS
+from studio.version import __version__
 
 METADATA_KEY = "studio-degradation"  # PNG text entry of each low-quality image
 MANIFEST = "degradations.json"
@@ -48,8 +49,6 @@ def degrade_image(
     image: np.ndarray, profile: str, scale: int, seed: int, name: str
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(clean crop, low-quality image, steps) for one float32 RGB image."""
-    from studio.lab.degradation_profiles import PROFILES
-
     clean = crop_to_multiple(image, scale)
     if min(clean.shape[:2]) < MIN_SIDE * scale:
         raise InputError(
@@ -61,8 +60,6 @@ def degrade_image(
 
 
 def check_options(profile: str, scale: int, seed: int) -> None:
-    from studio.lab.degradation_profiles import PROFILES
-
     if profile not in PROFILES:
         raise UsageError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
     if not 1 <= scale <= 8:

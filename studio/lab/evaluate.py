@@ -23,11 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from studio import __version__
+from studio.devices import resolve_device
 from studio.errors import EnvironmentProblem, StudioError, UsageError
 from studio.io import image_files, read_image, write_text_atomic
+from studio.lab.perceptual import BACKBONE, load_lpips
 from studio.lab.runs import Run, prepare_run
+from studio.ops.metrics import color_drift, psnr_y, ssim_y
+from studio.runner import EngineCache, restore_picture
 from studio.settings import DEFAULT_MAX_PIXELS
+from studio.version import __version__
 
 CONVENTION = (
     "PSNR/SSIM: Y of BT.601 YCbCr from 8-bit images, `scale` px cropped per border, SSIM Gaussian 11x11 sigma 1.5; "
@@ -175,8 +179,6 @@ class PeakMemory:
 def score(
     result: np.ndarray, clean: np.ndarray, scale: int, lpips_fn: Callable[[np.ndarray, np.ndarray], float] | None
 ) -> dict[str, float | None]:
-    from studio.ops.metrics import color_drift, psnr_y, ssim_y
-
     return {
         "psnr_y": round(psnr_y(result, clean, scale), 3),
         "ssim_y": round(ssim_y(result, clean, scale), 4),
@@ -196,9 +198,6 @@ def evaluate_run(
 
     A run that cannot run at all (its weights are missing) is marked unavailable; the other runs go on.
     """
-    from studio.devices import resolve_device
-    from studio.runner import EngineCache, restore_picture
-
     settings, engine_name = prepare_run(run, {"scale": float(scale)})
     outcome = RunResult(run.label, settings=settings.to_dict(), engine=engine_name)
     cache = EngineCache(settings, engine_name)
@@ -236,8 +235,6 @@ def evaluate_run(
 
 def lpips_or_reason(device: str = "cpu") -> tuple[Callable | None, str | None]:
     """The LPIPS function, or why the column stays empty (the backbone's weights are not pulled)."""
-    from studio.lab.perceptual import BACKBONE, load_lpips
-
     try:
         return load_lpips(device), None
     except EnvironmentProblem:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from studio import weights
 from studio.errors import EnvironmentProblem, WeightsMissing
 
 BACKBONE = "lpips-alexnet"
@@ -21,8 +22,6 @@ LpipsFn = Callable[[np.ndarray, np.ndarray], float]
 
 def backbone_path() -> Path:
     """The AlexNet weights file; WeightsMissing (naming `studio weights pull lpips-alexnet`) when absent."""
-    from studio import weights
-
     return weights.resolve(BACKBONE, "backbone")
 
 

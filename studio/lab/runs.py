@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import ConfigError, UsageError
+from studio.runner import prepare_settings
 from studio.settings import Settings, read_toml
 
 _SETTING_NAMES = {f.name for f in fields(Settings) if f.name != "sources"}
@@ -89,8 +90,6 @@ def prepare_run(run: Run, fixed: dict[str, Any]) -> tuple[Settings, str]:
 
     A run without a seed gets seed 0, so repeated evaluations restore the same way.
     """
-    from studio.runner import prepare_settings
-
     for key, value in fixed.items():
         if key in run.overrides and run.overrides[key] != value:
             raise UsageError(

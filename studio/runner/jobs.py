@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import UsageError
-from studio.io import FORMAT_EXTENSIONS, SUPPORTED_EXTENSIONS, is_supported
+from studio.io import FORMAT_EXTENSIONS, SUPPORTED_EXTENSIONS, image_files
 
 
 @dataclass
@@ -49,13 +49,7 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
     jobs: list[Job] = []
     for path in inputs:
         if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and is_supported(p)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)  # .thumbs/, .DS_Store
-            )
+            files = image_files(path)
             if not files:
                 jobs.append(Job(path, path, error=f"{path}: folder holds no supported images"))
                 continue
@@ -80,4 +74,5 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
 
 
 def sidecar_path(output: Path) -> Path:
+    """Where `--sidecar` writes an output's provenance JSON: beside it, `.json` appended."""
     return output.with_name(output.name + ".json")

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from studio import __version__
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
 from studio.errors import StudioError
 from studio.io import Picture, bleed_colors, with_pixels
 from studio.ops.resize import resize
 from studio.runner.choice import EngineCache, run_engine
 from studio.settings import Settings
+from studio.version import __version__
 
 QUALITY_MAX_PIXELS = 2_000_000
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio import __version__
 from studio.errors import UsageError
 from studio.io import SUPPORTED_EXTENSIONS, InputSet, write_text_atomic
+from studio.version import __version__
 
 
 @dataclass

@@ -19,15 +19,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from studio import __version__
+from studio import weights
+from studio.engines import describe_engines, engine_class
 from studio.errors import EnvironmentProblem, StudioError
 from studio.io import FORMAT_EXTENSIONS
+from studio.presets import load_presets
 from studio.runner import prepare_settings
 from studio.serve.config import ServeConfig
 from studio.serve.store import JobRecord, JobStore, new_job_id
 from studio.serve.uploads import UploadRejected, check_decodes, safe_stem, save_upload
 from studio.serve.worker import WorkerPool, lane_for
 from studio.settings import Settings
+from studio.version import __version__
 
 SERVER_SETTINGS = ("device", "max_pixels")
 """Restore settings the server decides (serve --max-pixels; one worker per GPU), not the client."""
@@ -93,44 +96,21 @@ def create_app(config: ServeConfig) -> FastAPI:
             "max_upload_bytes": config.max_upload_bytes,
         }
 
+    _add_job_routes(api, store, pool, config, body_limit)
+    _add_catalogue_routes(api)
+    app.include_router(api)
+    return app
+
+
+def _add_job_routes(api: APIRouter, store: JobStore, pool: WorkerPool, config: ServeConfig, body_limit: int) -> None:
+    """Submit, follow, cancel and download jobs."""
+
     @api.post("/jobs", status_code=202, max_body_size=body_limit)  # also bounds bodies sent without a length
     def create_job(
         file: Annotated[UploadFile, File(description="PNG, JPEG, WebP or TIFF; the type is read from the content")],
         settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     ) -> JSONResponse:
-        if store.active_count() >= config.queue_limit:
-            raise HTTPException(
-                429,
-                f"the queue is full ({config.queue_limit} jobs); retry later",
-                headers={"Retry-After": str(_retry_after(store, pool))},
-            )
-        requested = _parse_settings(settings)
-        resolved, engine_name = _checked_settings(requested, config)
-        job_id = new_job_id()
-        folder = config.jobs_dir / job_id
-        name = Path((file.filename or "upload").replace("\\", "/")).name or "upload"
-        try:
-            source = save_upload(file.file, folder / "input", name, config.max_upload_bytes)
-            check_decodes(source, name, config.max_pixels)
-        except UploadRejected:
-            shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
-            raise
-        output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
-        store.add(
-            job_id,
-            lane_for(engine_name),
-            engine_name,
-            name,
-            source,
-            output,
-            {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels},
-        )
-        pool.wake()
-        return JSONResponse(
-            _describe(_job_or_404(store, job_id), store),
-            status_code=202,
-            headers={"Location": f"/api/v1/jobs/{job_id}"},
-        )
+        return _queue_job(file, settings, store, pool, config)
 
     @api.get("/jobs")
     def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
@@ -173,16 +153,55 @@ def create_app(config: ServeConfig) -> FastAPI:
         job = _job_or_404(store, job_id)
         return FileResponse(job.input_path, media_type=MEDIA_TYPES.get(job.input_path.suffix))
 
+
+def _queue_job(
+    file: UploadFile, settings: str | None, store: JobStore, pool: WorkerPool, config: ServeConfig
+) -> JSONResponse:
+    """Check the settings and the upload, store the job, wake a worker: 202 with the job, or one error."""
+    if store.active_count() >= config.queue_limit:
+        raise HTTPException(
+            429,
+            f"the queue is full ({config.queue_limit} jobs); retry later",
+            headers={"Retry-After": str(_retry_after(store, pool))},
+        )
+    requested = _parse_settings(settings)
+    resolved, engine_name = _checked_settings(requested, config)
+    job_id = new_job_id()
+    folder = config.jobs_dir / job_id
+    name = Path((file.filename or "upload").replace("\\", "/")).name or "upload"
+    try:
+        source = save_upload(file.file, folder / "input", name, config.max_upload_bytes)
+        check_decodes(source, name, config.max_pixels)
+    except UploadRejected:
+        shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
+        raise
+    output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
+    store.add(
+        job_id,
+        lane_for(engine_name),
+        engine_name,
+        name,
+        source,
+        output,
+        {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels},
+    )
+    pool.wake()
+    return JSONResponse(
+        _describe(_job_or_404(store, job_id), store),
+        status_code=202,
+        headers={"Location": f"/api/v1/jobs/{job_id}"},
+    )
+
+
+def _add_catalogue_routes(api: APIRouter) -> None:
+    """What the server offers: engines, presets, weights (the CLI's listings, as JSON)."""
+
     @api.get("/engines")
     def engines() -> list[dict[str, object]]:
-        from studio.engines import describe_engines
-
         return describe_engines()
 
     @api.get("/presets")
     def presets() -> list[dict[str, Any]]:
-        from studio.presets import load_presets
-
         return [
             {"name": p.name, "description": p.description, "variables": p.variables, "engines": p.engines}
             for _, p in sorted(load_presets().items())
@@ -190,8 +209,6 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @api.get("/weights")
     def weights_list() -> list[dict[str, Any]]:
-        from studio import weights
-
         return [
             {
                 "name": spec.name,
@@ -202,9 +219,6 @@ def create_app(config: ServeConfig) -> FastAPI:
             }
             for spec in weights.registry()
         ]
-
-    app.include_router(api)
-    return app
 
 
 def _token_checker(token: str | None) -> Any:
@@ -249,8 +263,6 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
 def _checked_settings(requested: dict[str, Any], config: ServeConfig) -> tuple[Settings, str]:
     """The CLI's own resolution and checks, so the same messages (errors become 422, or 503 for what the
     server lacks, in the app's StudioError handler); then whether the engine can run here at all."""
-    from studio.engines import engine_class
-
     settings, engine_name = prepare_settings({**requested, "max_pixels": config.max_pixels})
     availability = engine_class(engine_name).availability(settings)
     if not availability.ok:

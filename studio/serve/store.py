@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 FINISHED = ("done", "failed", "cancelled")
-LANES = ("diffusion", "cpu")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

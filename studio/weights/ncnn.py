@@ -19,9 +19,6 @@ SRVGGNetCompact (conv + PReLU chain, PixelShuffle, nearest-upsampled input added
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from studio.errors import InputError
+from studio.io import atomic
+from studio.weights.checksum import sha256_of
 
 PARAM_MAGIC = 7767517
 TAG_FP16 = 0x01306B47
@@ -358,14 +357,6 @@ def network_blobs(param: Path) -> tuple[str, str]:
     return inputs[0].tops[0], last.tops[0]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_safetensors(converted: Converted, dest: Path, source: dict[str, str]) -> Path:
     """Save atomically. Conv weights came from fp16 and are stored as fp16 (lossless, half the size)."""
     import torch
@@ -384,18 +375,8 @@ def write_safetensors(converted: Converted, dest: Path, source: dict[str, str]) 
         "studio.graph_output_scale": f"{converted.graph_output_scale:g}",
         **{f"studio.{k}": v for k, v in source.items()},
     }
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        from studio.io import FILE_MODE
-
-        os.chmod(tmp, FILE_MODE)  # a normal file, not mkstemp's 0600
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic(dest) as temp:
+        save_file(tensors, str(temp), metadata=metadata)
     return dest
 
 
@@ -409,8 +390,8 @@ def import_ncnn(param: Path, bin_path: Path, dest: Path) -> Converted:
     source = {
         "source": "ncnn",
         "param": param.name,
-        "param_sha256": _sha256(param),
-        "bin_sha256": _sha256(bin_path),
+        "param_sha256": sha256_of(param),
+        "bin_sha256": sha256_of(bin_path),
     }
     write_safetensors(converted, dest, source)
     return converted

@@ -291,10 +291,10 @@ def _json_of(*command: str) -> list[dict]:
 
 
 def _stated_dpi(path: Path) -> tuple[float, float] | None:
-    from studio.io import _dpi
+    from studio.io import stated_dpi
 
     with Image.open(path) as image:
-        return _dpi(image)
+        return stated_dpi(image)
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpg", "webp", "tiff"])

@@ -1,4 +1,4 @@
-"""Round trips through imageio: orientation, alpha, 16-bit, ICC, EXIF, grayscale, CMYK, metadata, atomic writes."""
+"""Round trips through studio.io: orientation, alpha, 16-bit, ICC, EXIF, grayscale, CMYK, metadata, atomic writes."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def test_low_quality_jpeg_is_refused_unless_forced(tmp_path: Path, photo: Path) 
 
 
 def test_interrupted_write_leaves_no_file(tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import studio.io as imageio
+    import studio.io.write
 
     picture = read_image(photo, BUDGET)
 
@@ -225,7 +225,7 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, photo: Path, monkeypat
         target.write_bytes(b"half an image")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imageio, "_encode", interrupted)
+    monkeypatch.setattr(studio.io.write, "encode", interrupted)
     out = tmp_path / "out" / "result.png"
     with pytest.raises(KeyboardInterrupt):
         write_image(out, picture, "png", 95, PROVENANCE)

@@ -29,7 +29,7 @@ def registry_at(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     def use(body: str) -> Path:
         file = _write_registry(tmp_path / "weights.toml", body)
-        monkeypatch.setattr(weights, "registry_file", lambda: file)
+        monkeypatch.setattr(weights.catalog, "registry_file", lambda: file)
         return file
 
     return use

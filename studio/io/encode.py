@@ -1,0 +1,146 @@
+"""Encoders: a `Picture` and its provenance into PNG, JPEG, WebP or TIFF bytes, 8 or 16 bits.
+
+Pillow writes 8-bit files. It cannot hold 16-bit colour, so OpenCV encodes 16-bit PNG pixels (the
+metadata chunks are spliced in by hand) and tifffile writes 16-bit TIFF.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from studio.errors import OutputError
+from studio.io.metadata import COMMENT_PREFIX, PROVENANCE_KEY, exif_resolution, exif_with_provenance
+from studio.io.picture import Picture
+from studio.messages import warn
+
+
+def encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str, shown: str) -> None:
+    """Encode into `target` (a temporary file); warnings name `shown`, the output's real name."""
+    sixteen = picture.bit_depth == 16 and fmt in ("png", "tiff")
+    if picture.bit_depth == 16 and not sixteen:
+        warn(f"{shown}: {fmt.upper()} holds 8 bits per channel; the 16-bit depth of the input is reduced")
+    if picture.alpha is not None and fmt == "jpg":
+        warn(f"{shown}: JPEG has no alpha channel; transparency is flattened onto white")
+    if sixteen and fmt == "png":
+        _write_png16(target, picture, provenance_json)
+    elif sixteen:
+        _write_tiff16(target, picture, provenance_json, shown)
+    else:
+        _write_pillow(target, picture, fmt, quality, provenance_json)
+
+
+def _planes(picture: Picture, peak: int) -> np.ndarray:
+    """Quantise to integers: gray or RGB, with alpha when present."""
+    rgb = np.clip(picture.rgb, 0.0, 1.0)
+    if picture.grayscale:
+        rgb = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    planes = rgb if picture.alpha is None else np.concatenate([rgb, np.clip(picture.alpha, 0, 1)[..., None]], axis=2)
+    dtype = np.uint16 if peak == 65535 else np.uint8
+    return np.round(planes * peak).astype(dtype)
+
+
+def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str) -> None:
+    data = _planes(picture, 255)
+    if fmt == "jpg" and data.shape[2] in (2, 4):
+        colour, alpha = data[..., :-1].astype(np.float32), data[..., -1:].astype(np.float32) / 255.0
+        data = np.round(colour * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[data.shape[2]]
+    image = Image.fromarray(data[..., 0] if mode == "L" else data, mode=mode)
+    options: dict[str, Any] = {}
+    if picture.icc_profile:
+        options["icc_profile"] = picture.icc_profile
+    if picture.dpi and fmt != "webp":  # Pillow writes JFIF density, PNG pHYs, TIFF resolution in inches
+        options["dpi"] = picture.dpi
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(PROVENANCE_KEY, provenance_json, zip=True)
+        if picture.xmp:
+            info.add_itxt("XML:com.adobe.xmp", picture.xmp.decode("utf-8", errors="replace"))
+        options.update(pnginfo=info, compress_level=6)
+        if picture.exif:
+            options["exif"] = picture.exif
+        image.save(target, format="PNG", **options)
+        return
+    if fmt == "jpg":
+        if picture.exif:
+            options["exif"] = picture.exif
+        if picture.xmp:
+            options["xmp"] = picture.xmp
+        comment = COMMENT_PREFIX + provenance_json.encode("utf-8")
+        image.save(target, format="JPEG", quality=quality, subsampling=0, comment=comment, **options)
+        return
+    resolution = exif_resolution(picture.dpi)
+    options["exif"] = exif_with_provenance(picture.exif, provenance_json, resolution if fmt == "webp" else None)
+    if fmt == "webp":
+        if picture.xmp:
+            options["xmp"] = picture.xmp
+        image.save(target, format="WEBP", lossless=True, quality=100, method=4, **options)
+    else:
+        # uncompressed: libtiff's compressors cannot write the EXIF sub-IFD that carries provenance
+        if picture.xmp:  # TIFF keeps XMP in IFD0 tag 700, which Pillow writes from the EXIF it is given
+            options["exif"] = exif_with_provenance(picture.exif, provenance_json, {700: picture.xmp, **resolution})
+        image.save(target, format="TIFF", compression=None, **options)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
+    """OpenCV encodes the 16-bit pixels; the metadata chunks are spliced in after IHDR."""
+    import cv2
+
+    data = _planes(picture, 65535)
+    if data.shape[2] >= 3:
+        data = np.concatenate([data[..., 2::-1], data[..., 3:]], axis=2)
+    ok, encoded = cv2.imencode(".png", data[..., 0] if data.shape[2] == 1 else data)
+    if not ok:
+        raise OutputError(f"{target}: 16-bit PNG encoding failed")
+    raw = encoded.tobytes()
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    text = PROVENANCE_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(provenance_json.encode())
+    chunks = [_png_chunk(b"iTXt", text)]
+    if picture.icc_profile:
+        chunks.insert(0, _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile)))
+    if picture.exif:
+        exif = picture.exif[6:] if picture.exif.startswith(b"Exif\x00\x00") else picture.exif
+        chunks.append(_png_chunk(b"eXIf", exif))
+    if picture.xmp:
+        chunks.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + picture.xmp))
+    if picture.dpi:  # pHYs: pixels per metre, unit 1 (metre)
+        per_metre = [round(value / 0.0254) for value in picture.dpi]
+        chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
+    target.write_bytes(raw[:ihdr_end] + b"".join(chunks) + raw[ihdr_end:])
+
+
+def _write_tiff16(target: Path, picture: Picture, provenance_json: str, shown: str) -> None:
+    import tifffile
+
+    data = _planes(picture, 65535)
+    extratags = []
+    if picture.icc_profile:
+        extratags.append((34675, "B", len(picture.icc_profile), picture.icc_profile, True))
+    if picture.xmp:
+        extratags.append((700, "B", len(picture.xmp), picture.xmp, True))
+    photometric = "minisblack" if data.shape[2] <= 2 else "rgb"
+    extrasamples = ("unassalpha",) if data.shape[2] in (2, 4) else None
+    tifffile.imwrite(
+        target,
+        data[..., 0] if data.shape[2] == 1 else data,
+        photometric=photometric,
+        extrasamples=extrasamples,
+        description=provenance_json,
+        compression="zlib",
+        extratags=extratags,
+        metadata=None,
+        resolution=picture.dpi,
+        resolutionunit="INCH" if picture.dpi else None,
+    )
+    if picture.exif:
+        warn(f"{shown}: EXIF is not carried into 16-bit TIFF; ICC and XMP are")

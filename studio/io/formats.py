@@ -1,0 +1,40 @@
+"""Which files studio reads and writes, by extension, and finding them in folders.
+
+One place for the extension tables, so the reader, the output-format choice, the batch's folder walk
+and the service's uploads agree on what an image is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
+FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+
+
+def is_supported(path: Path) -> bool:
+    """Whether studio reads files with this extension."""
+    return path.suffix.lower() in SUPPORTED_EXTENSIONS
+
+
+def output_format(path: Path, requested: str | None) -> str:
+    """The format to write: the explicit one, else from the output's extension, else PNG."""
+    if requested:
+        return requested
+    suffix = path.suffix.lower()
+    for name, ext in FORMAT_EXTENSIONS.items():
+        if suffix == ext or (name == "jpg" and suffix == ".jpeg") or (name == "tiff" and suffix == ".tiff"):
+            return name
+    return "png"
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Supported images under `folder`, recursively and sorted, skipping hidden files and folders."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and is_supported(path)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)  # .thumbs/, .DS_Store
+    )

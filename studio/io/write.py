@@ -1,0 +1,104 @@
+"""Write outputs atomically: a temporary file in the target folder, then a rename.
+
+No partial file survives an error or Ctrl-C, and a finished file gets the mode a plain open() gives.
+Images, reports, sidecars, test pairs and converted weights all go through `atomic`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from studio.errors import OutputError
+from studio.io.encode import encode
+from studio.io.paths import make_folder
+from studio.io.picture import Picture
+from studio.messages import warn
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+"""What a plain open() would give; mkstemp alone gives 0600."""
+
+
+@contextlib.contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path`; on success it is synced and renamed to `path`, else removed."""
+    make_folder(path.parent)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)
+    except PermissionError:
+        raise OutputError(f"{path.parent}: no permission to write here") from None
+    os.close(handle)
+    temp = Path(name)
+    try:
+        yield temp
+        with open(temp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, path)
+    except BaseException:  # includes KeyboardInterrupt: never leave a partial output behind
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def jpeg_quality_problem(fmt: str, quality: int, force_jpeg: bool) -> str | None:
+    """Why a JPEG quality is refused (it would lose the restored detail), or None when it is fine."""
+    if fmt == "jpg" and quality < 95 and not force_jpeg:
+        return (
+            f"JPEG quality {quality} would throw away the restored detail; use --quality 95 or more, "
+            "PNG/WebP/TIFF, or --force-jpeg"
+        )
+    return None
+
+
+def write_image(
+    path: Path,
+    picture: Picture,
+    fmt: str,
+    quality: int,
+    provenance: dict[str, Any],
+    force_jpeg: bool = False,
+) -> None:
+    """Write atomically: a temp file in the target folder, then rename. No partial file survives."""
+    if problem := jpeg_quality_problem(fmt, quality, force_jpeg):
+        raise OutputError(f"{path}: {problem}")
+    if fmt == "jpg":
+        warn(f"{path.name}: JPEG re-compresses the result; PNG, lossless WebP or TIFF keep every restored detail")
+    with atomic(path) as temp:
+        encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str), path.name)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Reports and sidecars get the same all-or-nothing write as images."""
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    with atomic(path) as temp:
+        temp.write_text(text, encoding="utf-8")
+
+
+def write_png_text(path: Path, rgb: np.ndarray, text: dict[str, str]) -> None:
+    """An 8-bit RGB PNG with plain text entries (not studio provenance), written atomically.
+
+    For files studio makes that are not restorations: test pairs, comparison sheets.
+    """
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_itxt(key, value)
+    pixels = np.clip(np.round(np.asarray(rgb, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    with atomic(path) as temp:
+        Image.fromarray(pixels).save(temp, format="PNG", pnginfo=info)
