@@ -45,7 +45,7 @@ def restore(ctx: typer.Context, inputs: list[Path], **flags: Any) -> None:
     """Resolve and check everything before the first pixel, then print the plan (--dry-run) or run it."""
     from studio.runner import plan_run
 
-    run = {name: flags.pop(name) for name in _RUN_OPTIONS}
+    run = {name: flags.pop(name) for name in RUN_OPTIONS}
     if run["debug"]:
         ctx.meta["studio.debug"] = True  # click shares meta with the group, which reads it on errors
     output, output_is_folder, flags["format"] = output_target(run["output"], flags["format"])
@@ -123,7 +123,7 @@ _LAST = [
     _option("dry_run", bool, "--dry-run", help="Run every check, print the plan; write nothing."),
     _option("debug", bool, "--debug", help="Show full tracebacks for errors (as `studio --debug`)."),
 ]
-_RUN_OPTIONS = ("output", "preset_dir", "skip_existing", "overwrite", "report", "config", "dry_run", "debug")
+RUN_OPTIONS = ("output", "preset_dir", "skip_existing", "overwrite", "report", "config", "dry_run", "debug")
 
 
 def restore_signature() -> inspect.Signature:
