@@ -14,7 +14,7 @@ from studio.settings.layers import (
     read_toml,
     resolve,
 )
-from studio.settings.spec import SettingSpec, command_args, declared_type, help_text, long_flag, spec_of
+from studio.settings.spec import command_args, declared_type, help_text, long_flag, spec_of
 from studio.settings.table import (
     DEFAULT_MAX_PIXELS,
     PANEL_OUTPUT,
@@ -26,7 +26,6 @@ from studio.settings.table import (
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "PANEL_OUTPUT",
-    "SettingSpec",
     "Settings",
     "apply_layer",
     "command_args",

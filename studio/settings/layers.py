@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +75,8 @@ def apply_layer(settings: Settings, values: Mapping[str, Any], origin: str) -> S
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a TOML file, turning syntax errors into one line that names the file."""
+    import tomllib  # only when a file is read: `studio --help` needs the settings table, not the parser
+
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
