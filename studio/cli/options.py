@@ -1,10 +1,33 @@
-"""Option parsing shared by several commands."""
+"""Option parsing shared by several commands, and the options generated from the settings table."""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from dataclasses import Field
+from typing import Annotated, Any, Optional
+
+import typer
 
 from studio.errors import UsageError
+from studio.settings import declared_type, help_text, long_flag, spec_of
+
+_VALUE_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def setting_parameter(item: Field, value_type: Any = None) -> inspect.Parameter:
+    """The `studio restore` option of a setting, as a keyword parameter Typer reads from a signature.
+
+    Flags, help (with the default), panel and type come from the settings table; `value_type`
+    overrides the type for options that arrive as text (--blend) or repeat (--model, --var).
+    The default is None, so the command passes on only what the user gave.
+    """
+    spec = spec_of(item)
+    flag = long_flag(item)
+    value_type = value_type or _VALUE_TYPES[declared_type(item)]
+    names = (f"{flag}/--no-{flag[2:]}",) if value_type is bool else (flag,)
+    option = typer.Option(*names, *spec.short, help=help_text(item), rich_help_panel=spec.panel)
+    annotation = Annotated[Optional[value_type], option]
+    return inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
 def parse_vars(items: list[str] | None) -> dict[str, str]:

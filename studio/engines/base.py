@@ -16,34 +16,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from studio.settings import Settings
+from studio.settings import Settings, names_in_group
 
 ProgressFn = Callable[[int, int], None]
 """progress(done, total): called as work units (tiles, steps) finish."""
 Upscaler = Callable[[np.ndarray, float], np.ndarray]
 """upscale(image, scale) -> image at output_size(H, W, scale): another engine, lent by the runner."""
 
-SAMPLING_SETTINGS = frozenset(
-    {"prompt", "negative_prompt", "steps", "guidance", "noise_level", "strength", "scheduler", "offload"}
-)
+SAMPLING_SETTINGS = names_in_group("sampling")
 """Settings every diffusion engine reads."""
-ADAPTER_SETTINGS = frozenset({"adapter", "adapter_scale", "stage1"})
+ADAPTER_SETTINGS = names_in_group("adapter")
 """Settings of the engines steered by an adapter on a base model (stablesr, supir)."""
-STABLESR_SETTINGS = frozenset({"denoise", "pull", "cfw"})
+STABLESR_SETTINGS = names_in_group("stablesr")
 """StableSR-style knobs: how far the schedule runs, the pull toward stage 1, the CFW weight."""
-SUPIR_SETTINGS = frozenset(
-    {
-        "restore_tau",
-        "cfg_start",
-        "adapter_scale_start",
-        "churn",
-        "s_noise",
-        "dtype",
-        "min_side",
-        "caption",
-        "caption_model",
-    }
-)
+SUPIR_SETTINGS = names_in_group("supir")
 """SUPIR-style knobs: restoration guidance, CFG and control schedules, EDM churn, working size, caption."""
 DIFFUSION_SETTINGS = SAMPLING_SETTINGS | ADAPTER_SETTINGS | STABLESR_SETTINGS | SUPIR_SETTINGS
 """Settings that steer only diffusion engines; an engine that does not read one ignores it (the runner says so,

@@ -19,7 +19,7 @@ from studio.runner.jobs import Job, sidecar_path
 from studio.runner.plan import UP_FRONT_SOURCES, Plan
 from studio.runner.recipe import restore_picture
 from studio.runner.reports import BatchReport, JobResult
-from studio.settings import Settings, layer_rank
+from studio.settings import Settings, command_args, layer_rank, setting_fields, spec_of
 
 LOW_PSNR_WARNING_DB = 20.0
 
@@ -31,24 +31,19 @@ def reproduce_command(source: Path, output: Path, settings: Settings, engine: ty
     decision set (so a user config cannot change it), and leaves out what the engine does not read.
     The preset is already rendered into the values, so it is left out too.
     """
-    defaults = Settings().to_dict()
-    ignored = (DIFFUSION_SETTINGS - engine.used_settings()) | {"preset", "variables", "sidecar"}
+    defaults = Settings()
+    ignored = DIFFUSION_SETTINGS - engine.used_settings()
     args = ["studio", "restore", str(source), "-o", str(output)]
-    for name, value in settings.to_dict().items():
+    for item in setting_fields():
+        name, value = item.name, getattr(settings, item.name)
         decided = layer_rank(settings.source_of(name)) > 0 or settings.source_of(name) in UP_FRONT_SOURCES
-        if name in ignored or value is None or (value == defaults[name] and not decided):
+        if not spec_of(item).reproduce or name in ignored or value is None:
+            continue
+        if value == getattr(defaults, name) and not decided:
             continue
         if name == "model" and settings.ensemble:
             continue  # written as one --model per ensemble member
-        flag = "--" + name.replace("_", "-")
-        if name == "ensemble":
-            args += [part for member in value for part in ("--model", member)]
-        elif name == "blend":
-            args += [flag, ",".join(f"{w:g}" for w in value)]
-        elif isinstance(value, bool):
-            args.append(flag if value else f"--no-{flag[2:]}")
-        else:
-            args += [flag, str(value)]
+        args += command_args(item, value)
     return shlex.join(args)
 
 

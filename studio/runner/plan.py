@@ -21,7 +21,7 @@ from studio.messages import notice, warn
 from studio.runner.choice import choose_engine, fallback_for
 from studio.runner.jobs import Job, collect_jobs, default_report_path, sidecar_path
 from studio.runner.reports import check_report_path
-from studio.settings import Settings
+from studio.settings import Settings, resolve
 
 NON_COMMERCIAL = "non-commercial"
 UP_FRONT_SOURCES = ("fallback", "skipped")
@@ -168,8 +168,6 @@ def prepare_settings(
     The preset's suggested parameters depend on the engine, so the engine is chosen first from the
     other layers; explicit flags still beat the preset.
     """
-    from studio.settings import resolve
-
     settings = resolve(cli, config_file)
     if settings.variables and not settings.preset:
         raise UsageError("--var fills a preset's template; add --preset NAME (studio presets list)")

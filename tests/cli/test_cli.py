@@ -177,7 +177,7 @@ def test_user_config_layer_and_cli_precedence(tmp_path: Path, photo: Path, monke
     settings = resolve({"guidance": 3.5})
     assert settings.scale == 2.0 and settings.source_of("scale").startswith("user:")
     assert settings.guidance == 3.5 and settings.source_of("guidance") == "cli"
-    assert settings.steps == 25 and settings.source_of("steps") == "config:defaults.toml"
+    assert settings.steps == 25 and settings.source_of("steps") == "default"  # configs/defaults.toml sets nothing
     bad = tmp_path / "bad.toml"
     bad.write_text('[restore]\nsteps = "many"\n')
     result = studio("restore", photo, "--engine", "classical", "--config", bad)

@@ -1,0 +1,101 @@
+"""Running a planned restore with a live display: a progress bar per batch and per image, one line per file,
+and notices and warnings printed above the bars."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import typer
+
+from studio import messages
+from studio.cli.distributed import finish_distributed
+from studio.cli.interrupt import exit_after_interrupt
+
+
+def run_with_progress(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
+    """Run the plan (this process's share under `accelerate launch`), then summarise; exit 1 if a file failed,
+    130 after Ctrl-C."""
+    from rich.console import Console
+
+    from studio.runner import run_batch, write_report
+    from studio.runner.distributed import current_share
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    share = current_share()  # under `accelerate launch`: this process's part of the batch
+    all_jobs = plan.jobs
+    plan = dataclasses.replace(plan, jobs=share.select(plan.jobs))
+    messages.set_sink(
+        lambda level, text: console.print(
+            f"[yellow]warning:[/] {text}" if level == "warning" else f"[cyan]{text}[/]", markup=True
+        )
+    )
+    progress, on_job_start, on_job_done = _display(console, len(plan.jobs))
+    try:
+        with progress, warnings.catch_warnings():
+            if not debug:  # third-party warnings (torch, diffusers...) are for developers: shown with --debug
+                warnings.simplefilter("ignore")
+            batch = run_batch(plan, skip_existing, overwrite, on_job_start, on_job_done, debug)
+    finally:
+        messages.set_sink(None)
+    if share.distributed:
+        failed = finish_distributed(batch, share, all_jobs, plan.report, console)
+    else:
+        if plan.report is not None:
+            write_report(plan.report, batch)
+        summary = batch.summary()
+        if plan.report is not None:
+            summary += f"; report: {plan.report}"
+        console.print(summary)
+        failed = bool(batch.failed)
+    if batch.interrupted:
+        exit_after_interrupt(console)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _display(console: Any, total: int) -> tuple[Any, Any, Any]:
+    """The progress bars, and the batch callbacks that move them and print one line per finished file."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    batch_task = progress.add_task("images", total=total)
+    image_task = progress.add_task("", total=1, visible=False)
+
+    def on_job_start(job, index, total):
+        progress.update(image_task, description=job.source.name, completed=0, total=1, visible=True)
+
+        def step(done: int, total_steps: int) -> None:
+            progress.update(image_task, completed=done, total=total_steps)
+
+        return step
+
+    def on_job_done(result) -> None:
+        progress.advance(batch_task)
+        if result.status == "failed":
+            console.print(f"[red]failed:[/] {result.error}")
+        elif result.status == "skipped":
+            console.print(f"[dim]skipped:[/] {result.input} (output exists)")
+        else:
+            console.print(
+                f"[green]ok:[/] {result.input} -> {result.output} "
+                f"({result.output_size[0]}x{result.output_size[1]}, {result.engine}, {result.seconds:.1f} s)"
+            )
+
+    return progress, on_job_start, on_job_done
