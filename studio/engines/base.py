@@ -4,7 +4,9 @@ Images inside the core are float32 RGB arrays of shape (H, W, 3) in [0, 1]. Alph
 and EXIF never reach an engine: `studio.io` splits them off and puts them back.
 
 An engine class describes itself (diffusion or not, the settings it reads, its place in `auto`, its
-colour-fix default), so the runner decides from these attributes and never from engine names.
+colour-fix default, whether it runs ensembles and --task models), so the runner decides from these
+attributes and never from engine names. A call gets what the runner knows in a `RestoreContext` and
+returns everything it made in an `EngineResult`: engines keep no per-call state.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def run_engine(
         return run_engine(cache, target, rgb, scale, progress, notes, jpeg_quality)
     try:
         engine = cache.get(name)
-        return engine, engine.restore(rgb, scale, progress, cache.context(engine, jpeg_quality))
+        return engine, engine.restore(rgb, scale, progress, context=cache.context(engine, jpeg_quality))
     except EngineUnavailable as exc:
         if target is None:
             if cache.settings.engine != "auto" and isinstance(exc, WeightsMissing):

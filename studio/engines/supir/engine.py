@@ -177,9 +177,8 @@ class SupirEngine(Engine):
     ) -> EngineResult:
         """Stage 1 to the output size, diffusion at the working size, Lanczos back to the output size; the
         colour fix matches the stage-1 image x1."""
-        loaded = self._load()
         run = self.sample(image, scale, progress, context)
-        return EngineResult(run.image, self.provenance(loaded, run), color_reference=run.x1)
+        return EngineResult(run.image, self.provenance(self._load(), run), color_reference=run.x1)
 
     def sample(
         self, image: np.ndarray, scale: float, progress: ProgressFn | None = None, context: RestoreContext = NO_CONTEXT
