@@ -85,17 +85,19 @@ def build_engine(name: str, folder: Path, tile: int, overlap: int) -> Any:
     return SupirEngine(apply_layer(Settings(), flags, "cli"))
 
 
-def restore_and_fix(engine: Any, image: np.ndarray) -> tuple[np.ndarray, int]:
-    """The engine's restore (2x) then the runner's wavelet colour fix; returns (image, engine-only peak)."""
+def restore_and_fix(engine: Any, image: np.ndarray) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """The engine's restore (2x) then the runner's wavelet colour fix; returns (image, engine-only peak,
+    provenance)."""
     from studio.ops.colorfix import apply_color_fix
     from studio.ops.resize import resize
 
-    restored = engine.restore(image, 2.0).image
+    result = engine.restore(image, 2.0)
+    restored = result.image
     engine_peak = status_bytes("VmHWM")
-    reference = engine.color_reference()
+    reference = result.color_reference
     if reference is None:
         reference = resize(image, *restored.shape[:2], "bicubic")
-    return apply_color_fix("wavelet", restored, reference), engine_peak
+    return apply_color_fix("wavelet", restored, reference), engine_peak, result.provenance
 
 
 def worker(name: str, side: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -113,15 +115,14 @@ def worker(name: str, side: int, args: argparse.Namespace) -> dict[str, Any]:
         image = rng.random((side // 2, side // 2, 3), dtype=np.float32)
         if args.process:
             baseline = reset_peak()
-            _, engine_peak = restore_and_fix(engine, image)
+            _, engine_peak, _ = restore_and_fix(engine, image)
             row.update(
                 process_peak_mb=round((engine_peak - baseline) / MB),
                 process_peak_with_colour_fix_mb=round((status_bytes("VmHWM") - baseline) / MB),
             )
         start = time.perf_counter()
-        (out, _), device_peak = torch_peak(lambda: restore_and_fix(engine, image))
+        (out, _, info), device_peak = torch_peak(lambda: restore_and_fix(engine, image))
         row["seconds_profiled"] = round(time.perf_counter() - start, 1)
-    info = engine.provenance()
     row.update(
         output=f"{out.shape[1]}x{out.shape[0]}",
         megapixels=round(out.shape[0] * out.shape[1] / 1e6, 2),

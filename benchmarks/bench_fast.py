@@ -161,7 +161,7 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     from studio import weights
-    from studio.engines.fast.engine import _threads
+    from studio.engines.fast.backends import threads as _threads
 
     args.threads = args.threads or _threads()
 

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio.diffusion.loading import choose_dtype
+from studio.devices import compute_dtype
 from studio.diffusion.offload import Placement
 from studio.engines.sd_x4.pipeline import UpscalePipeline, UpscaleRequest
 from studio.testing.tiny_sd import (
@@ -128,7 +128,7 @@ def build_pipeline(config: RunConfig) -> UpscalePipeline:
         return UpscalePipeline(
             build_components(TINY_UNET_CONFIG, TINY_VAE_CONFIG), Placement("none", device), torch.float32
         )
-    dtype = choose_dtype(device)
+    dtype = compute_dtype(device)
     configs = real_configs()
     components = build_components(configs["unet"], configs["vae"])
     if dtype != torch.float32:
@@ -262,7 +262,7 @@ def main() -> None:
     import torch
 
     steps = args.steps or (25 if args.device == "cuda" else 1)
-    report["dtype"] = str(choose_dtype(torch.device(args.device))).replace("torch.", "")
+    report["dtype"] = str(compute_dtype(torch.device(args.device))).replace("torch.", "")
     report["architecture"] = "configs/sd-x4 (random weights)"
     runs = [run_worker(config) for config in series_configs(args, steps)]
     timing = next(r for r in runs if r["tile"] == 0 and r["input"] == (args.size or 64))

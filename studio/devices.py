@@ -1,15 +1,25 @@
-"""Device and dtype choice, free-memory probe, out-of-memory detection. torch is imported lazily."""
+"""Device and dtype choice, free-memory probe, and what to do when memory runs out. torch is imported lazily.
+
+Every engine asks here for its working dtype (`compute_dtype`) and runs its work through the one
+out-of-memory ladder (`run_shrinking`): the engine lists its attempts (smaller tiles each), this layer
+frees the cache between them, says what happened and gives up with one clear error.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from studio.errors import DeviceUnavailable
+from studio.errors import DeviceUnavailable, OutOfMemory
+from studio.messages import notice
 
 if TYPE_CHECKING:
     import torch
+
+Attempt = TypeVar("Attempt")
+Result = TypeVar("Result")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -70,11 +80,30 @@ def has_gpu() -> bool:
     return torch.cuda.is_available() or bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def half_dtype(device: torch.device) -> torch.dtype:
-    """fp16 on CUDA/MPS (bf16 where the GPU supports it natively is chosen by callers), fp32 on CPU."""
+def compute_dtype(device: torch.device, requested: str | None = None, bf16: bool = True) -> torch.dtype:
+    """The working dtype: `requested` (fp16, bf16, fp32: --dtype) when given; else fp32 on CPU, fp16 on MPS,
+    and on CUDA bf16 where the chosen GPU runs it natively (no fp16 overflow in attention; `bf16=False` for
+    networks measured in fp16), else fp16."""
     import torch
 
-    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    if requested is not None:
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[requested]
+    if device.type == "cuda":
+        return torch.bfloat16 if bf16 and native_bf16(device) else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 in hardware on this CUDA device (compute capability 8.0, Ampere, or newer), not emulated.
+
+    `torch.cuda.is_bf16_supported()` asks about the current device and may count emulation, which runs
+    bf16 far slower than fp16; the capability of the chosen device answers the real question.
+    """
+    import torch
+
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def free_memory_bytes(device: torch.device | str) -> int:
@@ -104,14 +133,49 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def empty_cache(device: torch.device) -> None:
+def empty_cache(device: torch.device | str) -> None:
     """Give cached blocks back after an out-of-memory, before retrying with smaller tiles."""
     import gc
 
+    gc.collect()
+    kind = getattr(device, "type", device)
+    if kind not in ("cuda", "mps"):
+        return
     import torch
 
-    gc.collect()
-    if device.type == "cuda":
+    if kind == "cuda":
         torch.cuda.empty_cache()
-    elif device.type == "mps":
+    else:
         torch.mps.empty_cache()
+
+
+def run_shrinking(
+    run: Callable[[Attempt], Result],
+    attempts: Sequence[Attempt],
+    device: torch.device | str,
+    name: str,
+    describe: Callable[[Attempt], str],
+    advice: str,
+    on_retry: Callable[[Attempt, Attempt], None] | None = None,
+) -> tuple[Result, Attempt, list[str]]:
+    """`run(attempt)` on each attempt (smaller tiles each) until one fits in memory: (result, the attempt
+    that ran, one note per retry). Each out-of-memory frees the cache and says so; when the last attempt
+    runs out too, `OutOfMemory` (a StudioError: the runner falls back) names it and gives `advice`."""
+    notes: list[str] = []
+    for index, attempt in enumerate(attempts):
+        try:
+            return run(attempt), attempt, notes
+        except Exception as exc:  # torch.OutOfMemoryError, MemoryError or a RuntimeError saying so
+            if not is_out_of_memory(exc):
+                raise
+        # outside the except block, so the failed attempt's frames (and tensors) are already released
+        empty_cache(device)
+        if index + 1 == len(attempts):
+            raise OutOfMemory(f"{name} ran out of memory on {device} even with {describe(attempt)}; {advice}")
+        following = attempts[index + 1]
+        note = f"{name} ran out of memory on {device} with {describe(attempt)}; retried with {describe(following)}"
+        notice(note)
+        notes.append(note)
+        if on_retry is not None:
+            on_retry(attempt, following)
+    raise ValueError("no attempts given")

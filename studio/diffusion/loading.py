@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from studio import weights
+from studio.devices import has_gpu
 from studio.engines.base import Availability
 from studio.errors import ModelLoadError, WeightsMissing
 from studio.messages import notice
@@ -119,11 +121,18 @@ def availability(
     if reason := missing_reason(source, weights_name):
         return Availability(False, reason)
     if cpu_note:
-        from studio.devices import has_gpu
-
         if device == "cpu" or not has_gpu():
             return Availability(True, cpu_note)
     return Availability(True)
+
+
+def registry_ref(name: str) -> str:
+    """A weights-registry name -> its hub repo or local file (what the loaders take); a hub id, folder or
+    file unchanged."""
+    spec = weights.find(name)
+    if spec is None:
+        return name
+    return spec.hub_repo or str(weights.resolve(spec.name, spec.kind))
 
 
 def missing_reason(source: ModelSource, weights_name: str, layout: Layout = PIPELINE) -> str | None:
@@ -253,29 +262,6 @@ def check_dtype(loaded: Any, dtype: torch.dtype, origin: str) -> None:
                 f"{origin}: {type(module).__name__} loaded in {sorted(map(str, wrong))} "
                 f"instead of {dtype}; upgrade diffusers (pip install -U diffusers)"
             )
-
-
-def choose_dtype(device: torch.device) -> torch.dtype:
-    """fp32 on CPU; fp16 on MPS; on CUDA bf16 where the chosen GPU runs it natively (no fp16 overflow in
-    the x4 UNet's attention), else fp16."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.bfloat16 if native_bf16(device) else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
-
-
-def native_bf16(device: torch.device) -> bool:
-    """bf16 in hardware on this CUDA device (compute capability 8.0, Ampere, or newer), not emulated.
-
-    `torch.cuda.is_bf16_supported()` asks about the current device and may count emulation, which runs
-    bf16 far slower than fp16; the capability of the chosen device answers the real question.
-    """
-    import torch
-
-    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def enable_fast_attention(unet: Any, device: torch.device) -> str:

@@ -71,11 +71,6 @@ def as_tensor(source: Any) -> torch.Tensor:
     return source.whole() if isinstance(source, HostPixels) else source
 
 
-def vae_pixels(image: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(H, W, 3) array in [0, 1] -> (1, 3, H, W) tensor in [-1, 1] (one full-size copy)."""
-    return HostPixels(image, device, dtype, signed=True).whole()
-
-
 def image_tensor(image: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(H, W, 3) array -> (1, 3, H, W) tensor with the same values."""
     return HostPixels(image, device, dtype).whole()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from studio.engines.base import Engine
 from studio.errors import UsageError
+from studio.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,6 @@ ENGINES: tuple[EngineEntry, ...] = (
 
 def describe_engines() -> list[dict[str, object]]:
     """Each engine, whether it can run here with default settings and why not (`studio engines`, the API)."""
-    from studio.settings import Settings
-
     settings = Settings()
     rows: list[dict[str, object]] = []
     for entry in ENGINES:

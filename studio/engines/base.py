@@ -4,7 +4,9 @@ Images inside the core are float32 RGB arrays of shape (H, W, 3) in [0, 1]. Alph
 and EXIF never reach an engine: `studio.io` splits them off and puts them back.
 
 An engine class describes itself (diffusion or not, the settings it reads, its place in `auto`, its
-colour-fix default), so the runner decides from these attributes and never from engine names.
+colour-fix default, whether it runs ensembles and --task models), so the runner decides from these
+attributes and never from engine names. A call gets what the runner knows in a `RestoreContext` and
+returns everything it made in an `EngineResult`: engines keep no per-call state.
 """
 
 from __future__ import annotations
@@ -44,16 +46,42 @@ class Availability:
     reason: str = ""
 
 
+AlphaUpscaler = Callable[[np.ndarray, float], np.ndarray]
+"""upscale_alpha(alpha (H, W), scale) -> alpha at output_size(H, W, scale), by the network that made the image."""
+
+
+@dataclass(frozen=True)
+class RestoreContext:
+    """What the runner hands one `Engine.restore` call besides the pixels.
+
+    `source_jpeg_quality`: the input file's JPEG quality from its quantisation tables (None for other
+    formats); engines that remove JPEG artefacts choose their model by it. `stage1_upscaler`: another
+    engine, lent for `--stage1 fast` to the engines that read --stage1 (None: not available here).
+    """
+
+    source_jpeg_quality: int | None = None
+    stage1_upscaler: Upscaler | None = None
+
+
+NO_CONTEXT = RestoreContext()
+
+
 @dataclass
 class EngineResult:
-    """What one `Engine.restore` call made: the image at the requested size, and what made it.
+    """What one `Engine.restore` call made: the image at the requested size, what made it, and what the
+    runner needs afterwards.
 
     `provenance` holds at least `engine`, and `model` (the name that reproduces it with --model)
-    when the engine has one; engines add weights hashes and resolved parameters.
+    when the engine has one; engines add weights hashes and resolved parameters, and record where each
+    resolved value came from under `resolved_from`. `color_reference`: the image (at the output size) the
+    colour fix should match (None: the runner's bicubic upscale). `upscale_alpha`: the same network for
+    the alpha channel (`--alpha model`); None: the engine has none and the runner resizes alpha.
     """
 
     image: np.ndarray
     provenance: dict[str, Any] = field(default_factory=dict)
+    color_reference: np.ndarray | None = None
+    upscale_alpha: AlphaUpscaler | None = None
 
 
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -73,10 +101,8 @@ class Engine(ABC):
     """The weights registry name used without --model (its licence is announced and recorded like a named one)."""
     owns_fidelity: ClassVar[bool] = False  # True: the engine maps --fidelity itself (no Lanczos blend after it)
 
-    source_jpeg_quality: int | None = None
-    """Set by the runner before `restore`: the input file's JPEG quality from its quantisation tables
-    (None for other formats). Engines that remove JPEG artefacts choose their model by it."""
-
+    ensembles_and_tasks: ClassVar[bool] = False
+    """Runs several --model as an ensemble and the --task cleanup models: the runner sends those here."""
     auto_rank: ClassVar[int | None] = None
     """Place in `--engine auto` (lowest first); None: never chosen by auto. Auto falls back down this order."""
     auto_needs_gpu: ClassVar[bool] = False
@@ -84,7 +110,6 @@ class Engine(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.stage1_upscaler: Upscaler | None = None  # the runner lends the fast engine (--stage1 fast)
 
     @classmethod
     def used_settings(cls) -> frozenset[str]:
@@ -100,12 +125,13 @@ class Engine(ABC):
         return Availability(True)
 
     @abstractmethod
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
-        """Restore `image` (H, W, 3 float32 in [0, 1]) to `output_size(H, W, scale)`, with its provenance."""
+    def restore(
+        self, image: np.ndarray, scale: float, progress: ProgressFn | None = None, context: RestoreContext = NO_CONTEXT
+    ) -> EngineResult:
+        """Restore `image` (H, W, 3 float32 in [0, 1]) to `output_size(H, W, scale)`, with its provenance.
 
-    def color_reference(self) -> np.ndarray | None:
-        """The image (at the output size) the colour fix should match; None: the runner's bicubic upscale."""
-        return None
+        Diffusion engines read `settings.seed` as given: the runner's plan always sets one.
+        """
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """For --dry-run: model, tiles, memory and time estimates, without loading anything heavy."""

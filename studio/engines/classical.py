@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
+from studio.engines.base import NO_CONTEXT, Availability, Engine, EngineResult, ProgressFn, RestoreContext, output_size
 from studio.errors import UsageError
 from studio.ops.resize import resize
 from studio.settings import Settings
@@ -32,7 +32,9 @@ class ClassicalEngine(Engine):
     def method(self) -> str:
         return _method(self.settings)
 
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
+    def restore(
+        self, image: np.ndarray, scale: float, progress: ProgressFn | None = None, context: RestoreContext = NO_CONTEXT
+    ) -> EngineResult:
         height, width = output_size(image.shape[0], image.shape[1], scale)
         result = resize(image, height, width, self.method)
         if progress:

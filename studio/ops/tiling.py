@@ -4,7 +4,8 @@ One implementation for pixel and latent space alike: a grid of `Window`s is laid
 in pixels or latent cells (`Window.scaled(k)` maps a window between the two), and blend weights are
 plain arrays. `tiled_apply` runs a pixel-space callable (e.g. a super-resolution network of any
 integer scale) tile by tile; the diffusion engines' latent tiling and tiled VAE use the same grid and
-weights; `retry_smaller_tiles` re-runs any tile-size-parametrised callable after an out-of-memory.
+weights; `retry_tiles` lists the smaller tiles to try after an out-of-memory (`studio.devices.run_shrinking`
+runs them).
 
 The merge: each tile's output is multiplied by its blend weight and accumulated, together with the
 weights; the sum is divided by the accumulated weight at the end. Feathered weights are zero in a
@@ -17,16 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from studio.errors import OutOfMemory
-
 if TYPE_CHECKING:
     import torch
-
-T = TypeVar("T")
 
 RETRY_TILES = (0, 512, 400, 256, 128)
 """Tile sizes tried in turn after an out-of-memory; 0 means the whole image in one piece."""
@@ -263,34 +260,6 @@ def retry_tiles(start: int) -> list[int]:
     return [start, *smaller]
 
 
-def retry_smaller_tiles(
-    run: Callable[[int], T],
-    start: int,
-    device: torch.device | None = None,
-    sizes: Sequence[int] | None = None,
-    on_retry: Callable[[int, int], None] | None = None,
-) -> tuple[T, int]:
-    """Call `run(tile)`; after an out-of-memory free the cache and retry with the next smaller tile.
-
-    Returns (result, tile used). Raises OutOfMemory when the smallest size fails too. `on_retry(old,
-    new)` is told about each step down (the engine turns it into a notice).
-    """
-    import torch
-
-    from studio.devices import empty_cache, is_out_of_memory
-
-    dev = device or torch.device("cpu")
-    tries = list(sizes) if sizes is not None else retry_tiles(start)
-    for index, size in enumerate(tries):
-        try:
-            return run(size), size
-        except Exception as exc:  # torch.OutOfMemoryError, MemoryError or a RuntimeError saying so
-            if not is_out_of_memory(exc):
-                raise
-        # outside the except block, so the failed attempt's frames (and tensors) are already released
-        empty_cache(dev)
-        if index + 1 < len(tries) and on_retry:
-            on_retry(size, tries[index + 1])
-    raise OutOfMemory(
-        f"out of memory on {dev.type} even with {tries[-1]}-pixel tiles; use --device cpu or a smaller input"
-    )
+def tile_label(tile: int) -> str:
+    """How a pixel tile size reads in a message."""
+    return f"{tile}-pixel tiles" if tile else "the whole image"

@@ -1,6 +1,8 @@
 """Engine choice and fallback: which engine runs, and where to go when it cannot.
 
-Decided from what engine classes say about themselves (`auto_rank`, `auto_needs_gpu`), never from names.
+Decided from what engine classes say about themselves (`auto_rank`, `auto_needs_gpu`,
+`ensembles_and_tasks`), never from names. What an engine needs for one call (the source file's JPEG
+quality, the engine lent for `--stage1 fast`) is handed to it in a `RestoreContext`.
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from studio.devices import has_gpu
 from studio.engines import ENGINES, engine_class
-from studio.engines.base import Engine, EngineResult, ProgressFn
+from studio.engines.base import Engine, EngineResult, ProgressFn, RestoreContext
+from studio.engines.faces import FaceRestorer
 from studio.errors import EngineUnavailable, UsageError, WeightsMissing
 from studio.messages import notice
 from studio.settings import Settings
+
+STAGE1_ENGINE = "fast"
+"""The engine `--stage1 fast` names: lent to the engines that read --stage1."""
 
 
 def auto_order() -> list[type[Engine]]:
@@ -23,19 +30,25 @@ def auto_order() -> list[type[Engine]]:
     return sorted((cls for cls in ranked if cls.auto_rank is not None), key=lambda cls: cls.auto_rank)
 
 
+def ensemble_engine() -> str:
+    """The engine that runs ensembles and the --task cleanup models."""
+    return next(entry.name for entry in ENGINES if entry.load().ensembles_and_tasks)
+
+
 def choose_engine(settings: Settings) -> str:
     """Resolve `auto`: a GPU-only engine of the auto order when a GPU and its weights are here, else the
     first engine that needs no GPU (whose own problems are then met by the fallback, with a notice)."""
     if settings.engine != "auto":
-        engine_class(settings.engine)  # validates the name
-        if settings.engine != "fast" and (settings.ensemble or settings.task != "sr"):
+        chosen = engine_class(settings.engine)  # validates the name
+        if not chosen.ensembles_and_tasks and (settings.ensemble or settings.task != "sr"):
             what = "several --model (an ensemble)" if settings.ensemble else f"--task {settings.task}"
-            raise UsageError(f"{what} runs on the fast engine, not {settings.engine}; use --engine fast or auto")
+            runs_them = ensemble_engine()
+            raise UsageError(
+                f"{what} runs on the {runs_them} engine, not {settings.engine}; use --engine {runs_them} or auto"
+            )
         return settings.engine
     if settings.ensemble or settings.task != "sr":
-        return "fast"  # ensembles and SwinIR task models are fast-engine features
-    from studio.devices import has_gpu
-
+        return ensemble_engine()
     gpu = settings.device != "cpu" and has_gpu()
     for cls in auto_order():
         if not cls.auto_needs_gpu:
@@ -77,16 +90,20 @@ class EngineCache:
         self._engines: dict[str, Engine] = {}
         self._faces: Any = None
         self.unavailable: dict[str, str] = {}  # engines whose weights are missing: not retried per file
-        self.jpeg_quality: int | None = None  # of the picture being restored (Picture.jpeg_quality)
 
     def get(self, name: str) -> Engine:
-        """The engine `name`, built once; engines that read --stage1 are lent the fast engine for it."""
+        """The engine `name`, built once."""
         if name not in self._engines:
-            engine = self.build(engine_settings(self.settings, name, self.primary))
-            if "stage1" in engine.used_settings():
-                engine.stage1_upscaler = lambda image, scale: self.get("fast").restore(image, scale).image
-            self._engines[name] = engine
+            self._engines[name] = self.build(engine_settings(self.settings, name, self.primary))
         return self._engines[name]
+
+    def context(self, engine: Engine, jpeg_quality: int | None = None) -> RestoreContext:
+        """What `engine` is handed for one call: the file's JPEG quality, and for the engines that read
+        --stage1 the stage-1 engine (`--stage1 fast` names it) to lend."""
+        lent = None
+        if "stage1" in engine.used_settings():
+            lent = lambda image, scale: self.get(STAGE1_ENGINE).restore(image, scale).image  # noqa: E731
+        return RestoreContext(source_jpeg_quality=jpeg_quality, stage1_upscaler=lent)
 
     def build(self, settings: Settings) -> Engine:
         """A new engine for `settings` (a server overrides this to reuse engines kept loaded)."""
@@ -94,27 +111,31 @@ class EngineCache:
 
     def faces(self) -> Any:
         if self._faces is None:
-            from studio.engines.faces import FaceRestorer
-
             self._faces = FaceRestorer(self.settings)
         return self._faces
 
 
 def run_engine(
-    cache: EngineCache, name: str, rgb: np.ndarray, scale: float, progress: ProgressFn | None, notes: list[str]
+    cache: EngineCache,
+    name: str,
+    rgb: np.ndarray,
+    scale: float,
+    progress: ProgressFn | None,
+    notes: list[str],
+    jpeg_quality: int | None = None,
 ) -> tuple[Engine, EngineResult]:
     """Run one engine, following the fallback chain when it raises EngineUnavailable (weights, memory).
 
     Missing weights are remembered for the batch, so the notice is given once, not per file.
+    `jpeg_quality`: the source file's (Picture.jpeg_quality), for the engines that choose a model by it.
     """
     target = fallback_for(cache.settings, name)
     if name in cache.unavailable and target is not None:
         notes.append(cache.unavailable[name])
-        return run_engine(cache, target, rgb, scale, progress, notes)
+        return run_engine(cache, target, rgb, scale, progress, notes, jpeg_quality)
     try:
         engine = cache.get(name)
-        engine.source_jpeg_quality = cache.jpeg_quality
-        return engine, engine.restore(rgb, scale, progress)
+        return engine, engine.restore(rgb, scale, progress, context=cache.context(engine, jpeg_quality))
     except EngineUnavailable as exc:
         if target is None:
             if cache.settings.engine != "auto" and isinstance(exc, WeightsMissing):
@@ -125,4 +146,4 @@ def run_engine(
             cache.unavailable[name] = message
         notice(message)
         notes.append(message)
-        return run_engine(cache, target, rgb, scale, progress, notes)
+        return run_engine(cache, target, rgb, scale, progress, notes, jpeg_quality)

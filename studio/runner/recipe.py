@@ -8,9 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from studio import weights
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
 from studio.errors import StudioError
 from studio.io import Picture, bleed_colors, with_pixels
+from studio.ops.colorfix import apply_color_fix
+from studio.ops.metrics import psnr, ssim
 from studio.ops.resize import resize
 from studio.runner.choice import EngineCache, run_engine
 from studio.settings import Settings
@@ -42,8 +45,7 @@ def restore_picture(
     settings = cache.settings
     notes: list[str] = [*(run_notes or []), *picture.notes]
     rgb = picture.rgb if picture.alpha is None else bleed_colors(picture.rgb, picture.alpha)
-    cache.jpeg_quality = picture.jpeg_quality
-    engine, engine_result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes)
+    engine, engine_result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes, picture.jpeg_quality)
     result, engine_info = engine_result.image, {**engine_result.provenance, "engine": engine.name}
     engine_info.setdefault("license", model_license(engine_info.get("model")))
     out_h, out_w = output_size(rgb.shape[0], rgb.shape[1], settings.scale)
@@ -64,9 +66,7 @@ def restore_picture(
 
     color_fix = settings.color_fix or engine.default_color_fix
     if color_fix != "none":
-        from studio.ops.colorfix import apply_color_fix
-
-        reference = engine.color_reference()
+        reference = engine_result.color_reference
         if reference is None:
             reference = resize(rgb, out_h, out_w, "bicubic")
         result = apply_color_fix(color_fix, result, reference)
@@ -74,8 +74,8 @@ def restore_picture(
 
     alpha = None
     if picture.alpha is not None:
-        if settings.alpha == "model" and hasattr(engine, "restore_alpha"):
-            alpha = engine.restore_alpha(picture.alpha, settings.scale, engine_info.get("model"))
+        if settings.alpha == "model" and engine_result.upscale_alpha is not None:
+            alpha = engine_result.upscale_alpha(picture.alpha, settings.scale)
         else:
             if settings.alpha == "model":
                 notes.append(f"--alpha model: the {engine.name} engine has no network for alpha; used bicubic")
@@ -107,8 +107,6 @@ def applied_settings(settings: Settings, engine: type[Engine]) -> dict[str, Any]
 
 def model_license(model: str | None) -> str | None:
     """The licence the weights registry records for a model name (None for files and resamplers)."""
-    from studio import weights
-
     spec = weights.find(model) if model else None
     return spec.license if spec is not None and spec.license else None
 
@@ -118,8 +116,6 @@ def quality_report(source: np.ndarray, result: np.ndarray) -> dict[str, Any]:
 
     Measured at no more than QUALITY_MAX_PIXELS, so a 100 MP print costs seconds, not gigabytes.
     """
-    from studio.ops.metrics import psnr, ssim
-
     out_h, out_w = result.shape[:2]
     factor = min(1.0, (QUALITY_MAX_PIXELS / (out_h * out_w)) ** 0.5)
     height, width = max(16, round(out_h * factor)), max(16, round(out_w * factor))

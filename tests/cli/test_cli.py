@@ -308,10 +308,10 @@ def test_an_unexpected_error_fails_one_file_not_the_batch(
 
     real_restore = ClassicalEngine.restore
 
-    def flaky(self, image, scale, progress=None):
+    def flaky(self, image, scale, progress=None, **call):
         if image.shape[0] == 40:
             raise ValueError("simulated bug")
-        return real_restore(self, image, scale, progress)
+        return real_restore(self, image, scale, progress, **call)
 
     monkeypatch.setattr(ClassicalEngine, "restore", flaky)
     Image.fromarray(astronaut[:32, :32]).save(tmp_path / "a.png")

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from studio.devices import compute_dtype
 from studio.diffusion import loading
 from studio.diffusion.offload import Placement
 from studio.diffusion.recipe import Recipe, Request
@@ -177,10 +178,10 @@ def test_bf16_is_chosen_only_where_the_chosen_gpu_has_it_natively(monkeypatch) -
         return (8, 6) if device.index == 1 else (7, 5)
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
-    assert loading.choose_dtype(torch.device("cuda:1")) == torch.bfloat16
-    assert loading.choose_dtype(torch.device("cuda:0")) == torch.float16
+    assert compute_dtype(torch.device("cuda:1")) == torch.bfloat16
+    assert compute_dtype(torch.device("cuda:0")) == torch.float16
     assert [d.index for d in asked] == [1, 0]
-    assert loading.choose_dtype(torch.device("cpu")) == torch.float32
+    assert compute_dtype(torch.device("cpu")) == torch.float32
 
 
 def test_tiny_sd_x4_runs_in_bfloat16_on_cpu_tiled(fp16_folder: Path) -> None:

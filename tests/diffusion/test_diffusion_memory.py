@@ -60,8 +60,9 @@ def test_out_of_memory_retries_with_smaller_tiles_and_says_so(tiny_folder: str, 
     )
     unet_memory_limit[0] = 24
     engine = SDx4Engine(Settings(model=tiny_folder, steps=2, seed=5, tile=0, tile_overlap=12))
-    out = engine.restore(image(), 4).image
-    details = engine.provenance()
+    result = engine.restore(image(), 4)
+    out = result.image
+    details = result.provenance
     assert details["tile"] == 24 and details["vae_tile"] == 24
     assert len(details["memory_retries"]) == 1 and "out of memory" in details["memory_retries"][0]
     np.testing.assert_array_equal(out, expected)  # the retry is the same computation as asking for those tiles

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from studio import weights
+from studio.devices import resolve_device
 from studio.engines.base import Availability, ProgressFn
 from studio.engines.faces.align import align_face, paste_face, rescale_transform
 from studio.engines.faces.detect import (
@@ -53,8 +55,6 @@ def model_name(settings: Settings) -> str:
 
 def _detector_weights() -> Path | None:
     """The RetinaFace ResNet50 weights if they are on disk; None means the offline MobileNet detector."""
-    from studio import weights
-
     try:
         return weights.resolve(RETINAFACE_NAME, "detector")
     except WeightsMissing:
@@ -65,9 +65,6 @@ class FaceRestorer:
     """Restores faces on top of a background image. Loads its models on first use and keeps them."""
 
     def __init__(self, settings: Settings) -> None:
-        from studio import weights
-        from studio.devices import resolve_device
-
         self.settings = settings
         self.model = model_name(settings)
         self.model_path = weights.resolve(self.model, "face")

@@ -14,14 +14,20 @@ above 0.75 the model increasingly ignores the input's fine structure (up to the 
 from __future__ import annotations
 
 import itertools
-import random
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from studio.devices import compute_dtype, free_memory_bytes, resolve_device
 from studio.diffusion import loading
-from studio.diffusion.samplers.schedulers import check_scheduler_name
-from studio.engines.base import Availability, Engine, EngineResult, ProgressFn, output_size
+from studio.diffusion.latent_tiling import LATENT_OVERLAP, choose_latent_tiles, unet_work
+from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
+from studio.diffusion.offload import Placement
+from studio.diffusion.samplers.schedulers import check_scheduler_name, scheduler_label
+from studio.diffusion.tiled_vae import choose_vae_tile
+from studio.engines.base import NO_CONTEXT, Availability, Engine, EngineResult, ProgressFn, RestoreContext, output_size
+from studio.engines.sd_x4.pipeline import UpscaleComponents, UpscalePipeline, UpscaleRequest
 from studio.errors import InputError
 from studio.messages import notice
 from studio.ops.resize import resize
@@ -56,6 +62,15 @@ def noise_level_for_strength(strength: float) -> int:
     return round(points[-1][1])
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """The pipeline, once loaded, and what loading chose (for provenance)."""
+
+    pipeline: UpscalePipeline
+    attention: str
+    revision: str | None
+
+
 class SDx4Engine(Engine):
     """Runs `UpscalePipeline` on the SD x4 upscaler's components; other scales resize its 4x output."""
 
@@ -71,8 +86,7 @@ class SDx4Engine(Engine):
         super().__init__(settings)
         check_scheduler_name(settings.scheduler)
         self.source = loading.resolve_source(settings.model or DEFAULT_MODEL)
-        self._pipeline: Any = None
-        self._last: dict[str, Any] = {}
+        self._pipeline: Loaded | None = None
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
@@ -99,10 +113,6 @@ class SDx4Engine(Engine):
         """(UNet tile, overlap, VAE tile) in latent pixels; 0 = untiled. --tile N sets both tiles (VAE at most
         128); otherwise the shared policy picks the largest tiles that fit in 60% of free memory, dividing the
         latent evenly. --tile-overlap given on any layer beats the policy's overlap."""
-        from studio.diffusion.latent_tiling import LATENT_OVERLAP, choose_latent_tiles
-        from studio.diffusion.tiled_vae import choose_vae_tile
-        from studio.settings import layer_rank
-
         tile = self.settings.tile
         user_overlap = layer_rank(self.settings.source_of("tile_overlap")) > 0 or tile is not None
         overlap = self.settings.tile_overlap if user_overlap else LATENT_OVERLAP  # also for out-of-memory retries
@@ -116,51 +126,43 @@ class SDx4Engine(Engine):
         vae_tile = choose_vae_tile(height, width, budget, vae_cell)
         return unet_tile, min(overlap, unet_tile // 4) if unet_tile else overlap, vae_tile
 
-    def _load(self) -> Any:
+    def _load(self) -> Loaded:
         if self._pipeline is None:
             from diffusers import StableDiffusionUpscalePipeline
 
-            from studio.devices import resolve_device
-            from studio.diffusion.offload import Placement
-            from studio.engines.sd_x4.pipeline import (
-                UpscaleComponents,
-                UpscalePipeline,
-            )
-
             device = resolve_device(self.settings.device)
-            dtype = loading.choose_dtype(device)
+            dtype = compute_dtype(device)
             pipe = loading.load_pipeline(StableDiffusionUpscalePipeline, self.source, WEIGHTS_NAME, dtype)
             components = UpscaleComponents.from_pipeline(pipe)
             attention = loading.enable_fast_attention(components.unet, device)
-            self._pipeline = UpscalePipeline(components, Placement(self.settings.offload, device), dtype)
-            self._last.update(attention=attention, revision=loading.snapshot_revision(self.source))
+            pipeline = UpscalePipeline(components, Placement(self.settings.offload, device), dtype)
+            self._pipeline = Loaded(pipeline, attention, loading.snapshot_revision(self.source))
         return self._pipeline
 
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
+    def restore(
+        self, image: np.ndarray, scale: float, progress: ProgressFn | None = None, context: RestoreContext = NO_CONTEXT
+    ) -> EngineResult:
         """4x with the diffusion model (on a copy padded to the UNet's size multiple), then crop and resize."""
-        from studio.devices import free_memory_bytes
-        from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
-        from studio.engines.sd_x4.pipeline import UpscaleRequest
-
         height, width = image.shape[:2]
         if min(height, width) < MIN_SIDE:
             raise InputError(f"image {width}x{height}: the sd-x4 engine needs at least {MIN_SIDE} px a side")
-        pipeline = self._load()
+        loaded = self._load()
+        pipeline = loaded.pipeline
         multiple = pipeline.components.size_multiple
         padded = np.pad(image, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="symmetric")
         noise_level, noise_from = self.noise_level()
-        seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
         dtype_bytes = pipeline.dtype.itemsize
         unet_tile, overlap, vae_tile = self.tiles(*padded.shape[:2], dtype_bytes, free_memory_bytes(pipeline.device))
 
-        def attempt(unet_tile: int, vae_tile: int) -> tuple[UpscaleRequest, np.ndarray]:
+        def attempt(tiles: tuple[int, int]) -> tuple[UpscaleRequest, np.ndarray]:
+            unet_tile, vae_tile = tiles
             request = UpscaleRequest(
                 prompt=self.settings.prompt,
                 negative_prompt=self.settings.negative_prompt,
                 steps=self.settings.steps,
                 guidance=self.settings.guidance,
                 noise_level=noise_level,
-                seed=seed,
+                seed=self.settings.seed,
                 scheduler=self.settings.scheduler,
                 unet_tile=unet_tile,
                 tile_overlap=min(overlap, max(unet_tile // 2, 0)),
@@ -171,59 +173,45 @@ class SDx4Engine(Engine):
         attempts = tile_ladder(unet_tile, vae_tile, *padded.shape[:2])
         (request, result), retries = run_shrinking_tiles(attempt, attempts, pipeline.device, self.name)
         result = result[: height * NATIVE_SCALE, : width * NATIVE_SCALE]
-        self._last.update(
-            request=request,
-            noise_from=noise_from,
-            device=str(pipeline.device),
-            memory_retries=retries,
-            dtype=str(pipeline.components.unet.dtype).replace("torch.", ""),
-        )
         out_h, out_w = output_size(height, width, scale)
         if (out_h, out_w) != result.shape[:2]:
             if scale > NATIVE_SCALE:
                 notice(f"sd-x4 is a 4x model; the last {scale / NATIVE_SCALE:.2f}x is a Lanczos resize")
             result = resize(result, out_h, out_w)
-        return EngineResult(result, self.provenance())
+        return EngineResult(result, self.provenance(loaded, request, noise_from, retries))
 
-    def provenance(self) -> dict[str, Any]:
-        """Everything needed to reproduce the last restore (seed included when it was drawn at random)."""
-        from studio.diffusion.samplers.schedulers import scheduler_label
-
+    def provenance(
+        self, loaded: Loaded, request: UpscaleRequest, noise_from: str, retries: list[str]
+    ) -> dict[str, Any]:
+        """Everything needed to reproduce one restore, and where the noise level came from."""
+        pipeline = loaded.pipeline
         info: dict[str, Any] = {
             "engine": self.name,
             "model": self.source.ref,
             "model_kind": self.source.kind,
-            "revision": self._last.get("revision", self.source.revision),
+            "revision": loaded.revision,
+            "scheduler": scheduler_label(request.scheduler, pipeline.components.scheduler),
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "noise_level": request.noise_level,
+            "resolved_from": {"noise_level": noise_from},
+            "seed": request.seed,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "tile": request.unet_tile,
+            "tile_overlap": request.tile_overlap,
+            "vae_tile": request.vae_tile,
+            "dtype": str(pipeline.components.unet.dtype).replace("torch.", ""),
+            "device": str(pipeline.device),
+            "offload": pipeline.placement.mode,
+            "attention": loaded.attention,
         }
-        request = self._last.get("request")
-        if request is None:
-            return info
-        pipeline = self._pipeline
-        info.update(
-            scheduler=scheduler_label(request.scheduler, pipeline.components.scheduler),
-            steps=request.steps,
-            guidance=request.guidance,
-            noise_level=request.noise_level,
-            noise_level_from=self._last["noise_from"],
-            seed=request.seed,
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
-            tile=request.unet_tile,
-            tile_overlap=request.tile_overlap,
-            vae_tile=request.vae_tile,
-            dtype=self._last["dtype"],
-            device=self._last["device"],
-            offload=pipeline.placement.mode,
-            attention=self._last["attention"],
-        )
-        if self._last["memory_retries"]:
-            info["memory_retries"] = self._last["memory_retries"]
+        if retries:
+            info["memory_retries"] = retries
         return info
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """Estimated tiles, memory and time for --dry-run, from the cost model above; loads nothing."""
-        from studio.devices import free_memory_bytes, resolve_device
-
         device = resolve_device(self.settings.device)
         dtype_bytes = 4 if device.type == "cpu" else 2
         padded = (height + -height % 8, width + -width % 8)
@@ -260,6 +248,4 @@ class SDx4Engine(Engine):
 
 def _covered_pixels(size: tuple[int, int], tile: int, overlap: int) -> int:
     """Latent pixels the UNet processes per step, counting tile overlaps twice."""
-    from studio.diffusion.latent_tiling import unet_work
-
     return unet_work(size[0], size[1], tile, overlap)

@@ -24,31 +24,36 @@ Without --fidelity: cfw 0.5 when loaded (the reference's default), pull 0, denoi
 from __future__ import annotations
 
 import dataclasses
-import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from studio import weights
+from studio.devices import compute_dtype, free_memory_bytes, resolve_device
 from studio.diffusion import loading
-from studio.diffusion.samplers.schedulers import check_scheduler_name
+from studio.diffusion.controlnet_files import load_controlnet
+from studio.diffusion.identify import AdapterSource, identify
+from studio.diffusion.latent_tiling import LATENT_OVERLAP
+from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
+from studio.diffusion.offload import Placement
+from studio.diffusion.recipe import Components
+from studio.diffusion.samplers.schedulers import check_scheduler_name, scheduler_label
 from studio.engines.base import (
     ADAPTER_SETTINGS,
+    NO_CONTEXT,
     SAMPLING_SETTINGS,
     STABLESR_SETTINGS,
     Availability,
     Engine,
     EngineResult,
     ProgressFn,
-    output_size,
+    RestoreContext,
 )
-from studio.errors import EngineUnavailable, InputError, UsageError, WeightsMissing
-from studio.messages import notice
-from studio.ops.resize import resize
-from studio.settings import Settings
-
-if TYPE_CHECKING:
-    from studio.diffusion.identify import AdapterSource
+from studio.engines.stablesr.recipe import CFWDecoder, StableSRRecipe, StableSRRequest
+from studio.engines.stage1 import describe_stage1, stage1_image
+from studio.errors import InputError, UsageError, WeightsMissing
+from studio.settings import Settings, layer_rank
 
 DEFAULT_MODEL = "stablesr-512"
 DEFAULT_SCHEDULER = "dpm++"
@@ -89,8 +94,6 @@ class Selection:
 
 def select(settings: Settings) -> Selection:
     """--model (registry composite or base) and --adapter (comma-separated) -> base + adapters."""
-    from studio import weights
-
     model = settings.model or DEFAULT_MODEL
     spec = weights.find(model)
     base, adapters, license_ = model, (), ""
@@ -110,21 +113,16 @@ def select(settings: Settings) -> Selection:
 
 def identify_adapters(selection: Selection) -> list[AdapterSource]:
     """Each adapter's kind and layout (a single file is read for its key names only)."""
-    from studio.diffusion.identify import identify
-
-    return [identify(_registry_hub_or_path(name), name, "stablesr") for name in selection.adapters]
+    return [identify(loading.registry_ref(name), name, "stablesr") for name in selection.adapters]
 
 
-def _registry_hub_or_path(name: str) -> str:
-    """A registry name -> its hub repo or local file; anything else unchanged."""
-    from studio import weights
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """The recipe, once built, and what loading chose (for provenance)."""
 
-    spec = weights.find(name)
-    if spec is None:
-        return name
-    if spec.hub_repo:
-        return spec.hub_repo
-    return str(weights.resolve(name, spec.kind))
+    recipe: StableSRRecipe
+    adapters: list[dict[str, Any]]
+    attention: str
 
 
 class StableSREngine(Engine):
@@ -147,9 +145,7 @@ class StableSREngine(Engine):
         super().__init__(settings)
         check_scheduler_name(settings.scheduler)
         self.selection = select(settings)
-        self._recipe: Any = None
-        self._loaded: list[dict[str, Any]] = []
-        self._last: dict[str, Any] = {}
+        self._loaded: Loaded | None = None
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
@@ -158,7 +154,7 @@ class StableSREngine(Engine):
 
         def locate() -> loading.ModelSource:
             selection = select(settings)
-            return loading.resolve_source(_registry_hub_or_path(selection.base))
+            return loading.resolve_source(loading.registry_ref(selection.base))
 
         found = loading.availability(
             locate, settings.model or DEFAULT_MODEL, settings.device, errors=(WeightsMissing, UsageError)
@@ -171,29 +167,24 @@ class StableSREngine(Engine):
         return found
 
     # loading ---------------------------------------------------------------------------------------
-    def _load(self) -> Any:
-        if self._recipe is None:
-            self._recipe = self._build()
-        return self._recipe
+    def _load(self) -> Loaded:
+        if self._loaded is None:
+            self._loaded = self._build()
+        return self._loaded
 
-    def _build(self) -> Any:
+    def _build(self) -> Loaded:
         from diffusers import StableDiffusionPipeline
 
-        from studio.devices import resolve_device
-        from studio.diffusion.controlnet_files import load_controlnet
-        from studio.diffusion.offload import Placement
-        from studio.diffusion.recipe import Components
-        from studio.engines.stablesr.files import apply_file
-        from studio.engines.stablesr.recipe import CFWDecoder, StableSRRecipe
+        from studio.engines.stablesr.files import apply_file  # reads torch networks
 
         device = resolve_device(self.settings.device)
-        dtype = loading.choose_dtype(device)
+        dtype = compute_dtype(device)
         weights_name = self.settings.model or DEFAULT_MODEL
         adapters = identify_adapters(self.selection)
-        self.base_source = loading.resolve_source(_registry_hub_or_path(self.selection.base))
-        pipe = loading.load_pipeline(StableDiffusionPipeline, self.base_source, weights_name, dtype)
+        base_source = loading.resolve_source(loading.registry_ref(self.selection.base))
+        pipe = loading.load_pipeline(StableDiffusionPipeline, base_source, weights_name, dtype)
         components = Components(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
-        adapter, cfw = None, None
+        adapter, cfw, records = None, None, []
         for name, found in zip(self.selection.adapters, adapters):
             if found.kind == "stablesr":
                 loaded = apply_file(Path(found.ref), name, components.unet, components.vae, components.text_encoder)
@@ -202,7 +193,7 @@ class StableSREngine(Engine):
                     cfw = CFWDecoder(loaded.cfw_vae, loaded.cfw)
             else:
                 components.controlnets.append(load_controlnet(found.ref, components.unet, name, dtype))
-            self._loaded.append({"adapter": name, **found.record()})
+            records.append({"adapter": name, **found.record()})
         if adapter is not None and components.controlnets:
             raise UsageError("--adapter: a StableSR checkpoint and a ControlNet cannot steer the same run")
         if cfw is not None and adapter is None:
@@ -210,73 +201,55 @@ class StableSREngine(Engine):
         if adapter is None and not components.controlnets:
             raise UsageError("--adapter: no StableSR model or ControlNet among the adapters")
         attention = loading.enable_fast_attention(components.unet, device)
-        self._last.update(attention=attention, dtype=str(dtype).replace("torch.", ""), device=str(device))
-        return StableSRRecipe(components, Placement(self.settings.offload, device), dtype, adapter, cfw)
+        recipe = StableSRRecipe(components, Placement(self.settings.offload, device), dtype, adapter, cfw)
+        return Loaded(recipe, records, attention)
 
     # running ---------------------------------------------------------------------------------------
-    def stage1(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, str]:
-        """The input at the output size, made by --stage1 (default: the fast engine, which the runner lends
-        as `stage1_upscaler`, when it can run; else Lanczos with a notice)."""
-        height, width = image.shape[:2]
-        out_h, out_w = output_size(height, width, scale)
-        mode = self.settings.stage1 or "fast"
-        if mode == "none":
-            if (out_h, out_w) != (height, width):
-                raise UsageError(
-                    f"--stage1 none: the input must already have the output size (use --scale 1); "
-                    f"got {width}x{height} for {out_w}x{out_h}"
-                )
-            return image, mode
-        if mode == "fast":
-            try:
-                if self.stage1_upscaler is None:
-                    raise WeightsMissing("no fast engine was lent to this engine (use it through the runner)")
-                return self.stage1_upscaler(image, scale), mode
-            except EngineUnavailable as exc:
-                if self.settings.stage1 == "fast":
-                    raise WeightsMissing(f"--stage1 fast: {exc}") from exc
-                notice(f"stage 1: the fast engine cannot run ({exc}); using Lanczos")
-                mode = "lanczos"
-        return resize(image, out_h, out_w, "lanczos"), mode
+    def stage1(self, image: np.ndarray, scale: float, context: RestoreContext = NO_CONTEXT) -> tuple[np.ndarray, str]:
+        """The input at the output size, made by --stage1 (default: the fast engine the runner lends)."""
+        return stage1_image(image, scale, self.settings.stage1, "fast", context.stage1_upscaler)
 
-    def restore(self, image: np.ndarray, scale: float, progress: ProgressFn | None = None) -> EngineResult:
-        from studio.devices import free_memory_bytes
-        from studio.engines.stablesr.recipe import StableSRRequest
-
+    def restore(
+        self, image: np.ndarray, scale: float, progress: ProgressFn | None = None, context: RestoreContext = NO_CONTEXT
+    ) -> EngineResult:
         height, width = image.shape[:2]
         if min(height, width) < MIN_SIDE:
             raise InputError(f"image {width}x{height}: the stablesr engine needs at least {MIN_SIDE} px a side")
-        recipe = self._load()
-        stage1, stage1_mode = self.stage1(image, scale)
+        loaded = self._load()
+        recipe = loaded.recipe
+        stage1, stage1_mode = self.stage1(image, scale, context)
         out_h, out_w = stage1.shape[:2]
         multiple = recipe.size_multiple
         pad_h, pad_w = -out_h % multiple, -out_w % multiple
         padded = np.pad(stage1, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric") if pad_h or pad_w else stage1
         del stage1  # the padded copy (or the image itself) is all the recipe reads
         knobs = fidelity_knobs(self.settings, recipe.cfw is not None)
-        seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
         latent = (padded.shape[0] // multiple, padded.shape[1] // multiple)
         unet_tile, overlap, vae_tile = self.tiles(latent, recipe, free_memory_bytes(recipe.device))
         scale_knob = knobs["adapter_scale"][0]
-        request = StableSRRequest(
-            prompt=self.settings.prompt,
-            negative_prompt=self.settings.negative_prompt,
-            steps=self.settings.steps,
-            guidance=self.settings.guidance,
-            seed=seed,
-            scheduler=self.settings.scheduler or DEFAULT_SCHEDULER,
-            strength=knobs["denoise"][0],
-            pull=knobs["pull"][0],
-            cfw=knobs["cfw"][0],
-            adapter_scale=scale_knob,
-            control_scales=(scale_knob,) * len(recipe.components.controlnets),
-            unet_tile=unet_tile,
-            tile_overlap=overlap,
-            vae_tile=vae_tile,
-        )
-        result = recipe(padded, request, progress)[:out_h, :out_w]
-        self._last.update(request=request, knobs=knobs, stage1=stage1_mode)
-        return EngineResult(result, self.provenance())
+
+        def attempt(tiles: tuple[int, int]) -> tuple[StableSRRequest, np.ndarray]:
+            request = StableSRRequest(
+                prompt=self.settings.prompt,
+                negative_prompt=self.settings.negative_prompt,
+                steps=self.settings.steps,
+                guidance=self.settings.guidance,
+                seed=self.settings.seed,
+                scheduler=self.settings.scheduler or DEFAULT_SCHEDULER,
+                strength=knobs["denoise"][0],
+                pull=knobs["pull"][0],
+                cfw=knobs["cfw"][0],
+                adapter_scale=scale_knob,
+                control_scales=(scale_knob,) * len(recipe.components.controlnets),
+                unet_tile=tiles[0],
+                tile_overlap=overlap if tiles[0] == unet_tile else min(overlap or LATENT_OVERLAP, tiles[0] // 4),
+                vae_tile=tiles[1],
+            )
+            return request, recipe(padded, request, progress)[:out_h, :out_w]
+
+        attempts = tile_ladder(unet_tile, vae_tile, *latent)
+        (request, result), retries = run_shrinking_tiles(attempt, attempts, recipe.device, self.name)
+        return EngineResult(result, self.provenance(loaded, request, knobs, stage1_mode, retries))
 
     def tiles(self, latent: tuple[int, int], recipe: Any, free_bytes: int) -> tuple[int, int, int]:
         """(UNet tile, overlap, VAE tile) in latent pixels for this run (see `default_tiling`)."""
@@ -284,21 +257,24 @@ class StableSREngine(Engine):
             self.settings, latent, recipe.size_multiple, int(recipe.components.unet.config.sample_size), free_bytes
         )
 
-    def provenance(self) -> dict[str, Any]:
-        from studio.diffusion.samplers.schedulers import scheduler_label
-
+    def provenance(
+        self,
+        loaded: Loaded,
+        request: StableSRRequest,
+        knobs: dict[str, tuple[float, str]],
+        stage1: str,
+        retries: list[str],
+    ) -> dict[str, Any]:
+        """Everything needed to reproduce one restore, and where each fidelity knob came from."""
+        recipe = loaded.recipe
         info: dict[str, Any] = {
             "engine": self.name,
             "model": self.settings.model or DEFAULT_MODEL,
             "base": self.selection.base,
-            "adapters": self._loaded or list(self.selection.adapters),
+            "adapters": loaded.adapters or list(self.selection.adapters),
         }
         if self.selection.license:
             info["license"] = self.selection.license
-        request = self._last.get("request")
-        if request is None:
-            return info
-        recipe = self._recipe
         info.update(
             variant="stablesr" if recipe.adapter is not None else "controlnet",
             prediction_type=recipe.components.scheduler.config.prediction_type,
@@ -309,19 +285,25 @@ class StableSREngine(Engine):
             seed=request.seed,
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
-            stage1=self._last["stage1"],
-            **{name: value for name, (value, _) in self._last["knobs"].items()},
-            knob_sources={name: why for name, (_, why) in self._last["knobs"].items()},
+            stage1=stage1,
+            **{name: value for name, (value, _) in knobs.items()},
+            resolved_from={name: why for name, (_, why) in knobs.items()},
             tile=request.unet_tile * recipe.size_multiple,  # pixels, as --tile
             tile_overlap=request.tile_overlap * recipe.size_multiple,
             latent_tile=request.unet_tile,
             vae_tile=request.vae_tile,
-            dtype=self._last["dtype"],
-            device=self._last["device"],
+            dtype=str(recipe.dtype).replace("torch.", ""),
+            device=str(recipe.device),
             offload=recipe.placement.mode,
-            attention=self._last["attention"],
+            attention=loaded.attention,
         )
+        if retries:
+            info["memory_retries"] = retries
         return info
+
+    def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
+        """For --dry-run: the base plan and what stage 1 will do."""
+        return {**super().plan(height, width, scale), "stage1": describe_stage1(self.settings.stage1, "fast")}
 
 
 def default_tiling(
@@ -336,12 +318,10 @@ def default_tiling(
     128` restores them. The VAE is tiled (64 latent px) when a whole-image decode would take more than half
     the free memory.
     """
-    from studio.diffusion.latent_tiling import LATENT_OVERLAP
-
     if settings.tile == 0:
         return 0, 0, 0
     tile = settings.tile // factor if settings.tile else 2 * native
-    if settings.source_of("tile_overlap") in ("default", "config:defaults.toml"):
+    if layer_rank(settings.source_of("tile_overlap")) == 0:
         overlap = min(LATENT_OVERLAP, tile // 4)
     else:
         overlap = min(settings.tile_overlap // factor, tile // 2)

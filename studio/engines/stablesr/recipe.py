@@ -24,6 +24,7 @@ from studio.diffusion import tiled_vae
 from studio.diffusion.conditioning import Conditioning, unet_kwargs
 from studio.diffusion.pixels import HostPixels
 from studio.diffusion.recipe import Components, Recipe, Request
+from studio.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -85,8 +86,6 @@ class StableSRRecipe(Recipe):
         self._stage1: torch.Tensor | None = None
 
     def check_inputs(self, image: np.ndarray, request: Request) -> None:
-        from studio.errors import UsageError
-
         super().check_inputs(image, request)
         if isinstance(request, StableSRRequest):
             if request.cfw > 0 and self.cfw is None:

@@ -21,9 +21,10 @@ import numpy as np
 
 from studio.diffusion import tiled_vae
 from studio.diffusion.conditioning import Conditioning
-from studio.diffusion.controlnet import control_key
+from studio.diffusion.controlnet import control_key, controlled_unet
 from studio.diffusion.pixels import HostPixels, control_pixels
 from studio.diffusion.recipe import Components, Recipe, Request
+from studio.diffusion.samplers.edm import Churn, EDMSampler
 from studio.errors import UsageError
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class SupirRecipe(Recipe):
 
     def __init__(self, components: SDXLComponents, placement: Any, dtype: torch.dtype, vae_dtype: torch.dtype) -> None:
         super().__init__(components, placement, dtype)
+        self.vae_dtype = vae_dtype
         if components.vae.dtype != vae_dtype:
             components.vae.to(dtype=vae_dtype)  # fp16 overflows in SDXL's VAE; bf16 does not (SUPIR's choice)
         self._target: torch.Tensor | None = None
@@ -197,8 +199,6 @@ class SupirRecipe(Recipe):
     def make_sampler(self, request: Request, generator: torch.Generator) -> Sampler:
         """Euler with churn on SDXL's sigmas (SUPIR's), or DPM-Solver++(2M) Karras for few steps; either way
         the clean estimate is pulled toward z1 each step."""
-        from studio.diffusion.samplers.edm import Churn, EDMSampler
-
         tau, churn, s_noise = (
             (request.tau, request.churn, request.s_noise) if isinstance(request, SupirRequest) else (-1.0, 0.0, 1.0)
         )
@@ -235,6 +235,4 @@ class SupirRecipe(Recipe):
         scale = request.control_scales[0] if request.control_scales else 1.0
         if self.components.adaptor is not None:
             return self.components.adaptor.conditioned_model(self.components.unet, scale)
-        from studio.diffusion.controlnet import controlled_unet
-
         return controlled_unet(self.components.unet, self.components.controlnets, (scale,))

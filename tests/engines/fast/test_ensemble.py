@@ -34,7 +34,8 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _run(image: np.ndarray, **settings: object) -> tuple[np.ndarray, dict]:
     engine = FastEngine(Settings(**{"device": "cpu", "tile": 0, **settings}))  # type: ignore[arg-type]
-    return engine.restore(image, 2.0).image, engine.provenance()
+    result = engine.restore(image, 2.0)
+    return result.image, result.provenance
 
 
 def _linear(image: np.ndarray) -> np.ndarray:
@@ -66,18 +67,20 @@ def test_an_ensemble_shares_one_tile_grid(members: tuple[Path, Path], astronaut:
     image = astronaut[150:230, 180:250].astype(np.float32) / 255
     steps: list[tuple[int, int]] = []
     engine = FastEngine(Settings(device="cpu", tile=32, model=a, ensemble=[a, b]))
-    out = engine.restore(image, 2.0, lambda done, total: steps.append((done, total))).image
+    result = engine.restore(image, 2.0, lambda done, total: steps.append((done, total)))
+    out = result.image
     assert out.shape == (160, 140, 3)
     assert steps[-1][0] == steps[-1][1] == len(steps) > 1  # one pass over the grid, not one per member
-    assert engine.provenance()["tile"] == 32
+    assert result.provenance["tile"] == 32
 
 
 def test_members_of_different_scales_meet_at_the_larger_one(tmp_path: Path, members: tuple[Path, Path]) -> None:
     x4 = save_swinir(tmp_path / "x4.pth", "lightweight_sr_x4")
     image = np.random.default_rng(0).random((20, 24, 3), dtype=np.float32)
     engine = FastEngine(Settings(device="cpu", tile=0, model=str(members[0]), ensemble=[str(members[0]), str(x4)]))
-    assert engine.restore(image, 4.0).image.shape == (80, 96, 3)
-    assert engine.provenance()["model_scale"] == 4
+    result = engine.restore(image, 4.0)
+    assert result.image.shape == (80, 96, 3)
+    assert result.provenance["model_scale"] == 4
 
 
 def test_blend_helpers_round_trip_and_reject_bad_weights() -> None:

@@ -10,14 +10,8 @@ import pytest
 import torch
 
 from studio import messages, weights
-from studio.engines.fast.engine import (
-    ANIME_MODEL,
-    PHOTO_MODEL,
-    FastEngine,
-    choose_model,
-    classify,
-    content_stats,
-)
+from studio.engines.fast.content import ANIME_MODEL, PHOTO_MODEL, choose_model, classify, content_stats
+from studio.engines.fast.engine import FastEngine
 from studio.errors import InputError, UsageError
 from studio.settings import Settings
 

@@ -17,7 +17,9 @@ from support import REPO
 from support.swinir_fixtures import TASK_CONFIGS, save_swinir
 
 from studio import weights
-from studio.engines.fast.engine import FastEngine, _load_spandrel
+from studio.engines.base import RestoreContext
+from studio.engines.fast.backends import load_spandrel
+from studio.engines.fast.engine import FastEngine
 from studio.engines.fast.swinir_tasks import choose_task_model, noise_sigma, task_models
 from studio.io import jpeg_quality, read_image
 from studio.settings import Settings
@@ -37,7 +39,7 @@ EXPECTED = {  # config: (scale, channels, window)
 
 @pytest.mark.parametrize("config", sorted(TASK_CONFIGS))
 def test_each_task_configuration_is_detected_with_its_scale_and_channels(tmp_path: Path, config: str) -> None:
-    descriptor = _load_spandrel(save_swinir(tmp_path / f"{config}.pth", config))
+    descriptor = load_spandrel(save_swinir(tmp_path / f"{config}.pth", config))
     scale, channels, window = EXPECTED[config]
     assert descriptor.architecture.id == "SwinIR"
     assert (descriptor.scale, descriptor.input_channels, descriptor.output_channels) == (scale, channels, channels)
@@ -51,7 +53,7 @@ def test_each_task_configuration_is_detected_with_its_scale_and_channels(tmp_pat
 @pytest.mark.parametrize("config", ["color_jpeg_car", "color_dn", "classical_sr_x2"])
 def test_odd_sizes_are_reflect_padded_to_the_window_and_cropped_back(tmp_path: Path, config: str) -> None:
     """The loader's result equals the network run on a reflect-padded copy, cropped to the input's size."""
-    descriptor = _load_spandrel(save_swinir(tmp_path / f"{config}.pth", config))
+    descriptor = load_spandrel(save_swinir(tmp_path / f"{config}.pth", config))
     window, scale = descriptor.model.window_size, descriptor.scale
     x = torch.rand(1, 3, 37, 23, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
@@ -121,11 +123,11 @@ def test_every_task_level_has_a_colour_and_a_grey_model() -> None:
 def test_task_jpeg_at_scale_1_runs_only_the_cleanup_model(astronaut: np.ndarray) -> None:
     _install("swinir-jpeg-q30", "color_jpeg_car")
     engine = FastEngine(Settings(device="cpu", task="jpeg", tile=0))
-    engine.source_jpeg_quality = 31
     image = astronaut[100:133, 200:219].astype(np.float32) / 255  # odd size: 33x19
-    out = engine.restore(image, 1.0).image
+    result = engine.restore(image, 1.0, context=RestoreContext(source_jpeg_quality=31))
+    out = result.image
     assert out.shape == image.shape and out.dtype == np.float32
-    info = engine.provenance()
+    info = result.provenance
     assert info["model"] == "swinir-jpeg-q30" and info["enlarging"] is None
     assert info["cleanup"]["level"] == 30 and info["cleanup"]["measured"] == 31.0
     assert info["cleanup"]["weights_sha256"] == weights.file_sha256(weights.local_path(weights.get("swinir-jpeg-q30")))
@@ -138,8 +140,9 @@ def test_a_grey_task_model_sees_luma_and_returns_grey_rgb(astronaut: np.ndarray)
     grey = np.repeat(astronaut[:40, :40].mean(axis=2, keepdims=True) / 255, 3, axis=2)
     noisy = np.clip(grey + rng.normal(0, 50 / 255, grey.shape[:2])[..., None], 0, 1).astype(np.float32)
     engine = FastEngine(Settings(device="cpu", task="denoise", tile=0))
-    out = engine.restore(noisy, 1.0).image
-    assert engine.provenance()["cleanup"]["model"].startswith("swinir-gray-denoise-s")
+    result = engine.restore(noisy, 1.0)
+    out = result.image
+    assert result.provenance["cleanup"]["model"].startswith("swinir-gray-denoise-s")
     assert out.shape == noisy.shape and np.array_equal(out[..., 0], out[..., 2])
 
 

@@ -14,6 +14,7 @@ from studio.diffusion.samplers.schedulers import make_scheduler
 from studio.engines.base import output_size
 from studio.engines.sd_x4.engine import SDx4Engine, noise_level_for_strength
 from studio.errors import InputError, UsageError, WeightsMissing
+from studio.runner.plan import finalize_seed
 from studio.settings import Settings, apply_layer
 
 
@@ -48,9 +49,10 @@ def test_tiny_model_seed_reproduces_and_random_seed_is_reported(tiny_folder: str
     first = engine(tiny_folder).restore(image, 4).image
     assert np.array_equal(first, engine(tiny_folder).restore(image, 4).image)
     assert np.abs(first - engine(tiny_folder, seed=8).restore(image, 4).image).mean() > 1e-3
-    unseeded = SDx4Engine(Settings(model=tiny_folder, steps=2, tile=0))
-    drawn = unseeded.restore(image, 4).image
-    seed = unseeded.provenance()["seed"]
+    unseeded = SDx4Engine(finalize_seed(Settings(model=tiny_folder, steps=2, tile=0)))  # as the runner plans it
+    result = unseeded.restore(image, 4)
+    drawn = result.image
+    seed = result.provenance["seed"]
     assert np.array_equal(drawn, engine(tiny_folder, seed=seed).restore(image, 4).image)
 
 
@@ -94,8 +96,9 @@ def test_tiny_model_tiled_is_close_to_untiled(tiny_folder: str) -> None:
     untiled = engine(tiny_folder).restore(image, 4).image
     other_seed = engine(tiny_folder, seed=8).restore(image, 4).image
     tiled_eng = engine(tiny_folder, tile=32, tile_overlap=16)
-    tiled = tiled_eng.restore(image, 4).image
-    assert tiled_eng.provenance()["tile"] == 32 and tiled_eng.provenance()["vae_tile"] == 32
+    tiled_result = tiled_eng.restore(image, 4)
+    tiled = tiled_result.image
+    assert tiled_result.provenance["tile"] == 32 and tiled_result.provenance["vae_tile"] == 32
     assert tiled.shape == untiled.shape
     assert np.abs(tiled - untiled).mean() < 0.1 * np.abs(other_seed - untiled).mean()
     whole = engine(tiny_folder, tile=64).restore(image, 4).image  # one tile covers it: exactly untiled

@@ -91,10 +91,11 @@ def test_permissive_variant_equals_diffusers_controlnet_img2img(files: dict[str,
 def test_official_layout_files_run_reproducibly_and_every_knob_moves_the_output(files: dict[str, Path]) -> None:
     adapters = f"{files['adapter']},{files['cfw']}"
     first = engine(model=str(files["base"]), adapter=adapters)
-    out = first.restore(image(), 1.0).image
+    result = first.restore(image(), 1.0)
+    out = result.image
     assert out.shape == (32, 32, 3) and np.isfinite(out).all()
-    info = first.provenance()
-    assert info["variant"] == "stablesr" and info["cfw"] == 0.5 and info["knob_sources"]["cfw"] == "default"
+    info = result.provenance
+    assert info["variant"] == "stablesr" and info["cfw"] == 0.5 and info["resolved_from"]["cfw"] == "default"
     assert [a["layout"] for a in info["adapters"]] == ["adapter", "cfw"]
     assert np.array_equal(out, engine(model=str(files["base"]), adapter=adapters).restore(image(), 1.0).image)
     for knob in ({"seed": 4}, {"cfw": 1.0}, {"adapter_scale": 0.0}, {"pull": 0.5}, {"denoise": 0.5}):
@@ -114,9 +115,10 @@ def test_tiled_sampling_agrees_with_untiled(files: dict[str, Path]) -> None:
     picture = image((128, 96))
     untiled = engine(model=str(files["base"]), adapter=str(files["adapter"])).restore(picture, 1.0).image
     tiled_run = engine(model=str(files["base"]), adapter=str(files["adapter"]), tile=64, tile_overlap=32)
-    tiled = tiled_run.restore(picture, 1.0).image
-    assert tiled_run.provenance()["tile"] == 64 and tiled_run.provenance()["tile_overlap"] == 32  # as given
-    assert tiled_run.provenance()["latent_tile"] == 8
+    tiled_result = tiled_run.restore(picture, 1.0)
+    tiled = tiled_result.image
+    assert tiled_result.provenance["tile"] == 64 and tiled_result.provenance["tile_overlap"] == 32  # as given
+    assert tiled_result.provenance["latent_tile"] == 8
     other_seed = engine(model=str(files["base"]), adapter=str(files["adapter"]), seed=4).restore(picture, 1.0).image
     # tiles change the result far less than a new seed does (toy 8-latent-px tiles: the worst case)
     assert np.abs(tiled - untiled).mean() < 0.5 * np.abs(other_seed - untiled).mean()
@@ -141,10 +143,11 @@ def test_cfw_decodes_in_tiles_when_the_vae_is_tiled(files: dict[str, Path], monk
 
     monkeypatch.setattr(tiled_vae, "decode_fused", recording)
     monkeypatch.setattr(stablesr, "VAE_TILE", 8)
-    monkeypatch.setattr("studio.devices.free_memory_bytes", lambda device: 1)
+    monkeypatch.setattr(stablesr, "free_memory_bytes", lambda device: 1)
     tiled_run = engine(model=str(files["base"]), adapter=adapters, cfw=0.3, tile=1024)  # latent untiled
-    tiled = tiled_run.restore(picture, 1.0).image
-    assert tiles == [8] and tiled_run.provenance()["vae_tile"] == 8 and tiled_run.provenance()["cfw"] == 0.3
+    tiled_result = tiled_run.restore(picture, 1.0)
+    tiled = tiled_result.image
+    assert tiles == [8] and tiled_result.provenance["vae_tile"] == 8 and tiled_result.provenance["cfw"] == 0.3
     np.testing.assert_allclose(tiled, whole, atol=0.02)
 
 
@@ -218,8 +221,8 @@ def test_cli_runs_and_records_the_resolved_knobs(files: dict[str, Path], photo: 
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     details = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)["engine_details"]
-    assert details["pull"] == 0.4 and details["knob_sources"]["pull"] == "fidelity 0.4"
-    assert details["denoise"] == 0.9 and details["knob_sources"]["denoise"] == "cli"
+    assert details["pull"] == 0.4 and details["resolved_from"]["pull"] == "fidelity 0.4"
+    assert details["denoise"] == 0.9 and details["resolved_from"]["denoise"] == "cli"
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
     bad = CliRunner().invoke(app, [*args[:7], str(broken), *args[8:], "--overwrite"], catch_exceptions=False)
@@ -253,7 +256,8 @@ def test_stage1_fast_runs_the_fast_engine_to_the_output_size(files: dict[str, Pa
     from studio.settings import Settings
 
     settings = Settings(engine="stablesr", model=str(files["base"]), adapter=str(files["adapter"]), stage1="fast")
-    run = EngineCache(settings, "stablesr").get("stablesr")  # the runner lends it the fast engine
-    stage1, mode = run.stage1(picture, 2.0)
+    cache = EngineCache(settings, "stablesr")
+    run = cache.get("stablesr")
+    stage1, mode = run.stage1(picture, 2.0, cache.context(run))  # the runner lends it the fast engine
     assert mode == "fast" and stage1.shape == (32, 32, 3)
     assert np.abs(stage1 - resize(picture, 32, 32, "lanczos")).mean() > 1e-3  # Real-ESRGAN, not a resize

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from studio.engines.supir.engine import SupirEngine, from_strength, working_size
+from studio.engines.supir.engine import SupirEngine
+from studio.engines.supir.knobs import from_strength, working_size
 from studio.engines.supir.recipe import linear_schedule, restoration_guidance
 from studio.errors import UsageError
 from studio.settings import resolve
@@ -107,8 +108,7 @@ def test_engine_schedules_follow_the_models_sigma(tiny_sdxl: tuple[Path, Path], 
     engine = make_engine(
         tiny_sdxl, guidance=7.5, cfg_start=4.0, adapter_scale=1.0, adapter_scale_start=0.5, steps=3, churn=0.0
     )
-    engine.restore(small_image, 2.0)
-    request, recipe = engine._last["request"], engine._recipe
+    request, recipe = engine.sample(small_image, 2.0).request, engine._load().recipe
     top = recipe.sigma_max
     assert top == pytest.approx(14.6146, abs=1e-3)
     for t in (999, 500, 0):
@@ -141,10 +141,11 @@ def test_working_size_short_side_and_multiples() -> None:
 def test_exact_output_size(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
     engine = make_engine(tiny_sdxl, steps=1)
     for scale in (2.0, 4.0, 1.7):
-        out = engine.restore(small_image, scale).image
+        result = engine.restore(small_image, scale)
+        out = result.image
         assert out.shape == (round(12 * scale), round(10 * scale), 3)
         assert out.dtype == np.float32 and np.isfinite(out).all()
-        assert engine.color_reference().shape == out.shape
+        assert result.color_reference.shape == out.shape
 
 
 def test_seed_reproducibility(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
@@ -162,16 +163,18 @@ def test_tiled_matches_untiled(tiny_sdxl: tuple[Path, Path], astronaut: np.ndarr
     image = resize(astronaut.astype(np.float32) / 255.0, 20, 16)
     whole = make_engine(tiny_sdxl, tile=0, restore_tau=1.0, steps=1).restore(image, 2.0).image
     tiled_engine = make_engine(tiny_sdxl, tile=32, tile_overlap=8, restore_tau=1.0, steps=1)
-    tiled = tiled_engine.restore(image, 2.0).image
-    assert (tiled_engine._last["request"].unet_tile, tiled_engine._last["request"].tile_overlap) == (16, 4)
+    tiled_run = tiled_engine.sample(image, 2.0)
+    tiled = tiled_run.image
+    assert (tiled_run.request.unet_tile, tiled_run.request.tile_overlap) == (16, 4)
     assert np.abs(whole - tiled).mean() < 0.02
 
 
 def test_bfloat16_on_cpu_and_provenance(tiny_sdxl: tuple[Path, Path], small_image: np.ndarray) -> None:
     engine = make_engine(tiny_sdxl, dtype="bf16", strength=0.3, scheduler="dpm++-2m-karras")
-    out = engine.restore(small_image, 2.0).image
+    result = engine.restore(small_image, 2.0)
+    out = result.image
     assert np.isfinite(out).all()
-    info = engine.provenance()
+    info = result.provenance
     assert info["dtype"] == "bfloat16" and info["vae_dtype"] == "bfloat16"
     assert info["restore_tau"] == pytest.approx(from_strength(0.3)["restore_tau"])
     assert info["resolved_from"]["guidance"] == "strength 0.3"
@@ -252,7 +255,7 @@ def test_automatic_tiles_stay_at_sdxl_native_size_within_the_work_target(side: i
     beyond it; the old planner ran a 2048 px image whole on a 24 GB card), and with the native tile the UNet
     does at most 1.3x the no-overlap minimum (it was 1.266-1.36x with fitted 32-cell overlaps)."""
     from studio.diffusion.latent_tiling import unet_work
-    from studio.engines.supir.engine import NATIVE_TILE
+    from studio.engines.supir.knobs import NATIVE_TILE
 
     engine = SupirEngine(resolve({}))
     latent = side // 8

@@ -78,11 +78,12 @@ def test_tiny_official_checkpoint_loads_strictly_and_runs(
         resolve({"model": str(base), "adapter": str(checkpoint), "min_side": 0, "steps": 1, "seed": 2, "strength": 0.2})
     )
     image = resize(astronaut.astype(np.float32) / 255.0, 12, 10)
-    out = engine.restore(image, 2.0).image
+    result = engine.restore(image, 2.0)
+    out = result.image
     assert out.shape == (24, 20, 3) and np.isfinite(out).all()
-    recipe = engine._recipe
+    recipe = engine._load().recipe
     assert recipe.components.adaptor is not None and recipe.components.controlnets == []
-    assert recipe.stage1_image is not None and engine.provenance()["stage1"] == "lanczos"
+    assert recipe.stage1_image is not None and result.provenance["stage1"] == "lanczos"
 
 
 def test_wrong_key_or_shape_gives_one_line(tiny_official: tuple[Path, Path], tmp_path: Path) -> None:
