@@ -6,6 +6,17 @@ Exit codes: 0 ok, 1 some inputs failed, 2 usage or configuration error, 3 enviro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an engine or model can run on this machine now, and if not (or only slowly), why: the cheap
+    answer given before any loading, which an EngineUnavailable error later confirms."""
+
+    ok: bool
+    reason: str = ""
+
 
 class StudioError(Exception):
     """Base of every user-facing failure: the message is one line saying what, where, and what to do."""

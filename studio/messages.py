@@ -1,4 +1,4 @@
-"""Notices and warnings for the person at the terminal, on stderr, so stdout stays clean for JSON.
+"""Notices, warnings and progress for the person at the terminal, on stderr, so stdout stays clean for JSON.
 
 Library code calls `notice`/`warn`; the CLI may install a different sink (tests collect them).
 """
@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 
 Sink = Callable[[str, str], None]
+ProgressFn = Callable[[int, int], None]
+"""progress(done, total): called as work units (tiles, steps) finish."""
 
 
 def _stderr_sink(level: str, text: str) -> None:

@@ -1,24 +1,31 @@
 """What an `--adapter` holds, told from its key names alone, so that both adapter engines (stablesr, supir)
 send a single file to the right loader and refuse one they cannot use in one line, before any pixel.
 
-A folder or hub id is a diffusers ControlNet. A single file is told apart by its keys (each layout's own
-module knows its keys): a SUPIR checkpoint (adapters/supir.py), a ControlNet in diffusers' or the original
-layout (adapters/controlnet_files.py), or a StableSR checkpoint (adapters/stablesr_keys.py).
+A folder or hub id is a diffusers ControlNet. A single file is told apart by its keys: a research checkpoint
+of one engine (each engine tells its own files: `Engine.checkpoint_layout`, collected by the engine registry
+and handed in here, so the core knows no engine), or a ControlNet in diffusers' or the original layout
+(controlnet_files.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from studio.diffusion import loading
 from studio.diffusion.controlnet_files import controlnet_layout
-from studio.engines.stablesr.keys import layout_of
 from studio.errors import ModelLoadError, UsageError, WeightsMissing
 
-CHECKPOINTS = {"stablesr": "StableSR", "supir": "SUPIR"}
-"""The research checkpoints, each named after the one engine that takes it (ControlNets steer both)."""
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A research checkpoint kind: the one engine that takes it (ControlNets steer every adapter engine), its
+    name for messages, and the test that tells its files from their key names (the layout, or None)."""
+
+    engine: str
+    name: str
+    layout_of: Callable[[Collection[str]], str | None]
 
 
 @dataclass(frozen=True)
@@ -39,21 +46,17 @@ class AdapterSource:
         return {"source": self.ref, "where": self.where, "kind": self.kind, "layout": self.layout}
 
 
-def kind_of(keys: Collection[str]) -> tuple[str, str] | None:
+def kind_of(keys: Collection[str], checkpoints: Sequence[Checkpoint]) -> tuple[str, str] | None:
     """(kind, layout) of a weights file from its key names, or None when no known layout fits."""
-    from studio.engines.supir.networks import is_official_checkpoint
-
-    if is_official_checkpoint(keys):
-        return "supir", "official"
+    for checkpoint in checkpoints:
+        if layout := checkpoint.layout_of(keys):
+            return checkpoint.engine, layout
     if layout := controlnet_layout(keys):
         return "controlnet", layout
-    try:
-        return "stablesr", layout_of(keys)
-    except UsageError:
-        return None
+    return None
 
 
-def identify(ref: str, weights_name: str, engine: str) -> AdapterSource:
+def identify(ref: str, weights_name: str, engine: str, checkpoints: Sequence[Checkpoint]) -> AdapterSource:
     """What `ref` is, checked to be something `engine` takes. A file is read for its key names only;
     absent -> WeightsMissing, unreadable or of no known layout -> ModelLoadError, another engine's
     research checkpoint -> UsageError; each one line naming the file."""
@@ -66,17 +69,18 @@ def identify(ref: str, weights_name: str, engine: str) -> AdapterSource:
     if source.kind != "file":
         return AdapterSource(source.describe(), source.kind, "controlnet", "diffusers")
     keys = loading.weights_file_keys(source.ref, weights_name)
-    found = kind_of(keys)
+    found = kind_of(keys, checkpoints)
+    names = {checkpoint.engine: checkpoint.name for checkpoint in checkpoints}
     if found is None:
         sample = ", ".join(sorted(keys)[:2]) or "none"
         raise ModelLoadError(
             f"--adapter {source.ref}: neither a ControlNet (diffusers or original layout) nor a "
-            f"{CHECKPOINTS[engine]} checkpoint; its keys ({sample}, ...) fit no known layout"
+            f"{names[engine]} checkpoint; its keys ({sample}, ...) fit no known layout"
         )
     kind, layout = found
     if kind != "controlnet" and kind != engine:
         raise UsageError(
-            f"--adapter {source.ref}: a {CHECKPOINTS[kind]} checkpoint steers the {kind} engine, not {engine}; "
+            f"--adapter {source.ref}: a {names[kind]} checkpoint steers the {kind} engine, not {engine}; "
             f"use --engine {kind}"
         )
     return AdapterSource(source.ref, "file", kind, layout)

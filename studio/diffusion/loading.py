@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio import weights
 from studio.devices import has_gpu
-from studio.engines.base import Availability
-from studio.errors import ModelLoadError, WeightsMissing
+from studio.errors import Availability, ModelLoadError, WeightsMissing
 from studio.messages import notice
 
 if TYPE_CHECKING:

@@ -43,9 +43,8 @@ from studio.diffusion.samplers.schedulers import (
     SchedulerSampler,
     make_scheduler,
 )
-from studio.engines.base import ProgressFn
 from studio.errors import InputError, UsageError
-from studio.messages import warn
+from studio.messages import ProgressFn, warn
 
 if TYPE_CHECKING:
     import torch
@@ -158,6 +157,8 @@ class Recipe:
         multiple = self.size_multiple
         if image.shape[0] % multiple or image.shape[1] % multiple:
             raise InputError(f"image {image.shape[1]}x{image.shape[0]}: sides must be multiples of {multiple}")
+        if request.seed is None:  # the runner draws one for every run (plan.finalize_seed) and records it
+            raise UsageError("no seed: give --seed, or build the settings through studio.runner, which draws one")
         if request.steps < 1:
             raise UsageError(f"--steps {request.steps}: expected at least 1")
         if not callable(request.guidance) and request.guidance < 0:

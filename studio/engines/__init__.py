@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from studio.diffusion.identify import Checkpoint
 from studio.engines.base import Engine
 from studio.errors import UsageError
 from studio.settings import Settings
@@ -61,6 +62,12 @@ ENGINES: tuple[EngineEntry, ...] = (
         "supir", "SDXL restoration, SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)", _supir
     ),
 )
+
+
+def research_checkpoints() -> list[Checkpoint]:
+    """The engines that take a research checkpoint of their own, each with how its files are told apart."""
+    classes = [entry.load() for entry in ENGINES]
+    return [Checkpoint(cls.name, cls.checkpoint_name, cls.checkpoint_layout) for cls in classes if cls.checkpoint_name]
 
 
 def describe_engines() -> list[dict[str, object]]:

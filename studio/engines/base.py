@@ -12,16 +12,16 @@ returns everything it made in an `EngineResult`: engines keep no per-call state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from studio.errors import Availability
+from studio.messages import ProgressFn
 from studio.settings import Settings, names_in_group
 
-ProgressFn = Callable[[int, int], None]
-"""progress(done, total): called as work units (tiles, steps) finish."""
 Upscaler = Callable[[np.ndarray, float], np.ndarray]
 """upscale(image, scale) -> image at output_size(H, W, scale): another engine, lent by the runner."""
 
@@ -36,14 +36,6 @@ SUPIR_SETTINGS = names_in_group("supir")
 DIFFUSION_SETTINGS = SAMPLING_SETTINGS | ADAPTER_SETTINGS | STABLESR_SETTINGS | SUPIR_SETTINGS
 """Settings that steer only diffusion engines; an engine that does not read one ignores it (the runner says so,
 and provenance leaves it out). Each engine names the ones it reads in `used_settings`."""
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Whether an engine can run on this machine now, and if not (or only slowly), why."""
-
-    ok: bool
-    reason: str = ""
 
 
 AlphaUpscaler = Callable[[np.ndarray, float], np.ndarray]
@@ -110,6 +102,14 @@ class Engine(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    checkpoint_name: ClassVar[str | None] = None
+    """Name of the research checkpoint this engine takes as --adapter (StableSR, SUPIR); None: it takes none."""
+
+    @classmethod
+    def checkpoint_layout(cls, keys: Collection[str]) -> str | None:
+        """The layout of this engine's own research checkpoint, told from a file's key names; None: not one."""
+        return None
 
     @classmethod
     def used_settings(cls) -> frozenset[str]:

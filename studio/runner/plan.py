@@ -13,11 +13,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from studio import weights
 from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS
 from studio.errors import EnvironmentProblem, OutputError, UsageError, WeightsMissing
 from studio.io import InputSet, check_output_path, jpeg_quality_problem
 from studio.messages import notice, warn
+from studio.presets import get_preset
 from studio.runner.choice import choose_engine, fallback_for
 from studio.runner.jobs import Job, collect_jobs, default_report_path, sidecar_path
 from studio.runner.reports import check_report_path
@@ -109,7 +111,6 @@ def check_faces(plan: Plan) -> None:
     settings = plan.settings
     if settings.faces == "none":
         return
-    from studio import weights
     from studio.engines.faces.restorer import FaceRestorer, model_name
 
     availability = FaceRestorer.availability(settings)
@@ -133,7 +134,6 @@ def check_faces(plan: Plan) -> None:
 
 def _licence_notice(model: str | None) -> None:
     """One line when a model's licence forbids commercial use, so nobody runs it without knowing."""
-    from studio import weights
 
     spec = weights.find(model) if model else None
     if spec is not None and NON_COMMERCIAL in spec.license.lower():
@@ -177,8 +177,6 @@ def prepare_settings(
         resolve_device(settings.device)  # a missing GPU is an environment error before any work starts
     engine_name = choose_engine(settings)
     if settings.preset:
-        from studio.presets import get_preset
-
         preset = get_preset(settings.preset, preset_dirs or [])
         origin = f"preset:{preset.name}"
         settings = resolve(cli, config_file, preset.parameters_for(engine_name), origin)

@@ -23,6 +23,7 @@ from support.stablesr_tiny import tiny_keys, write_controlnet_base, write_offici
 
 from studio.diffusion.controlnet_files import load_controlnet_file
 from studio.diffusion.identify import kind_of
+from studio.engines import research_checkpoints
 from studio.engines.stablesr.engine import StableSREngine
 from studio.engines.supir.engine import SupirEngine
 from studio.errors import ModelLoadError, UsageError
@@ -37,6 +38,9 @@ RESNET = {
     "conv2": "out_layers.3",
     "conv_shortcut": "skip_connection",
 }
+
+CHECKPOINTS = research_checkpoints()
+"""The engines' research checkpoint kinds (stablesr, supir), as the engines hand them to identify."""
 
 
 def original_layout(state: dict, layers_per_block: int, prefix: str = "control_model.") -> dict:
@@ -115,20 +119,24 @@ def sd15(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_detection_by_key_names() -> None:
     diffusers_keys = ["controlnet_cond_embedding.conv_in.weight", "controlnet_down_blocks.0.weight", "conv_in.weight"]
     original_keys = ["input_hint_block.0.weight", "zero_convs.0.0.weight", "time_embed.0.weight"]
-    assert kind_of(diffusers_keys) == ("controlnet", "diffusers")
-    assert kind_of(original_keys) == ("controlnet", "original")
-    assert kind_of([f"control_model.{k}" for k in original_keys]) == ("controlnet", "original")
+    assert kind_of(diffusers_keys, CHECKPOINTS) == ("controlnet", "diffusers")
+    assert kind_of(original_keys, CHECKPOINTS) == ("controlnet", "original")
+    assert kind_of([f"control_model.{k}" for k in original_keys], CHECKPOINTS) == ("controlnet", "original")
     stablesr = list(tiny_keys())
-    assert kind_of([k for k in stablesr if k.startswith(("model.", "structcond_stage_model."))]) == ("stablesr", "full")
-    assert kind_of([k for k in stablesr if not k.startswith(("model.", "structcond_stage_model."))]) == (
+    assert kind_of(
+        [k for k in stablesr if k.startswith(("model.", "structcond_stage_model."))], research_checkpoints()
+    ) == ("stablesr", "full")
+    assert kind_of(
+        [k for k in stablesr if not k.startswith(("model.", "structcond_stage_model."))], research_checkpoints()
+    ) == (
         "stablesr",
         "cfw",
     )
     supir = json.loads((FIXTURES / "supir_tiny_keys.json").read_text())["keys"]
-    assert kind_of(list(supir)) == ("supir", "official")
+    assert kind_of(list(supir), CHECKPOINTS) == ("supir", "official")
     plain_sd = ["model.diffusion_model.input_blocks.0.0.weight", "first_stage_model.encoder.conv_in.weight"]
-    assert kind_of(plain_sd) is None and kind_of(plain_sd + original_keys[:1]) is None
-    assert kind_of([]) is None
+    assert kind_of(plain_sd, CHECKPOINTS) is None and kind_of(plain_sd + original_keys[:1], CHECKPOINTS) is None
+    assert kind_of([], CHECKPOINTS) is None
 
 
 SD15_UNET = {

@@ -24,6 +24,7 @@ Without --fidelity: cfw 0.5 when loaded (the reference's default), pull 0, denoi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
 from studio.diffusion.offload import Placement
 from studio.diffusion.recipe import Components
 from studio.diffusion.samplers.schedulers import check_scheduler_name, scheduler_label
+from studio.engines import research_checkpoints
 from studio.engines.base import (
     ADAPTER_SETTINGS,
     NO_CONTEXT,
@@ -50,6 +52,7 @@ from studio.engines.base import (
     ProgressFn,
     RestoreContext,
 )
+from studio.engines.stablesr.keys import layout_of
 from studio.engines.stablesr.recipe import CFWDecoder, StableSRRecipe, StableSRRequest
 from studio.engines.stage1 import describe_stage1, stage1_image
 from studio.errors import InputError, UsageError, WeightsMissing
@@ -113,7 +116,9 @@ def select(settings: Settings) -> Selection:
 
 def identify_adapters(selection: Selection) -> list[AdapterSource]:
     """Each adapter's kind and layout (a single file is read for its key names only)."""
-    return [identify(loading.registry_ref(name), name, "stablesr") for name in selection.adapters]
+    return [
+        identify(loading.registry_ref(name), name, "stablesr", research_checkpoints()) for name in selection.adapters
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +135,15 @@ class StableSREngine(Engine):
 
     name = "stablesr"
     summary = "StableSR (SD 2.1 + time-aware encoder, SPADE, CFW) or an SD tile-ControlNet; --fidelity steers"
+    checkpoint_name = "StableSR"
+
+    @classmethod
+    def checkpoint_layout(cls, keys: Collection[str]) -> str | None:
+        try:
+            return layout_of(keys)
+        except UsageError:
+            return None
+
     default_color_fix = "wavelet"
     owns_fidelity = True
     default_model = DEFAULT_MODEL

@@ -26,6 +26,7 @@ where it came from. The mapping, working size and tiles are in knobs.py.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from studio.diffusion.controlnet_files import load_controlnet
 from studio.diffusion.identify import AdapterSource, identify
 from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
 from studio.diffusion.offload import Placement
+from studio.engines import research_checkpoints
 from studio.engines.base import (
     ADAPTER_SETTINGS,
     NO_CONTEXT,
@@ -52,6 +54,7 @@ from studio.engines.base import (
 )
 from studio.engines.stage1 import describe_stage1, stage1_image
 from studio.engines.supir.caption import Captioner, fill_caption
+from studio.engines.supir.keys import is_official_checkpoint
 from studio.engines.supir.knobs import (
     MIN_INPUT_SIDE,
     PARAMS,
@@ -101,6 +104,11 @@ class SupirEngine(Engine):
     default_color_fix = "wavelet"
     default_model = "supir-tile"  # sdxl-base + controlnet-tile-sdxl, both commercially usable
     diffusion = True  # never picked by `auto`: SDXL is the heaviest engine, chosen on purpose
+    checkpoint_name = "SUPIR"
+
+    @classmethod
+    def checkpoint_layout(cls, keys: Collection[str]) -> str | None:
+        return "official" if is_official_checkpoint(keys) else None
 
     @classmethod
     def used_settings(cls) -> frozenset[str]:
@@ -340,7 +348,9 @@ def resolve_sources(settings: Settings) -> tuple[loading.ModelSource, AdapterSou
     names looked up), the adapter's kind told from its key names when it is a file: a missing file raises
     WeightsMissing, one of no usable kind a one-line ModelLoadError/UsageError."""
     base, adapter = pair_names(settings.model, settings.adapter)
-    return loading.resolve_source(loading.registry_ref(base)), identify(loading.registry_ref(adapter), adapter, "supir")
+    return loading.resolve_source(loading.registry_ref(base)), identify(
+        loading.registry_ref(adapter), adapter, "supir", research_checkpoints()
+    )
 
 
 def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:

@@ -13,23 +13,17 @@ the ldm layout with diffusers' own converter) and the decoder pass reuses the SD
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from studio.engines.supir.keys import PREFIXES
 from studio.errors import UsageError
 
 if TYPE_CHECKING:
     from studio.diffusion.conditioning import Conditioning
 
-PREFIXES = {
-    "adaptor": "model.control_model.",
-    "connectors": "model.diffusion_model.project_modules.",
-    "denoise_encoder": "first_stage_model.denoise_encoder.",
-}
-"""Where each part lives in the official checkpoint's state dict."""
 HIDDEN = 128  # ZeroSFT's shared hidden width
 
 
@@ -263,13 +257,6 @@ def controlled_forward(
 
 
 # ------------------------------------------------------------------------------------------ key map
-def is_official_checkpoint(state: Collection[str]) -> bool:
-    """A state dict (or its key names) holding SUPIR's adaptor and connectors."""
-    return any(k.startswith(PREFIXES["adaptor"]) for k in state) and any(
-        k.startswith(PREFIXES["connectors"]) for k in state
-    )
-
-
 def to_studio_keys(state: dict[str, Any], unet_config: Any, vae_config: Any) -> dict[str, Any]:
     """Official keys -> SupirAdapter keys. Keys outside the three parts (training state) are ignored;
     every key inside them must map one to one, or a UsageError names the first that does not."""

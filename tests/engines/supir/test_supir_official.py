@@ -12,6 +12,7 @@ import torch
 from support import FIXTURES
 
 from studio.engines.supir import networks as official
+from studio.engines.supir.keys import is_official_checkpoint
 from studio.errors import UsageError
 from studio.testing import tiny_sdxl as random_sdxl
 
@@ -73,7 +74,7 @@ def test_tiny_official_checkpoint_loads_strictly_and_runs(
     base, checkpoint = tiny_official
     from safetensors.torch import load_file
 
-    assert official.is_official_checkpoint(load_file(checkpoint))
+    assert is_official_checkpoint(load_file(checkpoint))
     engine = SupirEngine(
         resolve({"model": str(base), "adapter": str(checkpoint), "min_side": 0, "steps": 1, "seed": 2, "strength": 0.2})
     )
