@@ -100,11 +100,11 @@ class Engine(ABC):
     auto_needs_gpu: ClassVar[bool] = False
     """Auto picks this engine only when a GPU is present (it would take minutes per image on a CPU)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
     checkpoint_name: ClassVar[str | None] = None
     """Name of the research checkpoint this engine takes as --adapter (StableSR, SUPIR); None: it takes none."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @classmethod
     def checkpoint_layout(cls, keys: Collection[str]) -> str | None:

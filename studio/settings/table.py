@@ -38,7 +38,8 @@ class Settings:
 
     engine: str = setting(  # checked against the engine registry by the runner
         "auto",
-        "auto, classical, fast, sd-x4, stablesr (auto: a diffusion engine with a GPU and its weights, else fast).",
+        "auto, classical, fast, sd-x4, stablesr, supir (auto: a diffusion engine with a GPU and its weights, "
+        "else fast; never supir).",
         short=("-e",),
     )
     model: str | None = setting(
