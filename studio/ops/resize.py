@@ -35,3 +35,12 @@ def resize(image: np.ndarray, height: int, width: int, method: str = "lanczos", 
     if clip:
         np.clip(out, 0.0, 1.0, out=out)
     return out[..., 0] if image.ndim == 2 else out
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """`image` mirrored at its bottom and right edges up to sides divisible by `multiple` (a model's size
+    step), or `image` itself when they already are; crop the result back to the original size."""
+    pad_h, pad_w = -image.shape[0] % multiple, -image.shape[1] % multiple
+    if not (pad_h or pad_w):
+        return image
+    return np.pad(image, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (image.ndim - 2), mode="symmetric")

@@ -10,6 +10,7 @@ import torch
 
 from studio.devices import run_shrinking
 from studio.errors import OutOfMemory
+from studio.ops.resize import pad_to_multiple
 from studio.ops.tiling import (
     Window,
     blend_weights,
@@ -192,3 +193,13 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(ValueError, match="a bug"):
         retry_smaller_tiles(broken, 0)
     assert calls == [0]
+
+
+def test_pad_to_multiple_mirrors_bottom_right_and_keeps_an_aligned_image() -> None:
+    image = np.arange(5 * 6 * 3, dtype=np.float32).reshape(5, 6, 3)
+    padded = pad_to_multiple(image, 4)
+    assert padded.shape == (8, 8, 3)
+    assert np.array_equal(padded[:5, :6], image)
+    assert np.array_equal(padded[5], image[4]) and np.array_equal(padded[:5, 6], image[:, 5])  # mirrored edge
+    aligned = image[:4, :4]
+    assert pad_to_multiple(aligned, 4) is aligned

@@ -30,7 +30,7 @@ from studio.engines.base import NO_CONTEXT, Availability, Engine, EngineResult, 
 from studio.engines.sd_x4.pipeline import UpscaleComponents, UpscalePipeline, UpscaleRequest
 from studio.errors import InputError
 from studio.messages import notice
-from studio.ops.resize import resize
+from studio.ops.resize import pad_to_multiple, resize
 from studio.settings import Settings, layer_rank
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-x4-upscaler"
@@ -149,7 +149,7 @@ class SDx4Engine(Engine):
         loaded = self._load()
         pipeline = loaded.pipeline
         multiple = pipeline.components.size_multiple
-        padded = np.pad(image, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="symmetric")
+        padded = pad_to_multiple(image, multiple)
         noise_level, noise_from = self.noise_level()
         dtype_bytes = pipeline.dtype.itemsize
         unet_tile, overlap, vae_tile = self.tiles(*padded.shape[:2], dtype_bytes, free_memory_bytes(pipeline.device))

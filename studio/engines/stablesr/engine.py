@@ -56,6 +56,7 @@ from studio.engines.stablesr.keys import layout_of
 from studio.engines.stablesr.recipe import CFWDecoder, StableSRRecipe, StableSRRequest
 from studio.engines.stage1 import describe_stage1, stage1_image
 from studio.errors import InputError, UsageError, WeightsMissing
+from studio.ops.resize import pad_to_multiple
 from studio.settings import Settings, layer_rank
 
 DEFAULT_MODEL = "stablesr-512"
@@ -234,8 +235,7 @@ class StableSREngine(Engine):
         stage1, stage1_mode = self.stage1(image, scale, context)
         out_h, out_w = stage1.shape[:2]
         multiple = recipe.size_multiple
-        pad_h, pad_w = -out_h % multiple, -out_w % multiple
-        padded = np.pad(stage1, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric") if pad_h or pad_w else stage1
+        padded = pad_to_multiple(stage1, multiple)
         del stage1  # the padded copy (or the image itself) is all the recipe reads
         knobs = fidelity_knobs(self.settings, recipe.cfw is not None)
         latent = (padded.shape[0] // multiple, padded.shape[1] // multiple)
