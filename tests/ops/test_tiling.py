@@ -200,6 +200,6 @@ def test_pad_to_multiple_mirrors_bottom_right_and_keeps_an_aligned_image() -> No
     padded = pad_to_multiple(image, 4)
     assert padded.shape == (8, 8, 3)
     assert np.array_equal(padded[:5, :6], image)
-    assert np.array_equal(padded[5], image[4]) and np.array_equal(padded[:5, 6], image[:, 5])  # mirrored edge
+    assert np.array_equal(padded[5, :6], image[4]) and np.array_equal(padded[:5, 6], image[:, 5])  # mirrored edge
     aligned = image[:4, :4]
     assert pad_to_multiple(aligned, 4) is aligned
