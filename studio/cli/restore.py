@@ -114,9 +114,7 @@ _AFTER = {
 }
 """Run options shown right after a setting's option."""
 _LAST = [
-    _option(
-        "skip_existing", bool, "--skip-existing", help="Keep outputs that exist (resume a batch).", panel=PANEL_OUTPUT
-    ),
+    _option("skip_existing", bool, "--skip-existing", help=_SKIP_HELP, panel=PANEL_OUTPUT),
     _option("overwrite", bool, "--overwrite", help="Replace existing outputs (never inputs).", panel=PANEL_OUTPUT),
     _option("report", Optional[Path], "--report", help=_REPORT_HELP, panel=PANEL_OUTPUT),
     _option("config", Optional[Path], "--config", help="Settings file (TOML, a \\[restore] table)."),
