@@ -18,7 +18,7 @@ ANIME_MODEL = "realesrgan-x4plus-anime-6b"
 
 @dataclass(frozen=True)
 class ContentStats:
-    """Measurements behind `choose_model`, kept so the report can say why."""
+    """Measurements behind `choose`, kept so the report can say why."""
 
     colour_ratio: float  # distinct 15-bit colours per pixel
     edge_ratio: float  # Canny edge pixels per pixel
@@ -58,12 +58,6 @@ def classify(stats: ContentStats) -> str:
     if stats.flat_ratio > 0.45 and stats.colour_ratio < 0.25:
         return "anime"
     return "photo"
-
-
-def choose_model(image: np.ndarray) -> tuple[str, str]:
-    """Pick the registry model for an image by its content; returns (name, one-line reason)."""
-    name, reason, _ = choose(image)
-    return name, reason
 
 
 def choose(image: np.ndarray) -> tuple[str, str, str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from studio import messages, weights
-from studio.engines.fast.content import ANIME_MODEL, PHOTO_MODEL, choose_model, classify, content_stats
+from studio.engines.fast.content import ANIME_MODEL, PHOTO_MODEL, choose, classify, content_stats
 from studio.engines.fast.engine import FastEngine
 from studio.errors import InputError, UsageError
 from studio.settings import Settings
@@ -71,8 +71,8 @@ def notes() -> list[tuple[str, str]]:
 
 
 def test_photo_anime_and_document_are_told_apart(astronaut: np.ndarray) -> None:
-    assert choose_model(_float(astronaut))[0] == PHOTO_MODEL
-    name, reason = choose_model(cartoon())
+    assert choose(_float(astronaut))[0] == PHOTO_MODEL
+    name, reason, _ = choose(cartoon())
     assert name == ANIME_MODEL and "anime" in reason
     assert classify(content_stats(document())) == "document"
     photo, anime = content_stats(_float(astronaut)), content_stats(cartoon())
