@@ -1,11 +1,13 @@
-"""Encoders: a `Picture` and its provenance into PNG, JPEG, WebP or TIFF bytes, 8 or 16 bits.
+"""Encoders: a `Picture` and its provenance into PNG, JPEG, WebP, TIFF, AVIF or JPEG XL bytes, 8 or 16 bits.
 
-Pillow writes 8-bit files. It cannot hold 16-bit colour, so OpenCV encodes 16-bit PNG pixels (the
-metadata chunks are spliced in by hand) and tifffile writes 16-bit TIFF.
+Pillow writes 8-bit files (AVIF through its bundled libavif). It cannot hold 16-bit colour, so OpenCV
+encodes 16-bit PNG pixels (the metadata chunks are spliced in by hand), tifffile writes 16-bit TIFF, and
+libjxl (through imagecodecs, see `studio.io.jxl`) writes JPEG XL at either depth.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -15,6 +17,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from studio.errors import OutputError
+from studio.io import jxl
 from studio.io.metadata import COMMENT_PREFIX, PROVENANCE_KEY, exif_resolution, exif_with_provenance
 from studio.io.picture import Picture
 from studio.messages import warn
@@ -22,12 +25,15 @@ from studio.messages import warn
 
 def encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str, shown: str) -> None:
     """Encode into `target` (a temporary file); warnings name `shown`, the output's real name."""
-    sixteen = picture.bit_depth == 16 and fmt in ("png", "tiff")
+    sixteen = picture.bit_depth == 16 and fmt in ("png", "tiff", "jxl")
     if picture.bit_depth == 16 and not sixteen:
-        warn(f"{shown}: {fmt.upper()} holds 8 bits per channel; the 16-bit depth of the input is reduced")
+        held = "studio writes 8-bit AVIF" if fmt == "avif" else f"{fmt.upper()} holds 8 bits per channel"
+        warn(f"{shown}: {held}; the 16-bit depth of the input is reduced (PNG, TIFF and JPEG XL keep it)")
     if picture.alpha is not None and fmt == "jpg":
         warn(f"{shown}: JPEG has no alpha channel; transparency is flattened onto white")
-    if sixteen and fmt == "png":
+    if fmt == "jxl":
+        _write_jxl(target, picture, quality, provenance_json, shown)
+    elif sixteen and fmt == "png":
         _write_png16(target, picture, provenance_json)
     elif sixteen:
         _write_tiff16(target, picture, provenance_json, shown)
@@ -55,7 +61,7 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
     options: dict[str, Any] = {}
     if picture.icc_profile:
         options["icc_profile"] = picture.icc_profile
-    if picture.dpi and fmt != "webp":  # Pillow writes JFIF density, PNG pHYs, TIFF resolution in inches
+    if picture.dpi and fmt not in ("webp", "avif"):  # Pillow writes JFIF density, PNG pHYs, TIFF resolution in inches
         options["dpi"] = picture.dpi
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
@@ -76,11 +82,14 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
         image.save(target, format="JPEG", quality=quality, subsampling=0, comment=comment, **options)
         return
     resolution = exif_resolution(picture.dpi)
-    options["exif"] = exif_with_provenance(picture.exif, provenance_json, resolution if fmt == "webp" else None)
+    in_exif = fmt in ("webp", "avif")  # these keep their print resolution only in EXIF
+    options["exif"] = exif_with_provenance(picture.exif, provenance_json, resolution if in_exif else None)
+    if in_exif and picture.xmp:
+        options["xmp"] = picture.xmp
     if fmt == "webp":
-        if picture.xmp:
-            options["xmp"] = picture.xmp
         image.save(target, format="WEBP", lossless=True, quality=100, method=4, **options)
+    elif fmt == "avif":  # 4:4:4: no halved colour resolution on restored detail
+        image.save(target, format="AVIF", quality=quality, subsampling="4:4:4", **options)
     else:
         # uncompressed: libtiff's compressors cannot write the EXIF sub-IFD that carries provenance
         if picture.xmp:  # TIFF keeps XMP in IFD0 tag 700, which Pillow writes from the EXIF it is given
@@ -144,3 +153,29 @@ def _write_tiff16(target: Path, picture: Picture, provenance_json: str, shown: s
     )
     if picture.exif:
         warn(f"{shown}: EXIF is not carried into 16-bit TIFF; ICC and XMP are")
+
+
+def _write_jxl(target: Path, picture: Picture, quality: int, provenance_json: str, shown: str) -> None:
+    """libjxl's codestream in a container with EXIF (provenance, print resolution) and XMP boxes."""
+    if picture.icc_profile and not _is_srgb(picture.icc_profile):
+        raise OutputError(
+            f"{shown}: JPEG XL output cannot carry this image's colour profile ({_profile_name(picture.icc_profile)}) "
+            "and its colours would shift; use --format png, tiff, webp or avif"
+        )
+    data = _planes(picture, 65535 if picture.bit_depth == 16 else 255)
+    exif = exif_with_provenance(picture.exif, provenance_json, exif_resolution(picture.dpi))
+    target.write_bytes(jxl.with_metadata(jxl.encode(data, quality), exif, picture.xmp))
+
+
+def _profile_name(icc: bytes) -> str:
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
+    except (OSError, ImageCms.PyCMSError):
+        return "unreadable"
+
+
+def _is_srgb(icc: bytes) -> bool:
+    """An sRGB profile (what a JPEG XL codestream without ICC states), by its description."""
+    return "srgb" in _profile_name(icc).lower().replace(" ", "")

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif")
-FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
-WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".jxl")
+FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "avif": ".avif", "jxl": ".jxl"}
+WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".avif", ".jxl")
+LOSSY_FORMATS = {"jpg": "JPEG", "avif": "AVIF", "jxl": "JPEG XL"}
+"""Formats written at --quality (below 95 only with --force-jpeg), by the name people know them by."""
+
+
+def is_lossy(fmt: str, quality: int) -> bool:
+    """Whether the output loses restored detail: JPEG and AVIF always (AVIF at 100 is 4:4:4 but still
+    off by up to 2/255), JPEG XL below quality 100 (at 100 libjxl is mathematically lossless)."""
+    return fmt in ("jpg", "avif") or (fmt == "jxl" and quality < 100)
 
 
 def is_supported(path: Path) -> bool:

@@ -34,13 +34,17 @@ _TIFF_LAYOUT_TAGS = (
 
 def stated_dpi(image: Image.Image) -> tuple[float, float] | None:
     """Pixels per inch as the file states them (JFIF density, PNG pHYs, TIFF resolution), or None."""
-    dpi = image.info.get("dpi")
-    if not dpi:
-        exif = image.getexif()
-        x, y, unit = exif.get(X_RESOLUTION), exif.get(Y_RESOLUTION), exif.get(RESOLUTION_UNIT, 2)
-        per_inch = {2: 1.0, 3: 2.54}.get(int(unit or 2))
-        dpi = (float(x), float(y)) if x and y and per_inch else None
-        dpi = None if dpi is None else (dpi[0] * per_inch, dpi[1] * per_inch)
+    return _plausible(image.info.get("dpi") or exif_dpi(image.getexif()))
+
+
+def exif_dpi(exif: Image.Exif) -> tuple[float, float] | None:
+    """Pixels per inch from EXIF's resolution tags (WebP, AVIF and JPEG XL keep it only there), or None."""
+    x, y, unit = exif.get(X_RESOLUTION), exif.get(Y_RESOLUTION), exif.get(RESOLUTION_UNIT, 2)
+    per_inch = {2: 1.0, 3: 2.54}.get(int(unit or 2))
+    return _plausible((float(x) * per_inch, float(y) * per_inch) if x and y and per_inch else None)
+
+
+def _plausible(dpi: tuple[float, float] | None) -> tuple[float, float] | None:
     if not dpi or min(float(dpi[0]), float(dpi[1])) <= 1.0:  # 1/1 "no unit" and 0 mean: not stated
         return None
     return round(float(dpi[0]), 1), round(float(dpi[1]), 1)  # PNG stores per metre: 600 dpi reads 599.999
@@ -49,11 +53,12 @@ def stated_dpi(image: Image.Image) -> tuple[float, float] | None:
 def upright_xmp(image: Image.Image) -> bytes | None:
     """The file's XMP packet; the pixels are turned upright, so it stops asking readers to rotate them."""
     xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
-    if isinstance(xmp, str):
-        xmp = xmp.encode("utf-8")
-    if xmp:
-        xmp = re.sub(rb'tiff:Orientation(="|>)\d', rb"tiff:Orientation\g<1>1", xmp)
-    return xmp
+    return upright_xmp_packet(xmp.encode("utf-8") if isinstance(xmp, str) else xmp)
+
+
+def upright_xmp_packet(xmp: bytes | None) -> bytes | None:
+    """An XMP packet that no longer asks readers to rotate the (already upright) pixels."""
+    return re.sub(rb'tiff:Orientation(="|>)\d', rb"tiff:Orientation\g<1>1", xmp) if xmp else None
 
 
 def exif_without_orientation(exif: Image.Exif, source_format: str | None) -> bytes | None:
@@ -78,15 +83,26 @@ def provenance_from(image: Image.Image, exif: Image.Exif) -> dict[str, Any] | No
     comment = image.info.get("comment")
     if text is None and isinstance(comment, bytes) and comment.startswith(COMMENT_PREFIX):
         text = comment[len(COMMENT_PREFIX) :].decode("utf-8", errors="replace")
-    if text is None:
-        comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
-        if isinstance(comment, bytes) and comment.startswith(USER_COMMENT_PREFIX):
-            text = comment[len(USER_COMMENT_PREFIX) :].decode("utf-16-le", errors="replace")
-    if text is None and image.format == "TIFF":
+    if text is None and image.format == "TIFF" and not _exif_comment(exif):
         description = image.tag_v2.get(270) if hasattr(image, "tag_v2") else None
         text = description if isinstance(description, str) else None
-    if text is None:
-        return None
+    return _studio_json(text) if text is not None else provenance_in_exif(exif)
+
+
+def provenance_in_exif(exif: Image.Exif) -> dict[str, Any] | None:
+    """The provenance in EXIF's UserComment (WebP, AVIF, JPEG XL, 8-bit TIFF), or None."""
+    text = _exif_comment(exif)
+    return _studio_json(text) if text is not None else None
+
+
+def _exif_comment(exif: Image.Exif) -> str | None:
+    comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
+    if isinstance(comment, bytes) and comment.startswith(USER_COMMENT_PREFIX):
+        return comment[len(USER_COMMENT_PREFIX) :].decode("utf-16-le", errors="replace")
+    return None
+
+
+def _studio_json(text: str) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

@@ -1,7 +1,8 @@
 """Open, validate and decode one input into a `Picture`; every failure is one line naming the file.
 
 Pillow does the work, except for 16-bit colour, which Pillow silently reduces to 8 bits: OpenCV
-reads that. Any colour mode becomes float32 RGB in [0, 1] with the orientation applied.
+reads that; and JPEG XL, which Pillow cannot read: libjxl does (`studio.io.jxl`). Any colour mode
+becomes float32 RGB in [0, 1] with the orientation applied.
 """
 
 from __future__ import annotations
@@ -17,9 +18,19 @@ import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from studio.errors import InputError, PixelBudgetExceeded
+from studio.io import jxl
 from studio.io.formats import SUPPORTED_EXTENSIONS, is_supported
 from studio.io.jpeg_quality import jpeg_quality
-from studio.io.metadata import ORIENTATION, exif_without_orientation, provenance_from, stated_dpi, upright_xmp
+from studio.io.metadata import (
+    ORIENTATION,
+    exif_dpi,
+    exif_without_orientation,
+    provenance_from,
+    provenance_in_exif,
+    stated_dpi,
+    upright_xmp,
+    upright_xmp_packet,
+)
 from studio.io.picture import Picture
 
 MIN_SIDE = 16
@@ -29,6 +40,8 @@ LARGE_SIDE_WARNING = 10_000
 def read_image(path: Path, max_pixels: int) -> Picture:
     """Open and validate one input. Every failure is an InputError with one line naming the file."""
     _check_file(path)
+    if path.suffix.lower() == ".jxl":
+        return _read_jxl(path, max_pixels)
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
@@ -55,6 +68,8 @@ def read_image(path: Path, max_pixels: int) -> Picture:
 def read_provenance(path: Path) -> dict[str, Any] | None:
     """The studio metadata an output carries (for `studio info`), or None."""
     _check_file(path)
+    if path.suffix.lower() == ".jxl":
+        return _read_jxl(path, max_pixels=2**62, pixels=False).provenance
     try:
         with Image.open(path) as image:
             return provenance_from(image, image.getexif())
@@ -128,6 +143,50 @@ def _decode(path: Path, image: Image.Image, max_pixels: int) -> Picture:
         notes=notes,
         jpeg_quality=jpeg_quality(image.quantization) if getattr(image, "quantization", None) else None,
         dpi=dpi,
+    )
+
+
+def _read_jxl(path: Path, max_pixels: int, pixels: bool = True) -> Picture:
+    """A JPEG XL file: size checked from its header before libjxl decodes; EXIF and XMP from its boxes."""
+    data = path.read_bytes()
+    if not jxl.is_jxl(data[:16]):
+        raise InputError(f"{path}: not a JPEG XL file, though named .jxl")
+    try:
+        codestream, exif_bytes, xmp = jxl.split(data)
+        width, height = jxl.image_size(codestream)
+    except (ValueError, KeyError, struct.error) as exc:
+        raise InputError(f"{path}: truncated or corrupt image ({_short(exc)})") from None
+    if width * height > max_pixels:
+        raise PixelBudgetExceeded(
+            f"{path}: larger than the pixel budget of {max_pixels:,} pixels; "
+            "raise it with --max-pixels if you trust the file"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"{path}: {width}x{height} is too small; studio needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    exif = Image.Exif()
+    if exif_bytes:
+        exif.load(exif_bytes)
+    provenance = provenance_in_exif(exif)  # before the EXIF to write back drops it
+    planes = np.zeros((1, 1, 3), np.uint8)
+    if pixels:
+        try:
+            planes = jxl.decode(data)
+        except RuntimeError as exc:
+            raise InputError(f"{path}: truncated or corrupt image ({_short(exc)})") from None
+    peak = 65535.0 if planes.dtype == np.uint16 else 255.0
+    planes = (planes.astype(np.float32) / peak).reshape(planes.shape[0], planes.shape[1], -1)
+    colour = planes[..., :1].repeat(3, axis=2) if planes.shape[2] in (1, 2) else planes[..., :3]
+    alpha = planes[..., -1] if planes.shape[2] in (2, 4) and float(planes[..., -1].min()) < 1.0 else None
+    return Picture(
+        rgb=np.ascontiguousarray(colour),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        bit_depth=16 if peak > 255 else 8,
+        grayscale=planes.shape[2] in (1, 2),
+        exif=exif_without_orientation(exif, "JXL"),
+        xmp=upright_xmp_packet(xmp),
+        source_format="jxl",
+        provenance=provenance,
+        dpi=exif_dpi(exif),
     )
 
 

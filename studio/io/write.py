@@ -20,6 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from studio.errors import OutputError
 from studio.io.encode import encode
+from studio.io.formats import LOSSY_FORMATS, is_lossy
 from studio.io.paths import make_folder
 from studio.io.picture import Picture
 from studio.messages import warn
@@ -57,10 +58,10 @@ def atomic(path: Path) -> Iterator[Path]:
 
 
 def jpeg_quality_problem(fmt: str, quality: int, force_jpeg: bool) -> str | None:
-    """Why a JPEG quality is refused (it would lose the restored detail), or None when it is fine."""
-    if fmt == "jpg" and quality < 95 and not force_jpeg:
+    """Why a lossy quality is refused (it would lose the restored detail), or None when it is fine."""
+    if fmt in LOSSY_FORMATS and quality < 95 and not force_jpeg:
         return (
-            f"JPEG quality {quality} would throw away the restored detail; use --quality 95 or more, "
+            f"{LOSSY_FORMATS[fmt]} quality {quality} would throw away the restored detail; use --quality 95 or more, "
             "PNG/WebP/TIFF, or --force-jpeg"
         )
     return None
@@ -77,8 +78,11 @@ def write_image(
     """Write atomically: a temp file in the target folder, then rename. No partial file survives."""
     if problem := jpeg_quality_problem(fmt, quality, force_jpeg):
         raise OutputError(f"{path}: {problem}")
-    if fmt == "jpg":
-        warn(f"{path.name}: JPEG re-compresses the result; PNG, lossless WebP or TIFF keep every restored detail")
+    if is_lossy(fmt, quality):
+        warn(
+            f"{path.name}: {LOSSY_FORMATS[fmt]} re-compresses the result; PNG, lossless WebP, TIFF or "
+            "JPEG XL at --quality 100 keep every restored detail"
+        )
     with atomic(path) as temp:
         encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str), path.name)
 

@@ -193,12 +193,12 @@ class Settings:
     )
     format: str = _output(
         "png",
-        "png, jpg, webp, tiff.",
-        choices=("png", "jpg", "webp", "tiff"),
+        "png, jpg, webp (lossless), tiff, avif, jxl (JPEG XL; lossless at --quality 100).",
+        choices=("png", "jpg", "webp", "tiff", "avif", "jxl"),
         shown_default="png, or -o's extension",
         short=("-f",),
     )
-    quality: int = _output(95, "JPEG quality (95+ unless --force-jpeg).", low=1, high=100)
+    quality: int = _output(95, "JPEG, AVIF and JPEG XL quality (95+ unless --force-jpeg).", low=1, high=100)
     dpi: float | None = _output(
         None,
         "Print resolution of the output.",
@@ -224,7 +224,7 @@ class Settings:
     max_pixels: int = setting(
         DEFAULT_MAX_PIXELS, "Refuse inputs above this many pixels.", low=256, expect="at least 256"
     )
-    force_jpeg: bool = _output(False, "Allow JPEG quality below 95.")
+    force_jpeg: bool = _output(False, "Allow JPEG, AVIF and JPEG XL quality below 95.")
     sidecar: bool = _output(False, "Also write OUTPUT.json with the provenance.", reproduce=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # where each value came from
 
