@@ -83,10 +83,10 @@ def test_the_data_dir_and_every_file_in_it_are_private(tmp_path: Path, astronaut
         job = wait(app, post(app, png(astronaut)).json()["id"])
         assert job["status"] == "done"
     paths = [data_dir, *data_dir.rglob("*")]
-    assert len([p for p in paths if p.is_file()]) >= 4  # database, input, result, job.json
     for path in paths:
         wanted = 0o700 if path.is_dir() else 0o600
         assert stat.S_IMODE(path.stat().st_mode) == wanted, path
+    assert len([p for p in paths if p.is_file()]) >= 4  # database, input, result, job.json
 
 
 def test_requests_from_other_sites_and_through_rebound_names_are_refused(tmp_path: Path, astronaut) -> None:

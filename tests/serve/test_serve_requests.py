@@ -136,7 +136,8 @@ def test_every_check_the_cli_makes_before_the_first_pixel_answers_before_queuein
     tmp_path: Path, astronaut, photo, settings, flags
 ) -> None:
     """Same verdict, same words as `studio restore --dry-run` (exit 2 there, 422 here), nothing queued.
-    failed before: {"format": "jpg", "quality": 10} got 202 and failed later; the CLI refused it with exit 2."""
+    failed before: {"format": "jpg", "quality": 10} got 202 and failed later; the CLI refused it with exit 2
+    (the other two cases passed before: they guard checks that already held)."""
     settings = {"variables": settings["var"]} if "var" in settings else settings
     cli = CliRunner().invoke(cli_app, ["restore", str(photo), *flags, "--dry-run"])
     assert cli.exit_code == 2
