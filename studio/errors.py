@@ -6,7 +6,17 @@ Exit codes: 0 ok, 1 some inputs failed, 2 usage or configuration error, 3 enviro
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
+
+_OS_PROBLEMS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EIO: "disk I/O error",
+}
 
 
 @dataclass(frozen=True)
@@ -80,3 +90,8 @@ class OutOfMemory(EngineUnavailable):
 class ModelLoadError(UsageError):
     """Weights are present but cannot be loaded (corrupt file, wrong architecture, bad config): not a
     reason to fall back silently; the message names the source and the cause is chained."""
+
+
+def os_problem(exc: OSError) -> str | None:
+    """What an OSError says about the machine in words ("disk full"), or None when it is no such problem."""
+    return _OS_PROBLEMS.get(exc.errno) if exc.errno is not None else None

@@ -3,19 +3,34 @@
 A native call (one ncnn tile: seconds to minutes on a busy CPU) holds the main thread until it
 returns, and Python raises KeyboardInterrupt only after it. Such a call that releases the GIL runs
 here in a daemon worker while the main thread waits in short steps, so Ctrl-C is raised within
-~0.1 s; the abandoned worker ends with the process (see `abandoned`).
+~0.1 s; the abandoned worker ends with the process (see `abandoned`). A server's worker thread, which
+gets no Ctrl-C, registers a check instead (`interrupt_check`): a cancelled job stops as promptly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _running: set[int] = set()  # ids of workers whose call has not returned yet
 _lock = threading.Lock()
+_checks = threading.local()  # this thread's interrupt check, if any
+
+
+@contextlib.contextmanager
+def interrupt_check(check: Callable[[], None]) -> Iterator[None]:
+    """While inside, a native call on this thread runs `check` at every short wait; what it raises (a
+    cancelled job) abandons the call at once, as Ctrl-C does. The abandoned call ends its tile unseen."""
+    previous = getattr(_checks, "check", None)
+    _checks.check = check
+    try:
+        yield
+    finally:
+        _checks.check = previous
 
 
 def run_interruptible(call: Callable[..., T], *args: Any) -> T:
@@ -37,8 +52,10 @@ def run_interruptible(call: Callable[..., T], *args: Any) -> T:
     with _lock:
         worker.start()
         _running.add(worker.ident or 0)
-    while not finished.wait(0.1):  # short waits: KeyboardInterrupt is raised between them
-        pass
+    check = getattr(_checks, "check", None)
+    while not finished.wait(0.1):  # short waits: KeyboardInterrupt (or the check's error) is raised between them
+        if check is not None:
+            check()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

@@ -92,7 +92,7 @@ def _register() -> None:
     app.command("engines")(engines.engines)
     app.command("evaluate", help=evaluate.HELP, no_args_is_help=True)(evaluate.evaluate)
     app.command("info", no_args_is_help=True)(info.info)
-    app.command("serve", help=serve.HELP)(serve.serve)
+    app.add_typer(serve.app, name="serve", help=serve.HELP)
     app.add_typer(weights.app, name="weights", help="List, download, verify and import model weights.")
     app.add_typer(presets.app, name="presets", help="Prompt presets: list them, show one rendered.")
 

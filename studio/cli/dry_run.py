@@ -41,12 +41,13 @@ def print_plan(plan: Any, skip_existing: bool) -> int:
 
 def _job_plan(job: Any, engine: Any, settings: Any) -> dict[str, Any]:
     """One input's plan (sizes, tiles, estimates from the engine), or the error the real run would report."""
-    from studio.io import read_image
+    from studio.io import check_output_budget, read_image
 
     try:
         if job.error:
             raise StudioError(job.error)
         picture = read_image(job.source, settings.max_pixels)
+        check_output_budget(job.source, picture.size, settings.scale, settings.max_output_pixels)
         height, width = picture.rgb.shape[:2]
         step = {
             "input": str(job.source),

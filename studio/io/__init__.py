@@ -19,7 +19,7 @@ from studio.io.jpeg_quality import jpeg_quality
 from studio.io.metadata import stated_dpi
 from studio.io.paths import InputSet, check_output_path
 from studio.io.picture import Picture, print_size, with_pixels
-from studio.io.read import MIN_SIDE, read_image, read_provenance
+from studio.io.read import MIN_SIDE, check_output_budget, read_image, read_provenance
 from studio.io.write import atomic, jpeg_quality_problem, write_image, write_png_text, write_text_atomic
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Picture",
     "atomic",
     "bleed_colors",
+    "check_output_budget",
     "check_output_path",
     "image_files",
     "jpeg_quality",

@@ -65,6 +65,18 @@ def read_image(path: Path, max_pixels: int) -> Picture:
         raise InputError(f"{path}: truncated or corrupt image ({_short(exc)})") from None
 
 
+def check_output_budget(path: Path, size: tuple[int, int], scale: float, max_output_pixels: int) -> None:
+    """The output (input x scale) within its pixel budget, checked before any work: one line otherwise."""
+    width, height = size
+    out_width, out_height = max(1, round(width * scale)), max(1, round(height * scale))
+    if out_width * out_height > max_output_pixels:
+        raise PixelBudgetExceeded(
+            f"{path}: {width}x{height} at scale {scale:g} makes a {out_width}x{out_height} output "
+            f"({out_width * out_height:,} pixels), over the output budget of {max_output_pixels:,} pixels; "
+            "lower --scale (or raise --max-output-pixels)"
+        )
+
+
 def read_provenance(path: Path) -> dict[str, Any] | None:
     """The studio metadata an output carries (for `studio info`), or None."""
     _check_file(path)

@@ -228,6 +228,8 @@ def tiled_apply(
     if tile > 0:
         overlap = min(overlap, tile // 2)
     grid = tile_grid(height, width, tile, overlap)
+    if progress:
+        progress(0, len(grid))  # tiles are the steps: a caller sees how many before the first one ends
     if len(grid) == 1:
         out = fn(image)
         if progress:

@@ -10,7 +10,7 @@ concern: `jobs` (inputs and output paths), `plan` (everything resolved and check
 from studio.runner.batch import process_job, reproduce_command, run_batch
 from studio.runner.choice import EngineCache, choose_engine, fallback_for
 from studio.runner.jobs import Job, collect_jobs, default_report_path, folder_output_root, sidecar_path
-from studio.runner.plan import Plan, finalize_seed, plan_run, prepare_settings
+from studio.runner.plan import Plan, check_settings, finalize_seed, plan_run, prepare_settings
 from studio.runner.recipe import Restored, restore_picture
 from studio.runner.reports import BatchReport, JobResult, check_report_path, write_report
 
@@ -22,6 +22,7 @@ __all__ = [
     "Plan",
     "Restored",
     "check_report_path",
+    "check_settings",
     "choose_engine",
     "collect_jobs",
     "default_report_path",

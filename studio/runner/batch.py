@@ -11,8 +11,16 @@ from pathlib import Path
 
 from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn
-from studio.errors import EnvironmentProblem, InputError, StudioError, UsageError
-from studio.io import InputSet, check_output_path, print_size, read_image, write_image, write_text_atomic
+from studio.errors import EnvironmentProblem, InputError, StudioError, UsageError, os_problem
+from studio.io import (
+    InputSet,
+    check_output_budget,
+    check_output_path,
+    print_size,
+    read_image,
+    write_image,
+    write_text_atomic,
+)
 from studio.messages import warn
 from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path
@@ -75,6 +83,7 @@ def process_job(
         if settings.sidecar:
             check_output_path(sidecar_path(job.output), all_inputs, overwrite)
         picture = read_image(job.source, settings.max_pixels)
+        check_output_budget(job.source, picture.size, settings.scale, settings.max_output_pixels)
         result.input_size = list(picture.size)
         if picture.provenance:
             earlier = picture.provenance
@@ -116,12 +125,25 @@ def process_job(
     except StudioError as exc:
         result.error = str(exc)
     except Exception as exc:  # a bug must not cost the rest of the batch; --debug shows the traceback
-        if debug:
+        if debug and not _machine_problem(exc):
             raise
-        result.error = f"{job.source}: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details"
+        result.error = unexpected_error(job.source, exc)
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _machine_problem(exc: Exception) -> str | None:
+    return os_problem(exc) if isinstance(exc, OSError) else None
+
+
+def unexpected_error(source: Path, exc: Exception) -> str:
+    """An error no check foresaw: what the machine lacks, in words ("disk full": a server's client cannot
+    rerun with --debug), else a bug's one line."""
+    if problem := _machine_problem(exc):
+        where = f" ({Path(exc.filename).name})" if getattr(exc, "filename", None) else ""
+        return f"{source}: {problem}{where}"
+    return f"{source}: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details"
 
 
 def run_batch(

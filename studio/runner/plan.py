@@ -60,16 +60,23 @@ def plan_run(
     EnvironmentProblem (exit 3) for what stops the whole run; a job that cannot be written gets an error."""
     if skip_existing and overwrite:
         raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
-    settings, engine = prepare_settings(cli, config_file, preset_dirs)
-    plan = Plan(settings, engine)
-    settle_engine(plan)
-    check_faces(plan)
-    check_output_settings(plan.settings)
+    plan = check_settings(cli, config_file, preset_dirs)
     plan.jobs = collect_jobs(inputs, output, plan.settings.format, output_is_folder)
     check_outputs(plan.jobs, plan.settings, overwrite, skip_existing)
     plan.report = report if report is not None or len(plan.jobs) < 2 else default_report_path(inputs, output)
     if plan.report is not None:
         check_report_path(plan.report, inputs, overwrite)
+    return plan
+
+
+def check_settings(cli: dict[str, Any], config_file: Path | None = None, preset_dirs: list[Path] | None = None) -> Plan:
+    """Every check that needs the settings alone (engine, model, faces, output format): a plan without
+    jobs. `studio serve` calls it before queueing, so a request gets the verdict the CLI gives."""
+    settings, engine = prepare_settings(cli, config_file, preset_dirs)
+    plan = Plan(settings, engine)
+    settle_engine(plan)
+    check_faces(plan)
+    check_output_settings(plan.settings)
     return plan
 
 

@@ -1,59 +1,73 @@
 """The FastAPI app: the REST API under /api/v1, the browser page at /, health at /healthz.
 
-Settings are checked by the runner's `prepare_settings`, exactly as `studio restore` checks its flags,
-and uploads by `studio.io`, before a job is queued; errors come back as `{"detail": "one line"}`.
+Settings are checked by the runner's `check_settings`, exactly as `studio restore` checks its flags,
+and uploads by `studio.io`, before a job is queued; errors come back as `{"detail": "one line"}`,
+those of the machine too (507 disk full, 503 read-only or damaged data). The schema is /openapi.json
+(no Swagger page: it would load scripts from a CDN).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import secrets
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from studio import weights
-from studio.engines import describe_engines, engine_class
-from studio.errors import EnvironmentProblem, StudioError
+from studio.engines import describe_engines
+from studio.errors import EnvironmentProblem, StudioError, os_problem
 from studio.io import FORMAT_EXTENSIONS
 from studio.presets import load_presets
-from studio.runner import prepare_settings
+from studio.serve import datadir
+from studio.serve.admission import SERVER_SETTINGS, checked_settings, job_settings, parse_settings
 from studio.serve.config import ServeConfig
+from studio.serve.security import guard, inline_script, security_headers, token_checker
 from studio.serve.store import JobRecord, JobStore, new_job_id
-from studio.serve.uploads import UploadRejected, check_decodes, safe_stem, save_upload
+from studio.serve.tokens import Client, TokenFile
+from studio.serve.uploads import check_decodes, safe_stem, save_upload
 from studio.serve.worker import WorkerPool, lane_for
-from studio.settings import Settings
 from studio.version import __version__
-
-SERVER_SETTINGS = ("device", "max_pixels")
-"""Restore settings the server decides (serve --max-pixels; one worker per GPU), not the client."""
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff"}
 SETTINGS_HELP = 'JSON object of restore settings (the CLI options\' names), e.g. {"engine": "fast", "scale": 2}'
 MULTIPART_SLACK = 1 << 20  # room for the multipart framing and the settings field beyond the file itself
+DISK_FULL_STATUS = 507  # Insufficient Storage
+
+
+@dataclass
+class Service:
+    """What the routes share."""
+
+    config: ServeConfig
+    store: JobStore
+    pool: WorkerPool
+    tokens: TokenFile
 
 
 def create_app(config: ServeConfig) -> FastAPI:
-    """The whole service over one data dir; workers start and stop with the app's lifespan."""
-    config.jobs_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore(config.database)
-    pool = WorkerPool(store, config)
+    """The whole service over one data dir; workers start and stop with the app's lifespan. Checks the data
+    dir and the database first, rebuilding jobs from their folders and removing folders no job owns."""
+    datadir.prepare(config)
+    store = datadir.open_store(config)
+    datadir.recover(store, config)
+    service = Service(config, store, WorkerPool(store, config), TokenFile(config.tokens_file))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if config.start_workers:
-            pool.start()
+            service.pool.start()
         try:
             yield
         finally:
-            pool.stop()
+            service.pool.stop()
             store.close()
 
     app = FastAPI(
@@ -61,15 +75,14 @@ def create_app(config: ServeConfig) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Image restoration jobs: upload, follow progress, download the result.",
+        docs_url=None,
+        redoc_url=None,
     )
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(_token_checker(config.token))])
+    page_html = resources.files("studio.serve").joinpath("page.html").read_text(encoding="utf-8")
+    client_of = token_checker(config, service.tokens)
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(client_of)])
     body_limit = config.max_upload_bytes + MULTIPART_SLACK
-
-    @app.exception_handler(StudioError)
-    async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
-        """Any StudioError is one line: 503 for what the server lacks, else the client's 4xx."""
-        status = getattr(exc, "status", 503 if isinstance(exc, EnvironmentProblem) else 422)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+    _add_error_handlers(app)
 
     @app.middleware("http")
     async def refuse_oversize(request: Request, call_next: Any) -> Any:
@@ -81,55 +94,91 @@ def create_app(config: ServeConfig) -> FastAPI:
             )
         return await call_next(request)
 
+    app.middleware("http")(guard(config, security_headers(inline_script(page_html))))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return resources.files("studio.serve").joinpath("page.html").read_text(encoding="utf-8")
+        return page_html
 
     @app.get("/healthz")
     def health() -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,
-            "auth": config.token is not None,
+            "auth": config.token is not None or bool(service.tokens.entries()),
             "active_jobs": store.active_count(),
-            "workers": pool.describe(),
+            "workers": service.pool.describe(),
             "max_upload_bytes": config.max_upload_bytes,
+            "max_output_pixels": config.max_output_pixels,
         }
 
-    _add_job_routes(api, store, pool, config, body_limit)
+    _add_job_routes(api, service, body_limit)
     _add_catalogue_routes(api)
     app.include_router(api)
     return app
 
 
-def _add_job_routes(api: APIRouter, store: JobStore, pool: WorkerPool, config: ServeConfig, body_limit: int) -> None:
-    """Submit, follow, cancel and download jobs."""
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every failure a JSON one-liner: the client's mistakes 4xx, the machine's 503/507, never a traceback."""
+
+    @app.exception_handler(StudioError)
+    async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
+        """Any StudioError is one line: 503 for what the server lacks, else the client's 4xx."""
+        status = getattr(exc, "status", 503 if isinstance(exc, EnvironmentProblem) else 422)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(OSError)
+    async def machine_error(request: Request, exc: OSError) -> JSONResponse:
+        problem = os_problem(exc) or f"{type(exc).__name__}: {exc.strerror or exc}"
+        status = DISK_FULL_STATUS if exc.errno in datadir.DISK_FULL_ERRNOS else 503
+        return JSONResponse({"detail": f"{problem} on the server; nothing was queued, retry later"}, status)
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        full = "full" in str(exc)
+        detail = "disk full on the server" if full else f"the server's job database failed ({exc})"
+        return JSONResponse({"detail": f"{detail}; nothing was queued, retry later"}, DISK_FULL_STATUS if full else 503)
+
+
+def _current_client(request: Request) -> Client:
+    """Who sent the request, as the router's token check found (it runs first)."""
+    return request.state.client
+
+
+ClientDep = Annotated[Client, Depends(_current_client)]
+
+
+def _add_job_routes(api: APIRouter, service: Service, body_limit: int) -> None:
+    """Submit, follow, cancel and download jobs; a client token sees only its own jobs."""
+    store = service.store
 
     @api.post("/jobs", status_code=202, max_body_size=body_limit)  # also bounds bodies sent without a length
     def create_job(
+        client: ClientDep,
         file: Annotated[UploadFile, File(description="PNG, JPEG, WebP or TIFF; the type is read from the content")],
         settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None,
     ) -> JSONResponse:
-        return _queue_job(file, settings, store, pool, config)
+        return _queue_job(file, settings, client, service)
 
     @api.get("/jobs")
-    def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
-        return [_describe(job, store) for job in store.recent(min(max(limit, 1), 500))]
+    def list_jobs(client: ClientDep, limit: int = 50) -> list[dict[str, Any]]:
+        owner = None if client.operator else client.name
+        return [_describe(job, store) for job in store.recent(min(max(limit, 1), 500), owner)]
 
     @api.get("/jobs/{job_id}")
-    def get_job(job_id: str) -> dict[str, Any]:
-        return _describe(_job_or_404(store, job_id), store)
+    def get_job(job_id: str, client: ClientDep) -> dict[str, Any]:
+        return _describe(_job_or_404(store, job_id, client), store)
 
     @api.delete("/jobs/{job_id}")
-    def cancel_job(job_id: str) -> dict[str, Any]:
-        job = _job_or_404(store, job_id)
+    def cancel_job(job_id: str, client: ClientDep) -> dict[str, Any]:
+        job = _job_or_404(store, job_id, client)
         if job.status in ("queued", "running"):
             job = store.request_cancel(job_id) or job
         return _describe(job, store)
 
     @api.get("/jobs/{job_id}/result", response_class=FileResponse)
-    def get_result(job_id: str) -> FileResponse:
-        job = _job_or_404(store, job_id)
+    def get_result(job_id: str, client: ClientDep) -> FileResponse:
+        job = _job_or_404(store, job_id, client)
         if job.status != "done" or not job.output_path.is_file():
             raise HTTPException(409, f"job {job_id} is {job.status}; the result exists once it is done")
         provenance = job.provenance or {}
@@ -149,47 +198,47 @@ def _add_job_routes(api: APIRouter, store: JobStore, pool: WorkerPool, config: S
         )
 
     @api.get("/jobs/{job_id}/input", response_class=FileResponse)
-    def get_input(job_id: str) -> FileResponse:
-        job = _job_or_404(store, job_id)
+    def get_input(job_id: str, client: ClientDep) -> FileResponse:
+        job = _job_or_404(store, job_id, client)
         return FileResponse(job.input_path, media_type=MEDIA_TYPES.get(job.input_path.suffix))
 
 
-def _queue_job(
-    file: UploadFile, settings: str | None, store: JobStore, pool: WorkerPool, config: ServeConfig
-) -> JSONResponse:
-    """Check the settings and the upload, store the job, wake a worker: 202 with the job, or one error."""
-    if store.active_count() >= config.queue_limit:
-        raise HTTPException(
-            429,
-            f"the queue is full ({config.queue_limit} jobs); retry later",
-            headers={"Retry-After": str(_retry_after(store, pool))},
-        )
-    requested = _parse_settings(settings)
-    resolved, engine_name = _checked_settings(requested, config)
+def _queue_job(file: UploadFile, settings: str | None, client: Client, service: Service) -> JSONResponse:
+    """Check the settings and the upload, store the job, wake a worker: 202 with the job, or one error.
+    A refused or failed upload leaves nothing behind; the queue limit is checked and the job inserted in
+    one database statement, so concurrent uploads cannot overshoot it."""
+    config, store = service.config, service.store
+    if store.active_count() >= config.queue_limit:  # early, before reading the upload; `add` decides
+        raise _queue_full(service)
+    requested = parse_settings(settings, config)
+    resolved, engine_name = checked_settings(requested, config)
     job_id = new_job_id()
     folder = config.jobs_dir / job_id
     name = Path((file.filename or "upload").replace("\\", "/")).name or "upload"
     try:
+        folder.mkdir(mode=datadir.DIR_MODE)
         source = save_upload(file.file, folder / "input", name, config.max_upload_bytes)
-        check_decodes(source, name, config.max_pixels)
-    except UploadRejected:
+        check_decodes(source, name, config.max_pixels, resolved.scale, config.max_output_pixels)
+        output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
+        lane, stored = lane_for(engine_name), job_settings(requested, resolved.seed, config)
+        datadir.write_manifest(folder, job_id, lane, engine_name, name, source, output, stored, client.name)
+        if not store.add(job_id, lane, engine_name, name, source, output, stored, client.name, config.queue_limit):
+            raise _queue_full(service)
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
         raise
-    output = folder / f"{safe_stem(name)}_restored{FORMAT_EXTENSIONS[resolved.format]}"
-    store.add(
-        job_id,
-        lane_for(engine_name),
-        engine_name,
-        name,
-        source,
-        output,
-        {**requested, "seed": resolved.seed, "max_pixels": config.max_pixels},
-    )
-    pool.wake()
+    service.pool.wake()
     return JSONResponse(
-        _describe(_job_or_404(store, job_id), store),
+        _describe(_job_or_404(store, job_id, client), store),
         status_code=202,
         headers={"Location": f"/api/v1/jobs/{job_id}"},
+    )
+
+
+def _queue_full(service: Service) -> HTTPException:
+    limit = service.config.queue_limit
+    return HTTPException(
+        429, f"the queue is full ({limit} jobs); retry later", headers={"Retry-After": str(_retry_after(service))}
     )
 
 
@@ -221,67 +270,19 @@ def _add_catalogue_routes(api: APIRouter) -> None:
         ]
 
 
-def _token_checker(token: str | None) -> Any:
-    """With a token, every API call needs `Authorization: Bearer TOKEN`."""
-
-    def check(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(
-                401,
-                "missing or wrong token: send 'Authorization: Bearer TOKEN'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    return check
-
-
-def _parse_settings(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise HTTPException(422, f"settings: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise HTTPException(422, 'settings: expected a JSON object such as {"engine": "fast", "scale": 2}')
-    known = Settings().to_dict()
-    for key in value:
-        if key.replace("-", "_") not in known:
-            raise HTTPException(
-                422,
-                f"settings: unknown key '{key}'; expected restore settings such as engine, "
-                "scale, preset, prompt, strength, fidelity, faces, color_fix, seed",
-            )
-        if key.replace("-", "_") in SERVER_SETTINGS:
-            raise HTTPException(422, f"settings: '{key}' is set by the server, not per job")
-    return value
-
-
-def _checked_settings(requested: dict[str, Any], config: ServeConfig) -> tuple[Settings, str]:
-    """The CLI's own resolution and checks, so the same messages (errors become 422, or 503 for what the
-    server lacks, in the app's StudioError handler); then whether the engine can run here at all."""
-    settings, engine_name = prepare_settings({**requested, "max_pixels": config.max_pixels})
-    availability = engine_class(engine_name).availability(settings)
-    if not availability.ok:
-        raise HTTPException(503, f"engine {engine_name} cannot run here: {availability.reason}")
-    return settings, engine_name
-
-
-def _job_or_404(store: JobStore, job_id: str) -> JobRecord:
+def _job_or_404(store: JobStore, job_id: str, client: Client) -> JobRecord:
+    """The job, when this client may see it; another client's job is as absent as an unknown one."""
     job = store.get(job_id)
-    if job is None:
+    if job is None or not (client.operator or job.owner == client.name):
         raise HTTPException(404, f"no job {job_id} (finished jobs expire after the server's --keep-hours)")
     return job
 
 
-def _retry_after(store: JobStore, pool: WorkerPool) -> int:
+def _retry_after(service: Service) -> int:
     """Seconds until a queue slot is likely free: mean job time x queue length / workers."""
-    mean = store.mean_seconds() or 5.0
-    workers = max(1, sum(pool.describe().values()))
-    return max(1, min(3600, math.ceil(mean * store.active_count() / workers)))
+    mean = service.store.mean_seconds() or 5.0
+    workers = max(1, sum(service.pool.describe().values()))
+    return max(1, min(3600, math.ceil(mean * service.store.active_count() / workers)))
 
 
 def _describe(job: JobRecord, store: JobStore) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """Jobs persisted in SQLite (in the data dir), inputs and results on disk beside it.
 
 A restart finds queued jobs still queued and puts interrupted ones back in the queue; finished jobs
-stay until they expire. One connection behind a lock: the server's writes are tiny and few.
+stay until they expire. One connection behind a lock: the server's writes are tiny and few. WAL with
+synchronous=FULL: a commit is on disk when it returns, so neither kill -9 nor a power loss corrupts
+the file or loses an acknowledged job. The file is checked on open: a damaged one is refused in words.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -15,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from studio.errors import EnvironmentProblem
 
 FINISHED = ("done", "failed", "cancelled")
 
@@ -36,10 +41,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     steps INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     provenance TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, lane, created);
 """
+ACTIVE = "status IN ('queued', 'running')"
+FILE_MODE = 0o600  # the database, its WAL and shared-memory files (SQLite gives them the database's mode)
+
+
+class DatabaseDamaged(EnvironmentProblem):
+    """The jobs database cannot be read: its message says what SQLite found."""
 
 
 @dataclass
@@ -61,6 +73,7 @@ class JobRecord:
     error: str | None
     provenance: dict[str, Any] | None
     cancel_requested: bool
+    owner: str | None = None  # the token name that submitted it (None: no tokens)
 
     @property
     def folder(self) -> Path:
@@ -74,13 +87,25 @@ def new_job_id() -> str:
 class JobStore:
     def __init__(self, database: Path) -> None:
         database.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_CREAT | os.O_RDWR, FILE_MODE))
+        os.chmod(database, FILE_MODE)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(database), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe for the app crashing; no fsync per update
-            self._db.executescript(_SCHEMA)
+        try:
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # each commit synced: durable across a power loss
+                found = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+                if found != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(found[:3]))
+                self._db.executescript(_SCHEMA)
+                columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+                if "owner" not in columns:  # a database from before named tokens
+                    self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise DatabaseDamaged(str(exc)) from None
 
     def close(self) -> None:
         with self._lock:
@@ -101,11 +126,37 @@ class JobStore:
         input_path: Path,
         output_path: Path,
         settings: dict[str, Any],
-    ) -> None:
+        owner: str | None = None,
+        limit: int | None = None,
+        created: float | None = None,
+    ) -> bool:
+        """Queue a job; with `limit`, only while fewer than `limit` jobs are active, checked and inserted in
+        one statement so that concurrent uploads can never overshoot it. Returns whether it was queued."""
+        room = f"WHERE (SELECT COUNT(*) FROM jobs WHERE {ACTIVE}) < ?" if limit is not None else ""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO jobs (id, status, lane, engine, name, input_path, output_path, settings, created, owner) "
+                f"SELECT ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ? {room}",
+                (
+                    job_id,
+                    lane,
+                    engine,
+                    name,
+                    str(input_path),
+                    str(output_path),
+                    json.dumps(settings),
+                    created or time.time(),
+                    owner,
+                    *((limit,) if limit is not None else ()),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def mark_done(self, job_id: str, finished: float, provenance: dict[str, Any] | None) -> None:
+        """A job rebuilt from its folder, whose result is already there."""
         self._run(
-            "INSERT INTO jobs (id, status, lane, engine, name, input_path, output_path, settings, created) "
-            "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, lane, engine, name, str(input_path), str(output_path), json.dumps(settings), time.time()),
+            "UPDATE jobs SET status = 'done', progress = 1, started = ?, finished = ?, provenance = ? WHERE id = ?",
+            (finished, finished, json.dumps(provenance) if provenance is not None else None, job_id),
         )
 
     def claim_next(self, lane: str) -> JobRecord | None:
@@ -177,8 +228,16 @@ class JobStore:
         rows = self._run("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _record(rows[0]) if rows else None
 
-    def recent(self, limit: int = 100) -> list[JobRecord]:
-        return [_record(row) for row in self._run("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))]
+    def recent(self, limit: int = 100, owner: str | None = None) -> list[JobRecord]:
+        """The newest jobs; of one owner when `owner` is given."""
+        if owner is None:
+            rows = self._run("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+        else:
+            rows = self._run("SELECT * FROM jobs WHERE owner = ? ORDER BY created DESC LIMIT ?", (owner, limit))
+        return [_record(row) for row in rows]
+
+    def ids(self) -> set[str]:
+        return {row["id"] for row in self._run("SELECT id FROM jobs")}
 
     def position(self, job: JobRecord) -> int | None:
         """How many queued jobs of the same lane run before this one (0 = next); None unless queued."""
@@ -191,7 +250,7 @@ class JobStore:
         return int(rows[0]["ahead"])
 
     def active_count(self) -> int:
-        return int(self._run("SELECT COUNT(*) AS n FROM jobs WHERE status IN ('queued', 'running')")[0]["n"])
+        return int(self._run(f"SELECT COUNT(*) AS n FROM jobs WHERE {ACTIVE}")[0]["n"])
 
     def mean_seconds(self, last: int = 20) -> float | None:
         """Mean run time of the last finished jobs, for Retry-After; None before the first one."""
@@ -223,4 +282,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         error=row["error"],
         provenance=json.loads(row["provenance"]) if row["provenance"] else None,
         cancel_requested=bool(row["cancel_requested"]),
+        owner=row["owner"],
     )

@@ -5,13 +5,14 @@ Every refusal is an `UploadRejected` carrying its HTTP status, so the app answer
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
 from studio.errors import InputError, PixelBudgetExceeded
-from studio.io import read_image
+from studio.io import check_output_budget, read_image
 
 CHUNK = 1 << 20
 ACCEPTED = "PNG, JPEG, WebP or TIFF"
@@ -54,10 +55,10 @@ def save_upload(source: BinaryIO, folder: Path, filename: str | None, limit_byte
     extension = sniff_extension(head)
     if extension is None:
         raise UploadRejected(415, f"{filename or 'upload'}: not a {ACCEPTED} image (type checked by content)")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = folder / f"{safe_stem(filename)}{extension}"
     size = len(head)
-    with open(target, "wb") as out:
+    with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         out.write(head)
         while chunk := source.read(CHUNK):
             size += len(chunk)
@@ -69,11 +70,13 @@ def save_upload(source: BinaryIO, folder: Path, filename: str | None, limit_byte
     return target
 
 
-def check_decodes(path: Path, name: str, max_pixels: int) -> tuple[int, int]:
-    """Decode fully (truncation shows only here) within the pixel budget; returns (width, height)."""
+def check_decodes(path: Path, name: str, max_pixels: int, scale: float, max_output_pixels: int) -> tuple[int, int]:
+    """Decode fully (truncation shows only here) within the pixel budgets of the input and of the output
+    (input x scale, as `studio restore` checks it); returns (width, height)."""
     with _DECODES:
         try:
             picture = read_image(path, max_pixels)
+            check_output_budget(path, picture.size, scale, max_output_pixels)
         except PixelBudgetExceeded as exc:
             raise UploadRejected(413, _named(str(exc), path, name)) from None
         except InputError as exc:

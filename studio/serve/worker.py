@@ -6,6 +6,7 @@ two diffusion pipelines never share one. Restoring itself is the runner's `proce
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from dataclasses import replace
@@ -16,8 +17,11 @@ from studio.engines import engine_class
 from studio.engines.base import Engine, ProgressFn
 from studio.errors import StudioError
 from studio.io import InputSet, read_provenance
+from studio.messages import warn
+from studio.native import interrupt_check
 from studio.runner import EngineCache, plan_run, process_job, reproduce_command
 from studio.serve.config import ServeConfig
+from studio.serve.datadir import restrict
 from studio.serve.store import JobRecord, JobStore
 from studio.settings import Settings
 
@@ -67,28 +71,34 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         while not self.pool.stopping.is_set():
-            job = self.pool.store.claim_next(self.lane)
-            if job is None:
-                self.pool.wait_for_work()
-                continue
-            self.run_job(job)
+            try:
+                job = self.pool.store.claim_next(self.lane)
+                if job is None:
+                    self.pool.wait_for_work()
+                    continue
+                self.run_job(job)
+            except (sqlite3.Error, OSError) as exc:  # the database's disk full or read-only: wait, retry
+                warn(f"{self.name}: the job database failed ({exc}); retrying in 5 s")
+                self.pool.stopping.wait(5.0)
 
     def run_job(self, job: JobRecord) -> None:
         """Restore one job; every outcome ends in done, failed or cancelled."""
         store = self.pool.store
+        preset_dirs = list(self.pool.config.preset_dirs)
         try:
-            plan = plan_run(job.settings, [job.input_path], job.output_path, overwrite=True)
+            plan = plan_run(job.settings, [job.input_path], job.output_path, overwrite=True, preset_dirs=preset_dirs)
             settings = plan.settings if self.device is None else replace(plan.settings, device=self.device)
             cache = JobEngines(settings, plan.engine, self.warm)
-            result = process_job(
-                plan.jobs[0],
-                cache,
-                InputSet([job.input_path]),
-                skip_existing=False,
-                overwrite=True,
-                progress=self._progress(job.id),
-                notes=plan.notes,
-            )
+            with interrupt_check(self._cancel_check(job.id)):  # a native tile stops at once on cancel
+                result = process_job(
+                    plan.jobs[0],
+                    cache,
+                    InputSet([job.input_path]),
+                    skip_existing=False,
+                    overwrite=True,
+                    progress=self._progress(job.id),
+                    notes=plan.notes,
+                )
             error = result.error
         except StudioError as exc:  # environment and usage problems: process_job passes them up
             error = str(exc)
@@ -98,25 +108,38 @@ class Worker(threading.Thread):
             job.output_path.unlink(missing_ok=True)
             store.finish(job.id, "cancelled")
         elif error is None:
+            restrict(job.folder)
             store.finish(job.id, "done", provenance=client_provenance(job, settings))
         else:
             job.output_path.unlink(missing_ok=True)
-            store.finish(job.id, "failed", error=error.replace(str(job.input_path), job.name))
+            store.finish(job.id, "failed", error=client_error(error, job))
+
+    def _cancel_check(self, job_id: str) -> Any:
+        def check() -> None:
+            if self.pool.store.cancel_requested(job_id):
+                raise JobCancelled("cancelled")
+
+        return check
 
     def _progress(self, job_id: str) -> ProgressFn:
         """Record steps (throttled) and stop the job when a cancel was asked for."""
         last = 0.0
+        check = self._cancel_check(job_id)
 
         def progress(done: int, total: int) -> None:
             nonlocal last
-            if self.pool.store.cancel_requested(job_id):
-                raise JobCancelled("cancelled")
+            check()
             now = time.monotonic()
             if done >= total or now - last >= PROGRESS_INTERVAL_S:
                 self.pool.store.set_progress(job_id, done, total)
                 last = now
 
         return progress
+
+
+def client_error(error: str, job: JobRecord) -> str:
+    """The job's error as its client should read it: its file's name, no server paths."""
+    return error.replace(str(job.input_path), job.name).replace(str(job.folder) + "/", "")
 
 
 def client_provenance(job: JobRecord, settings: Settings) -> dict[str, Any]:

@@ -46,6 +46,9 @@ class SettingSpec:
     """False: the restore command declares this option itself (--model, --blend, --var parse text)."""
     reproduce: bool = True
     """False: the reproduce command leaves it out (a preset is rendered into the values it set)."""
+    names_file: bool = False
+    """True: the value may name a file or folder on the machine that runs the job (weights, a model folder);
+    `studio serve` then accepts only registry names from its clients, never paths."""
 
 
 def setting(default: Any = None, help: str = "", *, factory: Any = None, **spec: Any) -> Any:

@@ -15,6 +15,7 @@ from studio.errors import ConfigError
 from studio.settings.spec import check_value, setting, spec_of
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2x its warning threshold)
+DEFAULT_MAX_OUTPUT_PIXELS = 4 * DEFAULT_MAX_PIXELS  # ~716 MP: its float32 RGB alone is 8.6 GB
 
 PANEL_DIFFUSION = "Diffusion"
 PANEL_FACES = "Faces"
@@ -47,9 +48,10 @@ class Settings:
         "Weights name, file, folder or hub id; give it again for an ensemble (fast engine).",
         short=("-m",),
         generated=False,
+        names_file=True,
     )
     ensemble: list[str] | None = setting(  # several --model: all of them, blended (model holds the first)
-        None, "Every --model of an ensemble.", flag="--model", generated=False
+        None, "Every --model of an ensemble.", flag="--model", generated=False, names_file=True
     )
     blend: list[float] | None = setting(  # the ensemble's weights, normalised to sum 1
         None,
@@ -107,7 +109,9 @@ class Settings:
     )
     # Adapter-guided diffusion engines (stablesr, supir). None: derived from --fidelity or the engine default.
     adapter: str | None = _adapter(
-        None, "ControlNet folder or hub id, or an official StableSR/SUPIR checkpoint (detected by its keys)."
+        None,
+        "ControlNet folder or hub id, or an official StableSR/SUPIR checkpoint (detected by its keys).",
+        names_file=True,
     )
     adapter_scale: float | None = _adapter(
         None,
@@ -164,7 +168,9 @@ class Settings:
         expect="0 (off) to 4096 pixels",
     )
     caption: bool = _supir(False, "Fill {caption} in the prompt from an image captioner (supir).")
-    caption_model: str | None = _supir(None, "transformers image-to-text model for --caption (hub id or folder).")
+    caption_model: str | None = _supir(
+        None, "transformers image-to-text model for --caption (hub id or folder).", names_file=True
+    )
     color_fix: str | None = setting(
         None,
         "none, wavelet, wavelet-dwt, adain, histogram, lab.",
@@ -174,7 +180,7 @@ class Settings:
     faces: str = _faces(
         "none", "none, gfpgan, codeformer, restoreformer.", choices=("none", "gfpgan", "codeformer", "restoreformer")
     )
-    face_model: str | None = _faces(None, "Face weights name or file.")
+    face_model: str | None = _faces(None, "Face weights name or file.", names_file=True)
     face_fidelity: float = _faces(0.5, "0-1: higher keeps more of the original face.", **_UNIT)
     only_center_face: bool = _faces(False, "Restore only the most central face.")
     max_faces: int | None = _faces(None, "Restore at most this many (largest first).", low=1)
@@ -223,6 +229,12 @@ class Settings:
     alpha: str = setting("bicubic", "Alpha upscaling: bicubic or model.", choices=("bicubic", "model"))
     max_pixels: int = setting(
         DEFAULT_MAX_PIXELS, "Refuse inputs above this many pixels.", low=256, expect="at least 256"
+    )
+    max_output_pixels: int = setting(
+        DEFAULT_MAX_OUTPUT_PIXELS,
+        "Refuse inputs whose output (input x scale) would exceed this many pixels, before any work.",
+        low=256,
+        expect="at least 256",
     )
     force_jpeg: bool = _output(False, "Allow JPEG, AVIF and JPEG XL quality below 95.")
     sidecar: bool = _output(False, "Also write OUTPUT.json with the provenance.", reproduce=False)
