@@ -106,18 +106,32 @@ def verify(
 
 @app.command("import")
 def import_(
-    param: Annotated[Path, typer.Argument(help="The ncnn .param file.")],
-    bin_file: Annotated[Path, typer.Argument(metavar="BIN", help="The ncnn .bin file.")],
+    param: Annotated[Path, typer.Argument(help="The ncnn .param file, or a network file (.safetensors, .pth).")],
+    bin_file: Annotated[
+        Path | None, typer.Argument(metavar="[BIN]", help="The ncnn .bin file (ncnn models only).")
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", help="Name to use with --model (default: the file stem)."),
     ] = None,
 ) -> None:
-    """Convert an ncnn Real-ESRGAN model (RRDBNet or Compact) into the weights folder.
+    """Bring a model into the weights folder: an ncnn Real-ESRGAN model (RRDBNet or Compact), converted, or a
+    network file spandrel reads (a `studio train` result), checked and copied.
 
-    Example: studio weights import realesr-animevideov3-x4.param realesr-animevideov3-x4.bin --name anime-fast
+    Examples: studio weights import realesr-animevideov3-x4.param realesr-animevideov3-x4.bin --name anime-fast
+
+              studio weights import newspaper-x4.safetensors --name newspaper
     """
     from studio import weights
+    from studio.errors import InputError
 
+    if not param.is_file():
+        raise InputError(f"{param}: no such file")
+    if bin_file is None:
+        if param.suffix.lower() == ".param":
+            raise InputError(f"{param}: an ncnn model needs its .bin file too")
+        from studio.engines.fast.backends import load_spandrel
+
+        load_spandrel(param)  # one line if it is not a super-resolution network spandrel reads
     path = weights.import_model(param, bin_file, name)
     typer.echo(str(path))

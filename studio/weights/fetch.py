@@ -7,6 +7,7 @@ ncnn files are converted on first use, so the fast path works offline.
 from __future__ import annotations
 
 import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import InputError, UsageError, WeightsMissing
+from studio.io import atomic
 from studio.messages import notice
 from studio.weights import catalog
 from studio.weights.catalog import WeightSpec
@@ -199,13 +201,22 @@ def verify() -> list[Check]:
     return checks
 
 
-def import_model(param: Path, bin_path: Path, name: str | None = None) -> Path:
-    """`studio weights import`: convert an ncnn model into the weights folder as NAME.safetensors."""
+def import_model(param: Path, bin_path: Path | None = None, name: str | None = None) -> Path:
+    """`studio weights import`: an ncnn model converted into the weights folder as NAME.safetensors, or a
+    network file spandrel reads (e.g. from `studio train`) copied there, so `--model NAME` finds it."""
     name = name or Path(param).stem.lower()
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise InputError(f"--name {name!r}: use a plain name without slashes")
     if catalog.find(name) is not None:
         raise UsageError(f"--name {name}: that is a registry name; choose another name for your model")
+    if bin_path is None:
+        dest = catalog.weights_dir() / f"{name}{Path(param).suffix.lower()}"
+        if dest.exists():
+            raise UsageError(f"{dest} exists; choose another --name, or delete it first")
+        with atomic(dest) as temp:
+            shutil.copyfile(param, temp)
+        notice(f"imported {param} as '{name}' ({dest}); use it with --model {name}")
+        return dest
     dest = catalog.weights_dir() / f"{name}.safetensors"
     converted = import_ncnn(Path(param), Path(bin_path), dest)
     notice(f"imported {converted.arch} x{converted.scale} as '{name}' ({dest}); use it with --model {name}")
