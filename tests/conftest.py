@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,15 @@ def shared_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_weights_dir: Path) -> None:
+def isolated_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_weights_dir: Path) -> Iterator[None]:
     """No test reads the developer's own config, presets or weights."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("STUDIO_CONFIG", str(tmp_path / "xdg" / "studio" / "config.toml"))
     monkeypatch.setenv("STUDIO_WEIGHTS_DIR", str(shared_weights_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    mask = os.umask(0o022)  # `studio serve` sets 077 for its own process; run in-process it must not leak
+    yield
+    os.umask(mask)
 
 
 @pytest.fixture(scope="session")

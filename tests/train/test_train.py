@@ -144,7 +144,7 @@ def test_perceptual_loss_is_zero_for_identical_images_and_needs_vgg_layers(rando
     assert float(loss(image, image.detach()).detach()) == 0.0
     other = loss(image, torch.rand(1, 3, 32, 32))
     other.backward()
-    assert float(other) > 0 and image.grad is not None and float(image.grad.abs().sum()) > 0
+    assert float(other.detach()) > 0 and image.grad is not None and float(image.grad.abs().sum()) > 0
     del state["features.34.weight"]
     with pytest.raises(WeightsMissing, match="lacks features.34.weight"):
         losses.PerceptualLoss(state)
