@@ -12,8 +12,16 @@ from pathlib import Path
 from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn
 from studio.errors import EnvironmentProblem, InputError, StudioError, UsageError
-from studio.io import InputSet, check_output_path, print_size, read_image, write_image, write_text_atomic
-from studio.messages import warn
+from studio.io import (
+    InputSet,
+    check_output_path,
+    print_size,
+    read_image,
+    remove_stale_parts,
+    write_image,
+    write_text_atomic,
+)
+from studio.messages import notice, warn
 from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path
 from studio.runner.plan import UP_FRONT_SOURCES, Plan
@@ -124,6 +132,16 @@ def process_job(
     return result
 
 
+def remove_leftovers(plan: Plan) -> None:
+    """Temporary files that an earlier run killed mid-write (kill -9, power loss) left beside this run's
+    outputs, sidecars and report: removed, with one notice."""
+    targets = [path for job in plan.jobs if not job.error for path in (job.output, sidecar_path(job.output))]
+    removed = remove_stale_parts(targets + ([plan.report] if plan.report else []))
+    if removed:
+        folders = ", ".join(sorted({str(path.parent) for path in removed}))
+        notice(f"removed {len(removed)} temporary file(s) an interrupted earlier run left in {folders}")
+
+
 def run_batch(
     plan: Plan,
     skip_existing: bool = False,
@@ -134,15 +152,17 @@ def run_batch(
 ) -> BatchReport:
     """Run every job of a checked plan; a bad file is reported and the batch goes on.
 
-    Environment problems stop it. Ctrl-C stops it too, between two work units: the report then lists the
-    finished files and marks the rest `interrupted` (no partial file is left: writes are atomic).
+    Environment problems stop it. Ctrl-C (KeyboardInterrupt, at any moment) stops it too, between two work
+    units: the report then lists the finished files and marks the rest `interrupted` (no partial file is left:
+    writes are atomic).
     """
     settings = plan.settings
-    cache = EngineCache(settings, plan.engine)
-    all_inputs = InputSet([job.source for job in plan.jobs])
     results: list[JobResult] = []
     interrupted = False
     try:
+        remove_leftovers(plan)
+        cache = EngineCache(settings, plan.engine)
+        all_inputs = InputSet([job.source for job in plan.jobs])
         for index, job in enumerate(plan.jobs):
             progress = on_job_start(job, index, len(plan.jobs)) if on_job_start else None
             result = process_job(job, cache, all_inputs, skip_existing, overwrite, progress, debug, plan.notes)

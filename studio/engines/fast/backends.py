@@ -79,10 +79,17 @@ class NcnnBackend:
         import ncnn
 
         data = np.ascontiguousarray(tile[0], dtype=np.float32)
-        mat = ncnn.Mat(data)  # borrows `data`: keep it referenced until extraction is done
-        extractor = self.net.create_extractor()
-        extractor.input(self.input_blob, mat)
-        status, out = run_interruptible(extractor.extract, self.output_blob)
+        net = self.net
+
+        def extract() -> tuple[int, Any]:
+            # runs in a worker that Ctrl-C may abandon: it holds the net, the input and the array the Mat
+            # borrows, so freeing the engine after an interruption cannot pull memory from under ncnn
+            mat = ncnn.Mat(data)
+            extractor = net.create_extractor()
+            extractor.input(self.input_blob, mat)
+            return extractor.extract(self.output_blob)
+
+        status, out = run_interruptible(extract)
         if status != 0:
             raise StudioError(f"ncnn inference failed (status {status})")
         return np.clip(np.array(out, dtype=np.float32, copy=True)[None], 0.0, 1.0)
