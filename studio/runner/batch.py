@@ -37,11 +37,13 @@ def reproduce_command(source: Path, output: Path, settings: Settings, engine: ty
 
     It names every value that differs from the built-in defaults or that a layer or an up-front
     decision set (so a user config cannot change it), and leaves out what the engine does not read.
-    The preset is already rendered into the values, so it is left out too.
+    The preset is already rendered into the values, so it is left out too. Quoted for a POSIX shell; an
+    input whose name starts with `-` follows `--`. `studio info` prints it with an output name that is free.
     """
     defaults = Settings()
     ignored = DIFFUSION_SETTINGS - engine.used_settings()
-    args = ["studio", "restore", str(source), "-o", str(output)]
+    dashed = str(source).startswith("-")  # would read as an option: it goes last, after `--`
+    args = ["studio", "restore", *([] if dashed else [str(source)]), "-o", str(output)]
     for item in setting_fields():
         name, value = item.name, getattr(settings, item.name)
         decided = layer_rank(settings.source_of(name)) > 0 or settings.source_of(name) in UP_FRONT_SOURCES
@@ -52,7 +54,7 @@ def reproduce_command(source: Path, output: Path, settings: Settings, engine: ty
         if name == "model" and settings.ensemble:
             continue  # written as one --model per ensemble member
         args += command_args(item, value)
-    return shlex.join(args)
+    return shlex.join([*args, "--", str(source)] if dashed else args)
 
 
 def process_job(
