@@ -22,7 +22,7 @@ from studio.engines.base import NO_CONTEXT, Availability, Engine, EngineResult, 
 from studio.engines.fast.backends import Loaded, NcnnBackend, ensemble_fn, load_model, pass_record
 from studio.engines.fast.content import ANIME_MODEL, PHOTO_MODEL, choose
 from studio.engines.fast.estimates import auto_tile, estimate
-from studio.engines.fast.swinir_tasks import choose_task_model
+from studio.engines.fast.swinir_tasks import choose_task_model, missing_task_models
 from studio.errors import InputError, UsageError, WeightsMissing
 from studio.messages import notice, warn
 from studio.ops.blend import normalised
@@ -67,6 +67,8 @@ class FastEngine(Engine):
                     return Availability(False, str(exc))
             elif weights.local_path(spec) is None and weights.offline_files(spec) is None:
                 return Availability(False, f"weights missing: studio weights pull {spec.name}")
+        if settings.task != "sr" and (missing := missing_task_models(settings.task)):
+            return Availability(False, missing)
         return Availability(True, "bundled Real-ESRGAN (ncnn on CPU)" if not settings.model else "")
 
     def _load(self, name: str) -> Loaded:
