@@ -15,8 +15,12 @@ _OS_PROBLEMS = {
     errno.EROFS: "read-only file system",
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied",
-    errno.EIO: "disk I/O error",
+    errno.ENAMETOOLONG: "name too long",
+    errno.ELOOP: "symbolic link loop",
+    errno.ENOENT: "no such file",
+    errno.EIO: "input/output error (failing disk or lost network share)",
 }
+"""OSErrors that say something about the machine, in the words a person reads at a glance."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup, TyperOption
 
 from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, train, weights
+from studio.cli.interrupt import INTERRUPTED, leave, terminate_as_interrupt
 from studio.errors import StudioError
 from studio.version import __version__
 
@@ -32,7 +33,7 @@ class StudioGroup(TyperGroup):
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             _error_line("interrupted; finished outputs are kept, no partial file was left behind")
-            ctx.exit(130)
+            leave(INTERRUPTED)
 
 
 def _switch_type_label(display_type_rich: Any) -> Any:
@@ -102,5 +103,7 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM is Ctrl-C from the start (a batch then widens this, see
+    cli/interrupt.py), so `timeout` or a container stop never kills studio mid-write."""
+    terminate_as_interrupt()
     sys.exit(app())

@@ -62,8 +62,10 @@ def compare(
         if result.image is None:
             console.print(f"[yellow]not run:[/] {result.label}: {result.error}", markup=True)
         else:
+            reused = f", engine output of {result.reused_from} reused" if result.reused_from else ""
             console.print(
-                f"[green]ok:[/] {result.label} ({result.engine}, {result.seconds:.1f} s) -> {output / result.file}",
+                f"[green]ok:[/] {result.label} ({result.engine}, {result.seconds:.1f} s{reused}) -> "
+                f"{output / result.file}",
                 markup=True,
             )
 

@@ -22,6 +22,7 @@ def print_plan(plan: Any, skip_existing: bool) -> int:
         console.print(f"  {key} = {value!r}  [dim]({settings.source_of(key)})[/]", markup=True, highlight=False)
     engine = engine_class(plan.engine)(settings)
     reason = engine.availability(settings).reason
+    engine.probe()
     console.print(f"engine: [bold]{plan.engine}[/] (available{': ' + reason if reason else ''})")
     for note in plan.notes:
         console.print(f"note: {note}", markup=False, highlight=False)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from studio import messages
+from studio.cli.layout import print_records
 
 HELP = """Restore every low-quality image of a pairs folder with each run and score it against its clean image.
 
@@ -79,7 +80,7 @@ def evaluate(
     finally:
         messages.set_sink(None)
     write_reports(results, scale, lpips_note, report, csv)
-    Console(soft_wrap=True).print(_table(results, lpips_note))
+    print_records(_rows(results, lpips_note), title="mean (median) per image; worst image by PSNR-Y")
     if lpips_note:
         console.print(f"LPIPS: {lpips_note}")
     for result in results:
@@ -97,38 +98,27 @@ def _cell(summary: dict[str, Any], metric: str, digits: int) -> str:
     return f"{values['mean']:.{digits}f} ({values['median']:.{digits}f})"
 
 
-def _table(results: list, lpips_note: str | None) -> Any:
-    from rich.table import Table
-
-    table = Table(title="mean (median) per image; worst image by PSNR-Y", title_justify="left")
+def _rows(results: list, lpips_note: str | None) -> list[dict[str, str]]:
+    """One record per run: mean (median) per image, and the worst image by PSNR-Y."""
     lpips_header = f"LPIPS ↓ ({lpips_note})" if lpips_note else "LPIPS ↓"
-    for header in (
-        "run",
-        "engine",
-        "PSNR-Y dB ↑",
-        "SSIM-Y ↑",
-        lpips_header,
-        "colour drift ΔE ↓",
-        "s / image",
-        "peak MiB",
-        "worst image",
-    ):
-        table.add_column(header, overflow="fold")
+    rows = []
     for result in results:
-        if result.unavailable:
-            table.add_row(result.label, result.engine or "", "[yellow]not run (below)[/]", *["-"] * 6)
-            continue
-        summary = result.summary()
+        summary = {} if result.unavailable else result.summary()
         worst = summary.get("psnr_y", {}).get("worst")
-        table.add_row(
-            result.label,
-            result.engine or "",
-            _cell(summary, "psnr_y", 2),
-            _cell(summary, "ssim_y", 4),
-            _cell(summary, "lpips", 4),
-            _cell(summary, "color_drift", 2),
-            _cell(summary, "seconds", 2),
-            _cell(summary, "peak_mib", 0),
-            f"{worst['image']} ({worst['value']:.2f})" if worst else "-",
+        row = {"run": result.label, "engine": result.engine or ""}
+        if result.unavailable:
+            rows.append({**row, "PSNR-Y dB ↑": "not run (below)"})
+            continue
+        rows.append(
+            {
+                **row,
+                "PSNR-Y dB ↑": _cell(summary, "psnr_y", 2),
+                "SSIM-Y ↑": _cell(summary, "ssim_y", 4),
+                lpips_header: _cell(summary, "lpips", 4),
+                "colour drift ΔE ↓": _cell(summary, "color_drift", 2),
+                "s / image": _cell(summary, "seconds", 2),
+                "peak MiB": _cell(summary, "peak_mib", 0),
+                "worst image": f"{worst['image']} ({worst['value']:.2f})" if worst else "-",
+            }
         )
-    return table
+    return rows

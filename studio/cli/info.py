@@ -8,7 +8,24 @@ from typing import Annotated
 
 import typer
 
+from studio.cli.layout import print_fields
 from studio.errors import InputError
+
+SUMMARY = ("studio_version", "created", "engine", "model", "weights_sha256", "color_fix", "output_size")
+SHOWN_SETTINGS = (
+    "scale",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "steps",
+    "guidance",
+    "noise_level",
+    "strength",
+    "fidelity",
+    "faces",
+    "face_fidelity",
+    "tile",
+)
 
 
 def info(
@@ -28,40 +45,39 @@ def info(
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(show_header=False, box=None)
-    for key in ("studio_version", "created", "engine", "model", "weights_sha256", "color_fix", "output_size"):
-        table.add_row(f"[bold]{key}[/]", str(data.get(key)))
+    fields = [(key, data.get(key)) for key in SUMMARY]
     settings = data.get("settings", {})
-    shown = (
-        "scale",
-        "prompt",
-        "negative_prompt",
-        "seed",
-        "steps",
-        "guidance",
-        "noise_level",
-        "strength",
-        "fidelity",
-        "faces",
-        "face_fidelity",
-        "tile",
-    )
-    for key in shown:  # only those that applied: provenance leaves out what the engine did not read
-        if key in settings:
-            table.add_row(f"[bold]{key}[/]", str(settings[key]))
+    fields += [(key, settings[key]) for key in SHOWN_SETTINGS if key in settings]  # only those that applied
     if printed := data.get("print_size"):
         for label, key in (("print size", "stored"), ("at 300 dpi", "at_300_dpi")):
             if printed.get(key):
                 entry = printed[key]
                 inches, cm = entry["inches"], entry["cm"]
-                table.add_row(
-                    f"[bold]{label}[/]",
-                    f"{inches[0]} x {inches[1]} in ({cm[0]} x {cm[1]} cm) at {entry['dpi'][0]:g} dpi",
+                fields.append(
+                    (label, f"{inches[0]} x {inches[1]} in ({cm[0]} x {cm[1]} cm) at {entry['dpi'][0]:g} dpi")
                 )
     if data.get("faces"):
-        table.add_row("[bold]faces[/]", json.dumps(data["faces"]))
-    console = Console()
-    console.print(table)
-    console.print(f"[bold]reproduce:[/] {data.get('command')}", soft_wrap=True)
+        fields.append(("faces", json.dumps(data["faces"])))
+    console = Console(highlight=False)
+    print_fields(fields, console)
+    if command := data.get("command"):
+        console.print(f"reproduce: {runnable(command)}", markup=False, soft_wrap=True)
+
+
+def runnable(command: str) -> str:
+    """The recorded command with `-o` moved to a free name beside the original output (`NAME_reproduced.png`,
+    then `_reproduced_2`...), so it runs as printed and never replaces the output it came from."""
+    import shlex
+
+    args = shlex.split(command)
+    if "-o" not in args[:-1]:
+        return command
+    index = args.index("-o") + 1
+    original = Path(args[index])
+    candidate, number = original.with_name(f"{original.stem}_reproduced{original.suffix}"), 1
+    while candidate.exists() or candidate.with_name(candidate.name + ".json").exists():
+        number += 1
+        candidate = original.with_name(f"{original.stem}_reproduced_{number}{original.suffix}")
+    args[index] = str(candidate)
+    return shlex.join(args)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from studio.engines import engine_names
 from studio.errors import UsageError
 from studio.settings import declared_type, help_text, long_flag, spec_of
 
@@ -25,7 +26,8 @@ def setting_parameter(item: Field, value_type: Any = None) -> inspect.Parameter:
     flag = long_flag(item)
     value_type = value_type or _VALUE_TYPES[declared_type(item)]
     names = (f"{flag}/--no-{flag[2:]}",) if value_type is bool else (flag,)
-    option = typer.Option(*names, *spec.short, help=help_text(item), rich_help_panel=spec.panel)
+    shown = help_text(item).replace("{engines}", ", ".join(engine_names()))  # the registry's, as it grows
+    option = typer.Option(*names, *spec.short, help=shown, rich_help_panel=spec.panel)
     annotation = Annotated[Optional[value_type], option]
     return inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
@@ -52,34 +54,14 @@ def parse_blend(text: str | None) -> list[float] | None:
 
 
 def print_listing(rows: list[dict[str, Any]], keys: tuple[str, ...], as_json: bool, title: str | None = None) -> None:
-    """A listing as JSON (for scripts) or as a table whose `keys` columns (names, ids) never truncate.
-
-    Rich shortens cells to fit the terminal (80 columns when output goes to a file); the key columns get
-    their full width and the other columns wrap instead.
-    """
+    """A listing as JSON (for scripts), else as a table or one block per record (cli/layout.py): the `keys`
+    column (names, ids) leads each record."""
     if as_json:
         import json
 
         print(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from studio.cli.layout import print_records
 
-    table = Table(title=title)
-    for column in rows[0] if rows else keys:
-        if column in keys:
-            longest = max((len(str(row.get(column, ""))) for row in rows), default=len(column))
-            table.add_column(column, no_wrap=True, min_width=max(longest, len(column)))
-        else:
-            table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(value) for value in row.values()))
-    Console().print(table)
-
-
-def _cell(value: Any) -> str:
-    from rich.markup import escape
-
-    if isinstance(value, bool):
-        return "[green]yes[/]" if value else "[red]no[/]"
-    return escape("" if value is None else str(value))
+    ordered = [{**{key: row.get(key) for key in keys}, **row} for row in rows]
+    print_records(ordered, title=title)

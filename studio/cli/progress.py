@@ -7,11 +7,9 @@ import dataclasses
 import warnings
 from typing import Any
 
-import typer
-
 from studio import messages
 from studio.cli.distributed import finish_distributed
-from studio.cli.interrupt import exit_after_interrupt
+from studio.cli.interrupt import Interrupts, exit_after_interrupt, leave
 
 
 def run_with_progress(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
@@ -19,7 +17,7 @@ def run_with_progress(plan: Any, skip_existing: bool, overwrite: bool, debug: bo
     130 after Ctrl-C."""
     from rich.console import Console
 
-    from studio.runner import run_batch, write_report
+    from studio.runner import run_batch
     from studio.runner.distributed import current_share
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -32,27 +30,40 @@ def run_with_progress(plan: Any, skip_existing: bool, overwrite: bool, debug: bo
         )
     )
     progress, on_job_start, on_job_done = _display(console, len(plan.jobs))
-    try:
-        with progress, warnings.catch_warnings():
-            if not debug:  # third-party warnings (torch, diffusers...) are for developers: shown with --debug
-                warnings.simplefilter("ignore")
-            batch = run_batch(plan, skip_existing, overwrite, on_job_start, on_job_done, debug)
-    finally:
-        messages.set_sink(None)
-    if share.distributed:
-        failed = finish_distributed(batch, share, all_jobs, plan.report, console)
-    else:
-        if plan.report is not None:
-            write_report(plan.report, batch)
-        summary = batch.summary()
-        if plan.report is not None:
-            summary += f"; report: {plan.report}"
-        console.print(summary)
-        failed = bool(batch.failed)
-    if batch.interrupted:
-        exit_after_interrupt(console)
+    with Interrupts() as interrupts:
+        try:
+            with progress, warnings.catch_warnings():
+                if not debug:  # third-party warnings (torch, diffusers...) are for developers: shown with --debug
+                    warnings.simplefilter("ignore")
+                batch = run_batch(plan, skip_existing, overwrite, on_job_start, on_job_done, debug)
+        finally:
+            interrupts.finishing()  # from here on a signal is counted, not raised: the report gets written
+            messages.set_sink(None)
+        if share.distributed:
+            failed = finish_distributed(batch, share, all_jobs, plan.report, console)
+        else:
+            failed = _summarise(batch, plan.report, console)
+    if batch.interrupted or interrupts.received:
+        exit_after_interrupt(console, interrupts.name)
     if failed:
-        raise typer.Exit(1)
+        leave(1)
+
+
+def _summarise(batch: Any, report: Any, console: Any) -> bool:
+    """Write the report (a failure to write it is one line, not the end of the summary) and print the summary;
+    True when something failed."""
+    from studio.errors import StudioError
+    from studio.runner import write_report
+
+    written = report is not None
+    if report is not None:
+        try:
+            write_report(report, batch)
+        except StudioError as exc:
+            console.print(f"[red]report not written:[/] {exc}")
+            written = False
+    console.print(batch.summary() + (f"; report: {report}" if written else ""))
+    return bool(batch.failed) or (report is not None and not written)
 
 
 def _display(console: Any, total: int) -> tuple[Any, Any, Any]:

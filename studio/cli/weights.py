@@ -43,6 +43,8 @@ def list_weights(
             continue
         installed, path = weights.install_state(spec)
         state = {"bundled": "bundled (converts on first use)"}.get(installed, installed)
+        if installed == "yes" and (install := weights.missing_package(spec)):
+            state = f"yes; its network needs: {install}"
         rows.append(
             {
                 "name": spec.name,
@@ -81,6 +83,9 @@ def pull(
             progress=lambda done, total: bar.update(task, completed=done, total=total or None),
         )
     typer.echo(f"{name}: {path}")
+    spec = weights.find(name)
+    if spec is not None and (install := weights.missing_package(spec)):
+        typer.echo(f"{name}: its network class comes from another package; install it with: {install}")
 
 
 @app.command("verify")

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from studio.diffusion.identify import Checkpoint
-from studio.engines.base import Engine
 from studio.errors import UsageError
 from studio.settings import Settings
+
+if TYPE_CHECKING:  # the names of the registry stay importable without numpy, for `studio --help`
+    from studio.diffusion.identify import Checkpoint
+    from studio.engines.base import Engine
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ ENGINES: tuple[EngineEntry, ...] = (
 
 def research_checkpoints() -> list[Checkpoint]:
     """The engines that take a research checkpoint of their own, each with how its files are told apart."""
+    from studio.diffusion.identify import Checkpoint
+
     classes = [entry.load() for entry in ENGINES]
     return [Checkpoint(cls.name, cls.checkpoint_name, cls.checkpoint_layout) for cls in classes if cls.checkpoint_name]
 

@@ -133,6 +133,12 @@ class Engine(ABC):
         Diffusion engines read `settings.seed` as given: the runner's plan always sets one.
         """
 
+    def probe(self) -> None:
+        """For --dry-run, where it is cheap: load what the run will load and push a few pixels through it,
+        so the dry run fails where the run would (an unreadable model, members that do not fit together).
+        Engines whose loading takes minutes (diffusion) check files in `availability` instead."""
+        return None
+
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """For --dry-run: model, tiles, memory and time estimates, without loading anything heavy."""
         out_h, out_w = output_size(height, width, scale)

@@ -17,10 +17,18 @@ from studio.io.formats import (
 )
 from studio.io.jpeg_quality import jpeg_quality
 from studio.io.metadata import stated_dpi
-from studio.io.paths import InputSet, check_output_path
+from studio.io.os_errors import os_words
+from studio.io.paths import InputSet, check_output_path, input_problem, real_path
 from studio.io.picture import Picture, print_size, with_pixels
 from studio.io.read import MIN_SIDE, check_output_budget, read_image, read_provenance
-from studio.io.write import atomic, jpeg_quality_problem, write_image, write_png_text, write_text_atomic
+from studio.io.write import (
+    atomic,
+    jpeg_quality_problem,
+    remove_stale_parts,
+    write_image,
+    write_png_text,
+    write_text_atomic,
+)
 
 __all__ = [
     "FORMAT_EXTENSIONS",
@@ -34,12 +42,16 @@ __all__ = [
     "check_output_budget",
     "check_output_path",
     "image_files",
+    "input_problem",
     "jpeg_quality",
     "jpeg_quality_problem",
+    "os_words",
     "output_format",
     "print_size",
     "read_image",
     "read_provenance",
+    "real_path",
+    "remove_stale_parts",
     "stated_dpi",
     "with_pixels",
     "write_image",

@@ -30,6 +30,9 @@ _TIFF_LAYOUT_TAGS = (
     325, 338, 339, 340, 341, 530, 531, 532, 700, 34377, 34675,
 )
 # fmt: on
+_TIFF_WRITER_TAGS = (X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT, 305)
+"""TIFF tags about the file, not the photo: resolution (carried as the output's dpi instead) and Software."""
+IMAGE_DESCRIPTION = 270
 
 
 def stated_dpi(image: Image.Image) -> tuple[float, float] | None:
@@ -64,8 +67,10 @@ def upright_xmp_packet(xmp: bytes | None) -> bytes | None:
 def exif_without_orientation(exif: Image.Exif, source_format: str | None) -> bytes | None:
     """The EXIF to write back: orientation 1, no TIFF layout tags, no earlier run's provenance."""
     if source_format == "TIFF":
-        for tag in _TIFF_LAYOUT_TAGS:
+        for tag in (*_TIFF_LAYOUT_TAGS, *_TIFF_WRITER_TAGS):
             exif.pop(tag, None)
+        if str(exif.get(IMAGE_DESCRIPTION, "")).lstrip().startswith("{"):
+            del exif[IMAGE_DESCRIPTION]  # JSON a program wrote (tifffile's shape, studio's provenance): no caption
     if not len(exif) and not exif.get_ifd(EXIF_IFD):
         return None
     if ORIENTATION in exif:

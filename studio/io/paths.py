@@ -5,20 +5,37 @@ Checked for every job before the first pixel, so a batch fails up front instead 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from studio.errors import OutputError
+from studio.io.os_errors import name_problem, os_words
 
 
 class InputSet:
     """The batch's inputs, resolved once, so each output is checked against all of them cheaply."""
 
     def __init__(self, inputs: list[Path]) -> None:
-        self.paths = {path.resolve() for path in inputs}
+        self.paths = {real_path(path) for path in inputs}
         self.files = {_file_id(path) for path in inputs if path.exists()}
 
     def __contains__(self, path: Path) -> bool:
-        return path.resolve() in self.paths or (path.exists() and _file_id(path) in self.files)
+        return real_path(path) in self.paths or (path.exists() and _file_id(path) in self.files)
+
+
+def real_path(path: Path) -> Path:
+    """The absolute path with links followed as far as they go: a link loop is left as it is instead of
+    raising (Path.resolve raises on loops), so the input that is one fails alone, in words."""
+    return Path(os.path.realpath(path))
+
+
+def input_problem(path: Path) -> str | None:
+    """Why an input given by name cannot be read at all (missing, a link loop, a name too long), or None."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return f"{path}: {os_words(exc)}"
+    return None
 
 
 def _file_id(path: Path) -> tuple[int, int]:
@@ -28,6 +45,8 @@ def _file_id(path: Path) -> tuple[int, int]:
 
 def check_output_path(output: Path, inputs: InputSet, overwrite: bool) -> None:
     """Refuse to clobber an input (ever), an existing output (unless --overwrite), or a folder."""
+    if problem := name_problem(output):
+        raise OutputError(f"{output}: {problem}; shorten the input's name, or give -o a shorter file name")
     if output in inputs:
         raise OutputError(f"{output}: is an input file; studio never overwrites inputs (choose another path)")
     if output.is_dir():
@@ -44,3 +63,5 @@ def make_folder(folder: Path) -> None:
         raise OutputError(f"{folder}: cannot create this folder, a file of that name is in the way") from None
     except PermissionError:
         raise OutputError(f"{folder}: no permission to create or write this folder") from None
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create this folder ({os_words(exc)})") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,10 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.errors import OutputError
+from studio.errors import OutputError, os_problem
 from studio.io.encode import encode
 from studio.io.formats import LOSSY_FORMATS, is_lossy
+from studio.io.os_errors import NAME_MAX, os_words
 from studio.io.paths import make_folder
 from studio.io.picture import Picture
 from studio.messages import warn
@@ -36,14 +38,76 @@ FILE_MODE = 0o666 & ~_umask()
 """What a plain open() would give; mkstemp alone gives 0600."""
 
 
+_PID_DIGITS = 7  # Linux's largest pid (4194304) has 7 digits
+_RANDOM = 8  # the random part tempfile.mkstemp adds
+_PART = re.compile(r"(?:\d{1,7}\.)?[a-z0-9_]{8}")
+"""The middle of a temporary name: `PID.` (absent in names from studio 0.1's first releases) and mkstemp's part."""
+
+
+def _cut(text: str, budget: int) -> str:
+    """`text` shortened to at most `budget` bytes in the file system's encoding, never splitting a character."""
+    raw = os.fsencode(text)
+    return text if len(raw) <= budget else raw[:budget].decode("utf-8", "ignore")
+
+
+def _temp_affixes(path: Path) -> tuple[str, str]:
+    """The prefix (`.STEM.`) and suffix (`.part.EXT`) of `path`'s temporary files; STEM is shortened so the
+    whole name (`.STEM.PID.RANDOM.part.EXT`) fits NAME_MAX whatever the pid."""
+    suffix = ".part" + path.suffix
+    budget = NAME_MAX - len(os.fsencode(suffix)) - _RANDOM - _PID_DIGITS - 3  # three dots
+    return f".{_cut(path.stem, budget)}.", suffix
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_parts(targets: list[Path]) -> list[Path]:
+    """Delete the temporary files an earlier run left beside `targets` (killed with -9, power lost): only
+    names of studio's own pattern for those very targets, and only when the process that made them is gone.
+    Returns what was removed."""
+    removed: list[Path] = []
+    by_folder: dict[Path, list[tuple[str, str]]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, []).append(_temp_affixes(target))
+    for folder, affixes in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue  # no folder yet (or unreadable): nothing of ours in it
+        for name in names:
+            for prefix, suffix in affixes:
+                middle = name[len(prefix) : -len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+                if not _PART.fullmatch(middle):
+                    continue
+                pid = middle.split(".")[0] if "." in middle else ""
+                if pid and _alive(int(pid)):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / name).unlink()
+                    removed.append(folder / name)
+                break
+    return removed
+
+
 @contextlib.contextmanager
 def atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path`; on success it is synced and renamed to `path`, else removed."""
+    """A temporary path beside `path`; on success it is synced and renamed to `path`, else removed.
+
+    A full disk, a read-only file system or a name too long becomes one OutputError in words.
+    """
     make_folder(path.parent)
+    prefix, suffix = _temp_affixes(path)
     try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)
-    except PermissionError:
-        raise OutputError(f"{path.parent}: no permission to write here") from None
+        handle, name = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: {os_words(exc)}") from None
     os.close(handle)
     temp = Path(name)
     try:
@@ -52,6 +116,11 @@ def atomic(path: Path) -> Iterator[Path]:
             os.fsync(written.fileno())
         os.chmod(temp, FILE_MODE)
         os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        if os_problem(exc) is None:
+            raise
+        raise OutputError(f"{path}: {os_words(exc)}") from None
     except BaseException:  # includes KeyboardInterrupt: never leave a partial output behind
         temp.unlink(missing_ok=True)
         raise

@@ -11,18 +11,20 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from studio.engines.base import DIFFUSION_SETTINGS, NO_CONTEXT, Engine, EngineResult
 from studio.errors import EnvironmentProblem, UsageError
 from studio.io import read_image, write_image, write_png_text, write_text_atomic
 from studio.lab.runs import Run, prepare_run
 from studio.lab.sheet import draw_sheet, slider_page
 from studio.ops.resize import resize
 from studio.runner import EngineCache, restore_picture
-from studio.settings import DEFAULT_MAX_PIXELS
+from studio.settings import DEFAULT_MAX_PIXELS, Settings, setting_fields, spec_of
+from studio.settings.table import PANEL_FACES, PANEL_OUTPUT
 
 
 @dataclass
@@ -35,6 +37,7 @@ class RunImage:
     image: np.ndarray | None
     file: str | None = None
     error: str | None = None
+    reused_from: str | None = None  # the run whose engine output this one reused (same engine settings)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,48 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", label).strip("_")[:60] or "run"
 
 
+AFTER_ENGINE_PANELS = (PANEL_FACES, PANEL_OUTPUT)
+AFTER_ENGINE = frozenset({"color_fix", "alpha", "fidelity", "threads"})
+"""Settings the runner applies after the engine (or that only change its speed): runs that differ only in
+these share one engine output. `fidelity` counts only for engines that do not map it themselves."""
+
+
+def engine_key(settings: Settings, engine: type[Engine]) -> str:
+    """What decides an engine's output: its name and every setting it reads, as text."""
+    after = AFTER_ENGINE - ({"fidelity"} if engine.owns_fidelity else set())
+    ignored = DIFFUSION_SETTINGS - engine.used_settings()
+    kept = {
+        item.name: getattr(settings, item.name)
+        for item in setting_fields()
+        if item.name not in after | ignored and spec_of(item).panel not in AFTER_ENGINE_PANELS
+    }
+    return json.dumps({"engine": engine.name, **kept}, sort_keys=True, default=str)
+
+
+class ReusingCache(EngineCache):
+    """An EngineCache whose engines hand back an output already computed in this comparison for the same
+    engine settings (`--run engine=fast --run engine=fast,fidelity=0.5` runs the network once)."""
+
+    def __init__(self, settings: Settings, primary: str, shared: dict[str, tuple[str, EngineResult]], label: str):
+        super().__init__(settings, primary)
+        self.shared, self.label = shared, label
+        self.reused_from: str | None = None
+
+    def build(self, settings: Settings) -> Engine:
+        engine = super().build(settings)
+        key, run_engine = engine_key(settings, type(engine)), engine.restore
+
+        def restore(image: np.ndarray, scale: float, progress=None, context=NO_CONTEXT) -> EngineResult:
+            if key in self.shared:
+                self.reused_from, earlier = self.shared[key]
+                return replace(earlier, image=earlier.image.copy())
+            self.shared[key] = (self.label, run_engine(image, scale, progress, context))
+            return self.shared[key][1]
+
+        engine.restore = restore  # type: ignore[method-assign]
+        return engine
+
+
 def restore_runs(photo: Path, runs: list[Run], output: Path, on_done=None) -> tuple[np.ndarray, list[RunImage]]:
     """Restore `photo` with every run through the runner's recipe and write each full result."""
     prepared = [(run, *prepare_run(run, {})) for run in runs]
@@ -94,18 +139,24 @@ def restore_runs(photo: Path, runs: list[Run], output: Path, on_done=None) -> tu
         raise UsageError(f"the runs use different scales {sorted(scales)}; a side-by-side crop needs one scale")
     picture = read_image(photo, DEFAULT_MAX_PIXELS)
     results: list[RunImage] = []
+    shared: dict[str, tuple[str, EngineResult]] = {}
     for number, (run, settings, engine_name) in enumerate(prepared, 1):
         started = time.perf_counter()
+        cache = ReusingCache(settings, engine_name, shared, run.label)
         try:
-            restored = restore_picture(picture, EngineCache(settings, engine_name), engine_name)
+            restored = restore_picture(picture, cache, engine_name)
         except EnvironmentProblem as exc:
             results.append(RunImage(run.label, engine_name, 0.0, None, error=str(exc)))
         else:
             seconds = time.perf_counter() - started
             path = output / f"{number:02d}-{slug(run.label)}.png"
             provenance = {**restored.provenance, "compare_run": run.label}
+            if cache.reused_from:
+                provenance["compare_reused_engine_output_of"] = cache.reused_from
             write_image(path, restored.picture, "png", settings.quality, provenance)
-            results.append(RunImage(run.label, restored.provenance["engine"], seconds, restored.picture.rgb, path.name))
+            image = restored.picture.rgb
+            engine = restored.provenance["engine"]
+            results.append(RunImage(run.label, engine, seconds, image, path.name, reused_from=cache.reused_from))
         if on_done:
             on_done(results[-1])
     if all(result.image is None for result in results):
@@ -134,7 +185,14 @@ def compare(photo: Path, runs: list[Run], output: Path, crop: Crop | None, crop_
         "page": "compare.html",
         "panels": layout,
         "runs": [
-            {"label": r.label, "engine": r.engine, "seconds": round(r.seconds, 3), "file": r.file, "error": r.error}
+            {
+                "label": r.label,
+                "engine": r.engine,
+                "seconds": round(r.seconds, 3),
+                "file": r.file,
+                "error": r.error,
+                "reused_engine_output_of": r.reused_from,
+            }
             for r in results
         ],
     }

@@ -18,10 +18,11 @@ from studio.io import (
     check_output_path,
     print_size,
     read_image,
+    remove_stale_parts,
     write_image,
     write_text_atomic,
 )
-from studio.messages import warn
+from studio.messages import notice, warn
 from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path
 from studio.runner.plan import UP_FRONT_SOURCES, Plan
@@ -37,11 +38,13 @@ def reproduce_command(source: Path, output: Path, settings: Settings, engine: ty
 
     It names every value that differs from the built-in defaults or that a layer or an up-front
     decision set (so a user config cannot change it), and leaves out what the engine does not read.
-    The preset is already rendered into the values, so it is left out too.
+    The preset is already rendered into the values, so it is left out too. Quoted for a POSIX shell; an
+    input whose name starts with `-` follows `--`. `studio info` prints it with an output name that is free.
     """
     defaults = Settings()
     ignored = DIFFUSION_SETTINGS - engine.used_settings()
-    args = ["studio", "restore", str(source), "-o", str(output)]
+    dashed = str(source).startswith("-")  # would read as an option: it goes last, after `--`
+    args = ["studio", "restore", *([] if dashed else [str(source)]), "-o", str(output)]
     for item in setting_fields():
         name, value = item.name, getattr(settings, item.name)
         decided = layer_rank(settings.source_of(name)) > 0 or settings.source_of(name) in UP_FRONT_SOURCES
@@ -52,7 +55,7 @@ def reproduce_command(source: Path, output: Path, settings: Settings, engine: ty
         if name == "model" and settings.ensemble:
             continue  # written as one --model per ensemble member
         args += command_args(item, value)
-    return shlex.join(args)
+    return shlex.join([*args, "--", str(source)] if dashed else args)
 
 
 def process_job(
@@ -146,6 +149,16 @@ def unexpected_error(source: Path, exc: Exception) -> str:
     return f"{source}: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details"
 
 
+def remove_leftovers(plan: Plan) -> None:
+    """Temporary files that an earlier run killed mid-write (kill -9, power loss) left beside this run's
+    outputs, sidecars and report: removed, with one notice."""
+    targets = [path for job in plan.jobs if not job.error for path in (job.output, sidecar_path(job.output))]
+    removed = remove_stale_parts(targets + ([plan.report] if plan.report else []))
+    if removed:
+        folders = ", ".join(sorted({str(path.parent) for path in removed}))
+        notice(f"removed {len(removed)} temporary file(s) an interrupted earlier run left in {folders}")
+
+
 def run_batch(
     plan: Plan,
     skip_existing: bool = False,
@@ -156,15 +169,17 @@ def run_batch(
 ) -> BatchReport:
     """Run every job of a checked plan; a bad file is reported and the batch goes on.
 
-    Environment problems stop it. Ctrl-C stops it too, between two work units: the report then lists the
-    finished files and marks the rest `interrupted` (no partial file is left: writes are atomic).
+    Environment problems stop it. Ctrl-C (KeyboardInterrupt, at any moment) stops it too, between two work
+    units: the report then lists the finished files and marks the rest `interrupted` (no partial file is left:
+    writes are atomic).
     """
     settings = plan.settings
-    cache = EngineCache(settings, plan.engine)
-    all_inputs = InputSet([job.source for job in plan.jobs])
     results: list[JobResult] = []
     interrupted = False
     try:
+        remove_leftovers(plan)
+        cache = EngineCache(settings, plan.engine)
+        all_inputs = InputSet([job.source for job in plan.jobs])
         for index, job in enumerate(plan.jobs):
             progress = on_job_start(job, index, len(plan.jobs)) if on_job_start else None
             result = process_job(job, cache, all_inputs, skip_existing, overwrite, progress, debug, plan.notes)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import UsageError
-from studio.io import FORMAT_EXTENSIONS, SUPPORTED_EXTENSIONS, image_files
+from studio.io import FORMAT_EXTENSIONS, SUPPORTED_EXTENSIONS, image_files, input_problem, real_path
 
 
 @dataclass
@@ -58,6 +58,8 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
             else:
                 root = output / path.name if len(inputs) > 1 else output
             jobs += [Job(f, (root / f.relative_to(path)).with_suffix(ext)) for f in files]
+        elif problem := input_problem(path):  # missing, a link loop: this file fails alone, in words
+            jobs.append(Job(path, path, error=problem))
         elif output is None:
             jobs.append(Job(path, path.with_name(f"{path.stem}_restored{ext}")))
         elif out_is_dir:
@@ -66,8 +68,10 @@ def collect_jobs(inputs: Iterable[Path], output: Path | None, fmt: str, output_i
             jobs.append(Job(path, output))
     seen: dict[Path, Path] = {}
     for job in jobs:
-        key = job.output.resolve()
-        if job.error is None and key in seen:
+        if job.error is not None:
+            continue
+        key = real_path(job.output)
+        if key in seen:
             job.error = f"{job.source}: would write the same output as {seen[key]} ({job.output}); rename one"
         seen.setdefault(key, job.source)
     return jobs

@@ -39,8 +39,8 @@ class Settings:
 
     engine: str = setting(  # checked against the engine registry by the runner
         "auto",
-        "auto, classical, fast, sd-x4, stablesr, supir (auto: a diffusion engine with a GPU and its weights, "
-        "else fast; never supir).",
+        "auto or {engines} (auto: a diffusion engine with a GPU and its weights, else fast; "
+        "studio engines says which run here).",
         short=("-e",),
     )
     model: str | None = setting(

@@ -70,6 +70,17 @@ def _parse_entry(entry: Any, index: int, origin: str) -> WeightSpec:
     return WeightSpec(**known, extra=extra)
 
 
+def missing_package(spec: WeightSpec) -> str | None:
+    """The install command of the Python package an entry's network class comes from (registry keys `package`
+    and `install`), when that package is not installed; None when nothing is missing."""
+    import importlib.util
+
+    package = spec.extra.get("package")
+    if not package or importlib.util.find_spec(str(package)) is not None:
+        return None
+    return str(spec.extra.get("install") or f"pip install {package}")
+
+
 _cache: dict[tuple[str, float], list[WeightSpec]] = {}
 
 

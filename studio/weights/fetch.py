@@ -47,6 +47,8 @@ def resolve(name_or_path: str, kind: str) -> Path:
         if spec.hub_repo:
             return hub_snapshot(spec, download=False)
         found = catalog.local_path(spec) or _convert_bundled(spec)
+        if found is not None and (install := catalog.missing_package(spec)):
+            raise WeightsMissing(f"weights '{spec.name}' are here, but their network needs a package: {install}")
         if found is not None:
             return found
         raise WeightsMissing(

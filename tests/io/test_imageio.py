@@ -246,3 +246,18 @@ def test_provenance_chunk_is_json(tmp_path: Path, photo: Path) -> None:
 def test_picture_size_is_width_height() -> None:
     picture = Picture(rgb=np.zeros((20, 30, 3), np.float32))
     assert picture.size == (30, 20)
+
+
+def test_a_16_bit_tiff_without_exif_gets_no_exif_warning(tmp_path: Path) -> None:
+    """tifffile's own tags (a JSON description, Software, resolution) are not EXIF: nothing to warn about."""
+    import tifffile
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    pixels = (np.random.default_rng(0).random((24, 32, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", pixels, photometric="rgb", resolution=(300, 300))
+    result = CliRunner().invoke(app, ["restore", str(tmp_path / "in.tif"), "--engine", "classical", "--format", "tiff"])
+    assert result.exit_code == 0, result.output
+    assert "EXIF" not in result.output
+    assert read_image(tmp_path / "in_restored.tif", 10**8).bit_depth == 16

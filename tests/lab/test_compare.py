@@ -96,3 +96,18 @@ def test_cli_refuses_runs_with_different_scales(tmp_path: Path, photo: Path) -> 
         ],
     )
     assert result.exit_code == 2 and "one scale" in result.output
+
+
+def test_runs_with_the_same_engine_settings_share_one_engine_pass(tmp_path: Path, photo: Path) -> None:
+    """`fast` and `fast,fidelity=0.5` run the network once: the second blends the first's output toward
+    Lanczos (the classical run) as a run of its own would; a run with another engine setting runs again."""
+    fast = "engine=fast,model=realesr-animevideov3"
+    runs = [fast, f"{fast},fidelity=0.5", "engine=classical", "engine=fast,model=realesr-animevideov3,tile=32"]
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", str(photo), "-o", str(out), *[a for r in runs for a in ("--run", r)]])
+    assert result.exit_code == 0, result.output
+    reused = [run["reused_engine_output_of"] for run in json.loads((out / "compare.json").read_text())["runs"]]
+    assert reused == [None, fast, None, None]
+    assert "engine output of engine=fast,model=realesr-animevideov3 reused" in result.output
+    first, blended, lanczos, _ = (np.asarray(Image.open(p), dtype=np.float32) for p in sorted(out.glob("0*.png")))
+    assert np.abs(blended - (0.5 * first + 0.5 * lanczos)).max() <= 1.0  # rounding of the 8-bit files only

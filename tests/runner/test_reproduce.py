@@ -45,3 +45,40 @@ def test_recorded_command_reproduces_the_committed_output(tmp_path: Path, output
     assert (made.alpha is None) == (expected.alpha is None)
     if expected.alpha is not None:
         assert np.array_equal(made.alpha, expected.alpha)
+
+
+def test_names_that_look_like_options_follow_a_double_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.cli.info import runnable
+    from studio.engines.classical import ClassicalEngine
+    from studio.runner.batch import reproduce_command
+    from studio.settings import Settings
+
+    command = reproduce_command(Path("-a b's.png"), Path("-out.png"), Settings(engine="classical"), ClassicalEngine)
+    args = shlex.split(command)
+    assert args[:4] == ["studio", "restore", "-o", "-out.png"] and args[-2:] == ["--", "-a b's.png"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-out.png").touch()
+    assert shlex.split(runnable(command))[3] == "-out_reproduced.png"
+    (tmp_path / "-out_reproduced.png").touch()
+    assert shlex.split(runnable(command))[3] == "-out_reproduced_2.png"
+
+
+@pytest.mark.slow
+def test_the_printed_command_runs_as_printed_and_gives_the_same_pixels(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """`studio info` prints a command that runs in a shell as it stands: a name starting with `-` and holding
+    a space and a quote, on the default fast path; it writes beside the original output, which stays as it was."""
+    from PIL import Image
+
+    name = "-old photo's.png"
+    Image.fromarray(astronaut[180:204, 200:230]).save(tmp_path / name)
+    made = subprocess.run(["studio", "restore", "--", name], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    output = tmp_path / "-old photo's_restored.png"
+    before = output.read_bytes()
+    shown = subprocess.run(["studio", "info", "--", output.name], cwd=tmp_path, capture_output=True, text=True)
+    command = next(line for line in shown.stdout.splitlines() if line.startswith("reproduce: "))[len("reproduce: ") :]
+    again = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, (command, again.stderr)
+    copy = tmp_path / "-old photo's_restored_reproduced.png"
+    assert np.array_equal(read_image(copy, 10**8).rgb, read_image(output, 10**8).rgb)
+    assert output.read_bytes() == before

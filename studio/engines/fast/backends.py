@@ -79,10 +79,17 @@ class NcnnBackend:
         import ncnn
 
         data = np.ascontiguousarray(tile[0], dtype=np.float32)
-        mat = ncnn.Mat(data)  # borrows `data`: keep it referenced until extraction is done
-        extractor = self.net.create_extractor()
-        extractor.input(self.input_blob, mat)
-        status, out = run_interruptible(extractor.extract, self.output_blob)
+        net = self.net
+
+        def extract() -> tuple[int, Any]:
+            # runs in a worker that Ctrl-C may abandon: it holds the net, the input and the array the Mat
+            # borrows, so freeing the engine after an interruption cannot pull memory from under ncnn
+            mat = ncnn.Mat(data)
+            extractor = net.create_extractor()
+            extractor.input(self.input_blob, mat)
+            return extractor.extract(self.output_blob)
+
+        status, out = run_interruptible(extract)
         if status != 0:
             raise StudioError(f"ncnn inference failed (status {status})")
         return np.clip(np.array(out, dtype=np.float32, copy=True)[None], 0.0, 1.0)
@@ -204,15 +211,21 @@ def pass_record(loaded: Loaded, tile: int) -> dict[str, Any]:
 
 def ensemble_fn(models: list[Loaded], blend: list[float], scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """One tile through every model, each brought to `scale` (bicubic for smaller models), blended in
-    linear light: so the ensemble shares one tile grid and one merge."""
+    linear light: so the ensemble shares one tile grid and one merge. Members may mix backends (ncnn
+    works on numpy, torch on tensors)."""
 
     def blended(tile: torch.Tensor) -> torch.Tensor:
+        import torch
         import torch.nn.functional as F
 
         size = (tile.shape[-2] * scale, tile.shape[-1] * scale)
         outputs = []
         for loaded in models:
-            out = loaded.backend(tile).float().to(tile.device)
+            if loaded.backend_name == NcnnBackend.name:  # ncnn reads and returns numpy: bridge it
+                out = torch.from_numpy(loaded.backend(tile.cpu().numpy()))
+            else:
+                out = loaded.backend(tile)
+            out = out.float().to(tile.device)
             if out.shape[-2:] != size:
                 out = F.interpolate(out, size=size, mode="bicubic", align_corners=False, antialias=True)
             outputs.append(out.clamp(0.0, 1.0))

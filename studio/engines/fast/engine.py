@@ -22,7 +22,7 @@ from studio.engines.base import NO_CONTEXT, Availability, Engine, EngineResult, 
 from studio.engines.fast.backends import Loaded, NcnnBackend, ensemble_fn, load_model, pass_record
 from studio.engines.fast.content import ANIME_MODEL, PHOTO_MODEL, choose
 from studio.engines.fast.estimates import auto_tile, estimate
-from studio.engines.fast.swinir_tasks import choose_task_model
+from studio.engines.fast.swinir_tasks import choose_task_model, missing_task_models
 from studio.errors import InputError, UsageError, WeightsMissing
 from studio.messages import notice, warn
 from studio.ops.blend import normalised
@@ -67,6 +67,8 @@ class FastEngine(Engine):
                     return Availability(False, str(exc))
             elif weights.local_path(spec) is None and weights.offline_files(spec) is None:
                 return Availability(False, f"weights missing: studio weights pull {spec.name}")
+        if settings.task != "sr" and (missing := missing_task_models(settings.task)):
+            return Availability(False, missing)
         return Availability(True, "bundled Real-ESRGAN (ncnn on CPU)" if not settings.model else "")
 
     def _load(self, name: str) -> Loaded:
@@ -154,7 +156,7 @@ class FastEngine(Engine):
                 f"--scale {scale:g} is more than the model's x{model_scale}: one model pass, then a Lanczos "
                 "resize for the rest (a second AI pass would compound artefacts)"
             )
-        blend = normalised(self.settings.blend or [1.0] * len(models)) if len(models) > 1 else None
+        blend = self._blend_for(models)
         result, used = self._run(models, image, progress, blend)
         return result, Enlarged(models, blend, reason, used)
 
@@ -219,6 +221,19 @@ class FastEngine(Engine):
                 model_scale=max(m.scale for m in models),
             )
         return info
+
+    def _blend_for(self, models: list[Loaded]) -> list[float] | None:
+        """An ensemble's weights (--blend, normalised; equal by default); None for one model."""
+        return normalised(self.settings.blend or [1.0] * len(models)) if len(models) > 1 else None
+
+    def probe(self) -> None:
+        """Load the models named with --model (each ensemble member) and run a 16x16 image through them as
+        the run will (blend included); without --model the bundled models need no probe."""
+        names = self.settings.ensemble or ([self.settings.model] if self.settings.model else [])
+        if names:
+            models = [self._load(name) for name in names]
+            blend = self._blend_for(models)
+            self._run(models, np.full((16, 16, 3), 0.5, np.float32), None, blend)
 
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """Model, tile grid and rough memory/time, without loading any weights."""

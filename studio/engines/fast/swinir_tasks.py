@@ -46,6 +46,19 @@ def task_models(task: str, grey: bool) -> dict[int, str]:
     return found
 
 
+def missing_task_models(task: str) -> str | None:
+    """Why `--task` cannot run at all (no model of the task on disk, the default install), or None. Which
+    level an image needs is measured on its pixels, so a run with only some levels on disk is checked per image."""
+    levels = task_models(task, grey=False)
+    if any(
+        weights.local_path(weights.get(name)) is not None
+        for name in (*levels.values(), *task_models(task, True).values())
+    ):
+        return None
+    gentlest = levels[max(levels)] if task == "jpeg" else levels[min(levels)]
+    return f"weights missing: no --task {task} model is on disk; studio weights pull {gentlest} (or the level you need)"
+
+
 def noise_sigma(image: np.ndarray) -> float:
     """Estimated Gaussian noise sigma on the 0-255 scale (the scale SwinIR's denoisers are named by)."""
     from skimage.restoration import estimate_sigma

@@ -243,6 +243,7 @@ def test_retinaface_is_built_from_facexlib_and_loads_local_weights_only(
     tmp_path: Path, source: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """facexlib's own init would download; studio builds the class and loads a local file instead."""
+    pytest.importorskip("facexlib", reason="optional: pip install 'facexlib>=0.3' --no-deps (retinaface-resnet50)")
     import facexlib.detection
     import facexlib.utils
     from facexlib.detection.retinaface import RetinaFace

@@ -142,3 +142,38 @@ def test_tasks_and_ensembles_never_fall_back_to_an_engine_that_ignores_them() ->
     assert fallback_for(Settings(), "fast") == "classical"  # a plain auto run still falls back
     assert fallback_for(Settings(task="jpeg"), "fast") is None
     assert fallback_for(Settings(model="a", ensemble=["a", "b"]), "fast") is None
+
+
+def test_bundled_models_blend_on_the_default_cpu_ncnn_backend(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """The README's ensemble on the default path: bundled ncnn models (numpy in, numpy out) blended in torch.
+
+    The dry run and the real run agree (both exit 0), every member ran in ncnn, and the blend lies between
+    what each member gives alone, in linear light.
+    """
+    source = tmp_path / "in.png"
+    Image.fromarray(astronaut[180:196, 200:220]).save(source)
+    args = ["restore", str(source), "--model", "realesrgan-x4plus", "--model", "realesr-animevideov3"]
+    args += ["--blend", "0.6,0.4", "--sidecar", "-o", str(tmp_path / "out.png")]
+    dry = CliRunner().invoke(app, [*args, "--dry-run"])
+    real = CliRunner().invoke(app, args)
+    assert dry.exit_code == real.exit_code == 0, (dry.output, real.output)
+    details = json.loads((tmp_path / "out.png.json").read_text())["engine_details"]
+    assert [m["backend"] for m in details["ensemble"]] == ["ncnn-cpu", "ncnn-cpu"]
+    mixed = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float32) / 255
+    assert mixed.shape == (64, 80, 3)
+    image = astronaut[180:196, 200:220].astype(np.float32) / 255
+    alone = [FastEngine(Settings(device="cpu", model=name)).restore(image, 4.0).image for name in args[3:6:2]]
+    lin_a, lin_b = (_linear(out) for out in alone)
+    assert np.abs(lin_a - lin_b).mean() > 0.005  # the members really differ
+    assert np.abs(_linear(mixed) - (0.6 * lin_a + 0.4 * lin_b)).mean() < 2 / 255
+
+
+def test_dry_run_loads_the_named_models_like_the_run(tmp_path: Path, photo: Path) -> None:
+    """A model file spandrel cannot read stops the dry run with the real run's line and exit code."""
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a network")
+    args = ["restore", str(photo), "--model", "realesr-animevideov3", "--model", str(bad)]
+    args += ["-o", str(tmp_path / "o.png")]
+    dry, real = CliRunner().invoke(app, [*args, "--dry-run"]), CliRunner().invoke(app, args)
+    assert dry.exit_code == real.exit_code == 2, (dry.output, real.output)
+    assert f"{bad}: cannot load weights" in dry.output and "Traceback" not in dry.output

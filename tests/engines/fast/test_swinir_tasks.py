@@ -226,3 +226,18 @@ def test_cli_task_jpeg_reads_the_files_quality_then_enlarges_only_when_asked(
 
     bad = runner.invoke(app, ["restore", str(source), "--task", "deblur"])
     assert bad.exit_code == 2 and "--task 'deblur'" in bad.output
+
+
+def test_no_task_model_on_disk_stops_the_dry_run_like_the_run(
+    tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default install has no SwinIR task model: `--task jpeg --dry-run` says so, with the run's exit code."""
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    monkeypatch.setenv("STUDIO_WEIGHTS_DIR", str(tmp_path / "empty-weights"))
+    args = ["restore", str(photo), "--task", "jpeg", "--scale", "1", "-o", str(tmp_path / "o.png")]
+    dry, real = CliRunner().invoke(app, [*args, "--dry-run"]), CliRunner().invoke(app, args)
+    assert dry.exit_code == real.exit_code == 3, (dry.output, real.output)
+    assert "studio weights pull swinir-jpeg-q40" in dry.output and not (tmp_path / "o.png").exists()
