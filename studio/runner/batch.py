@@ -92,8 +92,9 @@ def process_job(
         provenance["command"] = reproduce_command(job.source, job.output, ran_settings, ran)
         provenance["input"] = {"name": job.source.name, "size": list(picture.size), "bit_depth": picture.bit_depth}
         result.quality = {**restored.quality, "seconds": round(time.perf_counter() - started, 3)}
-        if provenance.get("face_protection"):
-            notice(f"{job.source.name}: {protection_line(provenance['face_protection']['faces'])}")
+        if protection := provenance.get("face_protection"):
+            line = protection_line(protection["faces"], protection["left_out_by_face_model"])
+            notice(f"{job.source.name}: {line}")
         for message in departures(result.quality, faces_restored=provenance.get("faces") is not None):
             warn(f"{job.source.name}: {message}")
             notes.append(message)

@@ -10,6 +10,7 @@ import numpy as np
 
 from studio import weights
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
+from studio.engines.faces.detect import Face
 from studio.engines.faces.networks import DEFAULT_MODEL
 from studio.engines.faces.protect import PROTECTED_DETAIL, protect_faces
 from studio.errors import StudioError
@@ -67,6 +68,9 @@ def restore_picture(
         face_result = cache.faces().restore(rgb, result)
         result, faces = face_result.image, face_result.faces
         face_provenance = {**face_result.provenance, "license": model_license(face_result.provenance.get("model"))}
+        if engine.invents_detail and face_result.left_out:  # too small or too many for the face model
+            result, left_out, protection = guard_faces(cache, rgb, result, notes, face_result.left_out)
+            faces = [*faces, *left_out]
     elif engine.invents_detail:
         result, faces, protection = guard_faces(cache, rgb, result, notes)
 
@@ -108,32 +112,33 @@ def restore_picture(
 
 
 def guard_faces(
-    cache: EngineCache, rgb: np.ndarray, result: np.ndarray, notes: list[str]
+    cache: EngineCache, rgb: np.ndarray, result: np.ndarray, notes: list[str], found: list[Face] | None = None
 ) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any] | None]:
-    """No face model runs: find the faces (for the quality check) and, with --protect-faces, keep them faithful.
+    """Faces no face model restores (`found`; None: detect them here, for the quality check too): with
+    --protect-faces, keep them faithful.
 
     Returns the image, one report entry per face (`protected` says whether it was) and the protection's
     provenance (None when nothing was protected).
     """
-    detector = cache.face_detector()
-    found = detector.detect(rgb) if detector is not None else []
+    if found is None:
+        detector = cache.face_detector()
+        found = detector.detect(rgb) if detector is not None else []
     protect = bool(found) and cache.settings.protect_faces
     faces = [{**face.report(), "protected": protect} for face in found]
     if not protect:
         return result, faces, None
     faithful = resize(rgb, result.shape[0], result.shape[1], "lanczos")
     protected = protect_faces(result, faithful, found, rgb.shape[:2])
-    notes.append(protection_line(len(found)))
-    return (
-        protected.image,
-        faces,
-        {
-            "faces": len(found),
-            "detector": detector.name if detector is not None else None,
-            "reference": "lanczos",
-            "engine_detail": PROTECTED_DETAIL,
-        },
-    )
+    left_out = cache.settings.faces != "none"
+    notes.append(protection_line(len(found), left_out))
+    provenance = {
+        "faces": len(found),
+        "detector": found[0].detector,
+        "reference": "lanczos",
+        "engine_detail": PROTECTED_DETAIL,
+        "left_out_by_face_model": left_out,
+    }
+    return protected.image, faces, provenance
 
 
 def applied_settings(settings: Settings, engine: type[Engine]) -> dict[str, Any]:
@@ -148,9 +153,14 @@ def model_license(model: str | None) -> str | None:
     return spec.license if spec is not None and spec.license else None
 
 
-def protection_line(count: int) -> str:
-    """The one line that says faces were protected, and the command that restores them instead."""
+def protection_line(count: int, left_out: bool = False) -> str:
+    """The one line that says faces were protected, and how to have them restored instead."""
     faces = f"{count} face{'s' if count > 1 else ''}"
+    if left_out:
+        return (
+            f"{faces} that the face model left out kept close to the input; to restore them too, lower "
+            "--min-face-size or raise --max-faces (--no-protect-faces: the engine's faces)"
+        )
     return (
         f"{faces} kept close to the input (no face model ran; the engine alone redraws small faces); to restore "
         f"faces: `studio weights pull {FACE_MODEL}`, then add --faces gfpgan (--no-protect-faces: the engine's faces)"

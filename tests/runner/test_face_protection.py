@@ -91,6 +91,19 @@ def test_the_classical_engine_invents_nothing_so_nothing_is_protected(tmp_path: 
     assert entry["faces"] == []
 
 
+def test_faces_the_face_model_leaves_out_are_protected(
+    tmp_path: Path, face_crop: Path, restoreformer_path: Path
+) -> None:
+    """--min-face-size above the face: the (tiny random) face model restores nothing; the face is protected."""
+    out = tmp_path / "out.png"
+    flags = ("--faces", "restoreformer", "--face-model", str(restoreformer_path), "--min-face-size", "200")
+    said, entry = _restore(face_crop, out, *flags)
+    assert len(entry["faces"]) == 1 and entry["faces"][0]["protected"] is True
+    assert "1 face that the face model left out kept close to the input" in said and "--min-face-size" in said
+    assert read_provenance(out)["face_protection"]["left_out_by_face_model"] is True
+    assert entry["quality"]["regions"]["faces"]["ssim_vs_lanczos"] >= FAITHFUL_FACE_SSIM
+
+
 def _plan(tmp_path: Path, **cli: object):
     source = tmp_path / "in.png"
     Image.new("RGB", (32, 32)).save(source)

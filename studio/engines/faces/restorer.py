@@ -25,6 +25,7 @@ from studio.engines.faces.detect import (
     MOBILENET_NAME,
     RETINAFACE_NAME,
     Detector,
+    Face,
     build_detector,
     detector_weights,
     select_faces,
@@ -43,6 +44,8 @@ class FaceResult:
     image: np.ndarray
     faces: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    left_out: list[Face] = field(default_factory=list)
+    """Faces found but not restored (--min-face-size, --max-faces, --only-center-face): still the engine's."""
 
 
 def model_name(settings: Settings) -> str:
@@ -96,18 +99,20 @@ class FaceRestorer:
         """Restore every selected face of `source` into `background` (the engine's output, any scale)."""
         _check_image("source", source)
         _check_image("background", background)
+        found = self._get_detector().detect(source)
         faces = select_faces(
-            self._get_detector().detect(source),
+            found,
             source.shape[:2],
             only_center_face=self.settings.only_center_face,
             max_faces=self.settings.max_faces,
             min_face_size=self.settings.min_face_size,
         )
         report = [face.report() for face in faces]
+        left_out = [face for face in found if all(face is not kept for kept in faces)]
         fidelity = float(self.settings.face_fidelity)
         strength = 1.0 if self._fidelity_in_network else 1.0 - fidelity
         if not faces or strength <= 0.0:  # nothing to paste: skip loading and running the network
-            return FaceResult(background, report, {**self.provenance(), "count": len(report)})
+            return FaceResult(background, report, {**self.provenance(), "count": len(report)}, left_out)
         network = self._get_network()
         scale_y = background.shape[0] / source.shape[0]
         scale_x = background.shape[1] / source.shape[1]
@@ -121,7 +126,7 @@ class FaceRestorer:
             result = paste_face(result, restored, rescale_transform(matrix, scale_y, scale_x), strength)
             if progress is not None:
                 progress(done, len(faces))
-        return FaceResult(result, report, {**self.provenance(), "count": len(faces)})
+        return FaceResult(result, report, {**self.provenance(), "count": len(faces)}, left_out)
 
     def provenance(self) -> dict[str, Any]:
         """Model name, weights sha256, detector and fidelity: what made the faces."""
