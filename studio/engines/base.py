@@ -92,6 +92,8 @@ class Engine(ABC):
     default_model: ClassVar[str | None] = None
     """The weights registry name used without --model (its licence is announced and recorded like a named one)."""
     owns_fidelity: ClassVar[bool] = False  # True: the engine maps --fidelity itself (no Lanczos blend after it)
+    invents_detail: ClassVar[bool] = True
+    """False: the engine only resamples (classical), so faces need no protection from it (--protect-faces)."""
 
     ensembles_and_tasks: ClassVar[bool] = False
     """Runs several --model as an ensemble and the --task cleanup models: the runner sends those here."""

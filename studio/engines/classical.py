@@ -22,6 +22,7 @@ class ClassicalEngine(Engine):
     name = "classical"
     summary = "Lanczos/bicubic resampling: no invented detail, any scale, instant"
     auto_rank = 3  # the last resort: it always runs
+    invents_detail = False
 
     @classmethod
     def availability(cls, settings: Settings) -> Availability:

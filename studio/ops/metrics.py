@@ -27,6 +27,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
+def _ssim_options(a: np.ndarray) -> dict:
+    """The paper's Gaussian window (sigma 1.5, population covariance), shrunk to fit images under 11 px."""
+    side = min(a.shape[:2])
+    if side < 3:
+        raise ValueError(f"SSIM needs images of at least 3x3 pixels; got {a.shape[:2]}")
+    return {
+        "data_range": 1.0,
+        "channel_axis": -1 if a.ndim == 3 else None,
+        "gaussian_weights": True,
+        "sigma": 1.5,
+        "use_sample_covariance": False,
+        "win_size": min(11, side if side % 2 else side - 1),
+    }
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Structural similarity (Wang et al. 2004), averaged over channels.
 
@@ -37,22 +52,35 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = _pair(a, b)
-    side = min(a.shape[:2])
-    if side < 3:
-        raise ValueError(f"SSIM needs images of at least 3x3 pixels; got {a.shape[:2]}")
-    win_size = min(11, side if side % 2 else side - 1)
-    return float(
-        structural_similarity(
-            a,
-            b,
-            data_range=1.0,
-            channel_axis=-1 if a.ndim == 3 else None,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            win_size=win_size,
-        )
-    )
+    return float(structural_similarity(a, b, **_ssim_options(a)))
+
+
+def masked_ssim(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
+    """SSIM as `ssim` computes it, averaged over the pixels with the (H, W) `weight` (a soft region mask).
+
+    One number per region of an image (a face, a flat wall) instead of one for the whole picture.
+    """
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(a, b)
+    _, full = structural_similarity(a, b, full=True, **_ssim_options(a))
+    per_pixel = full.mean(axis=-1) if full.ndim == 3 else full
+    total = float(weight.sum())
+    if total <= 0.0:
+        raise ValueError("masked SSIM over an empty region")
+    return float((per_pixel * weight).sum() / total)
+
+
+def masked_psnr(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
+    """PSNR in dB over the pixels with the (H, W) `weight`, channels averaged; inf where they agree."""
+    a, b = _pair(a, b)
+    squared = (a - b) ** 2
+    per_pixel = squared.mean(axis=-1) if squared.ndim == 3 else squared
+    total = float(weight.sum())
+    if total <= 0.0:
+        raise ValueError("masked PSNR over an empty region")
+    mse = float((per_pixel * weight).sum() / total)
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
 def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:

@@ -26,11 +26,10 @@ from studio.messages import notice, warn
 from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path
 from studio.runner.plan import UP_FRONT_SOURCES, Plan
-from studio.runner.recipe import restore_picture
+from studio.runner.quality import departures
+from studio.runner.recipe import protection_line, restore_picture
 from studio.runner.reports import BatchReport, JobResult
 from studio.settings import Settings, command_args, layer_rank, setting_fields, spec_of
-
-LOW_PSNR_WARNING_DB = 20.0
 
 
 def reproduce_command(source: Path, output: Path, settings: Settings, engine: type[Engine]) -> str:
@@ -105,11 +104,10 @@ def process_job(
         provenance["command"] = reproduce_command(job.source, job.output, ran_settings, ran)
         provenance["input"] = {"name": job.source.name, "size": list(picture.size), "bit_depth": picture.bit_depth}
         result.quality = {**restored.quality, "seconds": round(time.perf_counter() - started, 3)}
-        psnr_db = result.quality["psnr_vs_lanczos_db"]
-        if psnr_db is not None and psnr_db < LOW_PSNR_WARNING_DB:
-            message = (
-                f"result departs strongly from the input (PSNR {psnr_db} dB vs Lanczos); check it for invented detail"
-            )
+        if protection := provenance.get("face_protection"):
+            line = protection_line(protection["faces"], protection["left_out_by_face_model"])
+            notice(f"{job.source.name}: {line}")
+        for message in departures(result.quality, faces_restored=provenance.get("faces") is not None):
             warn(f"{job.source.name}: {message}")
             notes.append(message)
         provenance["quality"] = result.quality

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from studio.devices import has_gpu
+from studio.devices import has_gpu, resolve_device
 from studio.engines import ENGINES, engine_class
 from studio.engines.base import Engine, EngineResult, ProgressFn, RestoreContext
 from studio.engines.faces import FaceRestorer
+from studio.engines.faces.detect import Detector, build_detector, detector_problem
 from studio.errors import EngineUnavailable, UsageError, WeightsMissing
 from studio.messages import notice
 from studio.settings import Settings
@@ -89,6 +90,7 @@ class EngineCache:
         self.primary = primary
         self._engines: dict[str, Engine] = {}
         self._faces: Any = None
+        self._detector: Detector | None = None
         self.unavailable: dict[str, str] = {}  # engines whose weights are missing: not retried per file
 
     def get(self, name: str) -> Engine:
@@ -113,6 +115,12 @@ class EngineCache:
         if self._faces is None:
             self._faces = FaceRestorer(self.settings)
         return self._faces
+
+    def face_detector(self) -> Detector | None:
+        """The face detector for face protection and the quality check, built once; None when none can run."""
+        if self._detector is None and detector_problem() is None:
+            self._detector = build_detector(resolve_device(self.settings.device))
+        return self._detector
 
 
 def run_engine(

@@ -30,6 +30,8 @@ UP_FRONT_SOURCES = ("fallback", "skipped")
 CAPTION_PLACEHOLDER = "{caption}"
 """Kept in the rendered prompt when --caption is on; the engine fills it per image."""
 """Sources of values the up-front checks decided (a fallback engine, face restoration skipped)."""
+FACES_NONE_SOURCE = "--faces none"
+"""Source of protect_faces when an explicit --faces none turned it off."""
 
 
 @dataclass
@@ -117,6 +119,7 @@ def check_faces(plan: Plan) -> None:
     or config -> skip face restoration with a notice, and record that it did not run."""
     settings = plan.settings
     if settings.faces == "none":
+        settle_face_protection(plan)
         return
     from studio.engines.faces.restorer import FaceRestorer, model_name
 
@@ -135,8 +138,35 @@ def check_faces(plan: Plan) -> None:
         plan.notes.append(message)
         plan.settings = replace(settings, faces="none")
         plan.settings.sources = {**settings.sources, "faces": "skipped"}
+        if plan.settings.source_of("protect_faces") == "default":  # recorded, so the reproduce command protects too
+            plan.settings.sources["protect_faces"] = "skipped"
+        settle_face_protection(plan)
         return
     _licence_notice(model_name(settings))
+
+
+def settle_face_protection(plan: Plan) -> None:
+    """No face model will run: decide whether faces are protected (--protect-faces, on by default).
+
+    An explicit `--faces none` on the command line leaves faces to the engine, unless --protect-faces is
+    given too. Protection needs the face detector: without one, a warning says faces are not protected.
+    """
+    settings = plan.settings
+    if not settings.protect_faces:
+        return
+    if settings.source_of("faces") == "cli" and settings.source_of("protect_faces") == "default":
+        plan.settings = replace(settings, protect_faces=False)
+        plan.settings.sources = {**settings.sources, "protect_faces": FACES_NONE_SOURCE}
+        return
+    from studio.engines.faces.detect import detector_problem
+
+    problem = detector_problem()
+    if problem is not None:
+        message = f"faces are not protected from invented detail (no face detector: {problem})"
+        warn(message)
+        plan.notes.append(message)
+        plan.settings = replace(settings, protect_faces=False)
+        plan.settings.sources = {**settings.sources, "protect_faces": "skipped"}
 
 
 def _licence_notice(model: str | None) -> None:

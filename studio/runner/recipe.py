@@ -10,16 +10,20 @@ import numpy as np
 
 from studio import weights
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
+from studio.engines.faces.detect import Face
+from studio.engines.faces.networks import DEFAULT_MODEL
+from studio.engines.faces.protect import PROTECTED_DETAIL, protect_faces
 from studio.errors import StudioError
 from studio.io import Picture, bleed_colors, with_pixels
 from studio.ops.colorfix import apply_color_fix
-from studio.ops.metrics import psnr, ssim
 from studio.ops.resize import resize
 from studio.runner.choice import EngineCache, run_engine
+from studio.runner.quality import quality_report
 from studio.settings import Settings
 from studio.version import __version__
 
-QUALITY_MAX_PIXELS = 2_000_000
+FACE_MODEL = DEFAULT_MODEL["gfpgan"]
+"""The face weights the protection notice suggests (Apache-2.0, the presets' choice)."""
 
 
 @dataclass
@@ -59,10 +63,16 @@ def restore_picture(
 
     faces: list[dict[str, Any]] = []
     face_provenance: dict[str, Any] | None = None
+    protection: dict[str, Any] | None = None
     if settings.faces != "none":  # the up-front checks made sure the face weights are here
         face_result = cache.faces().restore(rgb, result)
         result, faces = face_result.image, face_result.faces
         face_provenance = {**face_result.provenance, "license": model_license(face_result.provenance.get("model"))}
+        if engine.invents_detail and face_result.left_out:  # too small or too many for the face model
+            result, left_out, protection = guard_faces(cache, rgb, result, notes, face_result.left_out)
+            faces = [*faces, *left_out]
+    elif engine.invents_detail:
+        result, faces, protection = guard_faces(cache, rgb, result, notes)
 
     color_fix = settings.color_fix or engine.default_color_fix
     if color_fix != "none":
@@ -90,13 +100,45 @@ def restore_picture(
         "engine_details": engine_info,
         "color_fix": color_fix,
         "faces": face_provenance,
+        "face_protection": protection,
         "settings": applied_settings(settings, type(engine)),
         "setting_sources": settings.sources,
         "output_size": [out_w, out_h],
         "notes": notes,
     }
     restored = with_pixels(picture, result, alpha, settings.dpi)
-    return Restored(restored, provenance, notes, faces, quality_report(rgb, result))
+    landmarks = [np.asarray(face["landmarks"], np.float64) for face in faces]
+    return Restored(restored, provenance, notes, faces, quality_report(rgb, result, landmarks))
+
+
+def guard_faces(
+    cache: EngineCache, rgb: np.ndarray, result: np.ndarray, notes: list[str], found: list[Face] | None = None
+) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any] | None]:
+    """Faces no face model restores (`found`; None: detect them here, for the quality check too): with
+    --protect-faces, keep them faithful.
+
+    Returns the image, one report entry per face (`protected` says whether it was) and the protection's
+    provenance (None when nothing was protected).
+    """
+    if found is None:
+        detector = cache.face_detector()
+        found = detector.detect(rgb) if detector is not None else []
+    protect = bool(found) and cache.settings.protect_faces
+    faces = [{**face.report(), "protected": protect} for face in found]
+    if not protect:
+        return result, faces, None
+    faithful = resize(rgb, result.shape[0], result.shape[1], "lanczos")
+    protected = protect_faces(result, faithful, found, rgb.shape[:2])
+    left_out = cache.settings.faces != "none"
+    notes.append(protection_line(len(found), left_out))
+    provenance = {
+        "faces": len(found),
+        "detector": found[0].detector,
+        "reference": "lanczos",
+        "engine_detail": PROTECTED_DETAIL,
+        "left_out_by_face_model": left_out,
+    }
+    return protected.image, faces, provenance
 
 
 def applied_settings(settings: Settings, engine: type[Engine]) -> dict[str, Any]:
@@ -111,23 +153,15 @@ def model_license(model: str | None) -> str | None:
     return spec.license if spec is not None and spec.license else None
 
 
-def quality_report(source: np.ndarray, result: np.ndarray) -> dict[str, Any]:
-    """PSNR/SSIM of the result against a Lanczos resize of the input: how far the engine moved away.
-
-    Measured at no more than QUALITY_MAX_PIXELS, so a 100 MP print costs seconds, not gigabytes.
-    """
-    out_h, out_w = result.shape[:2]
-    factor = min(1.0, (QUALITY_MAX_PIXELS / (out_h * out_w)) ** 0.5)
-    height, width = max(16, round(out_h * factor)), max(16, round(out_w * factor))
-    compared = result if factor == 1.0 else resize(result, height, width, "area")
-    baseline = resize(source, height, width, "lanczos")
-    return {
-        "psnr_vs_lanczos_db": _finite(psnr(compared, baseline)),
-        "ssim_vs_lanczos": round(float(ssim(compared, baseline)), 4),
-        "measured_at": [width, height],
-        "scale": [round(out_w / source.shape[1], 4), round(out_h / source.shape[0], 4)],
-    }
-
-
-def _finite(value: float) -> float | None:
-    return round(float(value), 2) if np.isfinite(value) else None
+def protection_line(count: int, left_out: bool = False) -> str:
+    """The one line that says faces were protected, and how to have them restored instead."""
+    faces = f"{count} face{'s' if count > 1 else ''}"
+    if left_out:
+        return (
+            f"{faces} that the face model left out kept close to the input; to restore them too, lower "
+            "--min-face-size or raise --max-faces (--no-protect-faces: the engine's faces)"
+        )
+    return (
+        f"{faces} kept close to the input (no face model ran; the engine alone redraws small faces); to restore "
+        f"faces: `studio weights pull {FACE_MODEL}`, then add --faces gfpgan (--no-protect-faces: the engine's faces)"
+    )

@@ -185,6 +185,11 @@ class Settings:
     only_center_face: bool = _faces(False, "Restore only the most central face.")
     max_faces: int | None = _faces(None, "Restore at most this many (largest first).", low=1)
     min_face_size: int = _faces(24, "Leave faces alone whose box's shorter side is under this many pixels.")
+    protect_faces: bool = _faces(  # on by default: an SR network melts small faces (issue 23)
+        True,
+        "When faces are found and no face model restores them, keep them close to a Lanczos upscale (nothing "
+        "invented); an explicit --faces none leaves them to the engine.",
+    )
     tile: int | None = setting(
         None,
         "Tile size in pixels of the image the model reads (the input; for stablesr and supir the stage-1 "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from studio.ops.metrics import mean_delta_e, psnr, ssim
+from studio.ops.metrics import masked_psnr, masked_ssim, mean_delta_e, psnr, ssim
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,19 @@ def test_mismatched_inputs_are_rejected(photo):
         mean_delta_e(photo[..., :1], photo[..., :1])
     with pytest.raises(ValueError, match="3x3"):
         ssim(photo[:2, :2], photo[:2, :2])
+
+
+def test_masked_metrics_judge_only_their_region(photo):
+    """Noise in the left half: the right half's region is untouched, the left half's is not."""
+    noisy = photo.copy()
+    noisy[:, :256] += np.random.default_rng(0).normal(0.0, 0.05, noisy[:, :256].shape).astype(np.float32)
+    left = np.zeros(photo.shape[:2], np.float32)
+    left[:, :200] = 1.0
+    right = np.zeros_like(left)
+    right[:, 320:] = 1.0
+    assert masked_ssim(photo, noisy, right) == pytest.approx(1.0)
+    assert masked_ssim(photo, noisy, left) < 0.8
+    assert masked_psnr(photo, noisy, right) == math.inf
+    assert masked_psnr(photo, noisy, left) == pytest.approx(-20 * math.log10(0.05), abs=0.3)
+    with pytest.raises(ValueError, match="empty region"):
+        masked_ssim(photo, noisy, np.zeros_like(left))

