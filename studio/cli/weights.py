@@ -130,9 +130,9 @@ def import_(
     from studio import weights
     from studio.errors import InputError
 
-    if not param.is_file():
-        raise InputError(f"{param}: no such file")
     if bin_file is None:
+        if not param.is_file():
+            raise InputError(f"{param}: file not found")
         if param.suffix.lower() == ".param":
             raise InputError(f"{param}: an ncnn model needs its .bin file too")
         from studio.engines.fast.backends import load_spandrel

@@ -70,7 +70,8 @@ def test_an_ensemble_shares_one_tile_grid(members: tuple[Path, Path], astronaut:
     result = engine.restore(image, 2.0, lambda done, total: steps.append((done, total)))
     out = result.image
     assert out.shape == (160, 140, 3)
-    assert steps[-1][0] == steps[-1][1] == len(steps) > 1  # one pass over the grid, not one per member
+    assert steps[0] == (0, steps[-1][1])  # the grid's size is known before the first tile
+    assert steps[-1][0] == steps[-1][1] == len(steps) - 1 > 1  # one pass over the grid, not one per member
     assert result.provenance["tile"] == 32
 
 
