@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from studio import weights
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
 from studio.errors import StudioError
 from studio.io import Picture, bleed_colors, with_pixels
+from studio.native import in_background
 from studio.ops.colorfix import apply_color_fix
 from studio.ops.metrics import psnr, ssim
 from studio.ops.resize import resize
@@ -28,7 +30,12 @@ class Restored:
     provenance: dict[str, Any]
     notes: list[str]
     faces: list[dict[str, Any]]
-    quality: dict[str, Any]
+    measuring: Future[dict[str, Any]]  # the quality report, measured while the caller encodes the output
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        """The quality report (waits for the measurement when it is still running)."""
+        return self.measuring.result()
 
 
 def restore_picture(
@@ -96,7 +103,7 @@ def restore_picture(
         "notes": notes,
     }
     restored = with_pixels(picture, result, alpha, settings.dpi)
-    return Restored(restored, provenance, notes, faces, quality_report(rgb, result))
+    return Restored(restored, provenance, notes, faces, in_background(quality_report, rgb, result))
 
 
 def applied_settings(settings: Settings, engine: type[Engine]) -> dict[str, Any]:
