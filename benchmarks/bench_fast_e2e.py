@@ -120,7 +120,27 @@ def _studio_command(model: str, source: Path, target: Path, threads: int) -> lis
     return [
         sys.executable, "-m", "studio", "restore", str(source), "-o", str(target), "--engine", "fast",
         "--model", model, "--overwrite", "--tile", "0", "--threads", str(threads),
+        "--report", str(target.with_suffix(".json")),
     ]  # fmt: skip
+
+
+def _studio_phases(report: Path, wall: float) -> dict[str, float]:
+    """From studio's own report: the job (read, load, infer, measure: up to the write), the write (PNG,
+    waiting for the quality report if it is still running), and the rest (interpreter, imports, checks)."""
+    job = json.loads(report.read_text())["files"][0]
+    before_write = job["quality"]["seconds"]
+    return {
+        "outside_the_job": wall - job["seconds"],
+        "job_to_write": before_write,
+        "write": job["seconds"] - before_write,
+    }
+
+
+def _bare_phases(stamps: dict[str, float], wall: float) -> dict[str, float]:
+    """Durations from the bare script's timestamps; the rest of the wall time is interpreter start and exit."""
+    names = ["imports", "load", "decode", "infer", "encode"]
+    durations = {name: stamps[name] - (stamps[names[i - 1]] if i else 0.0) for i, name in enumerate(names)}
+    return {"interpreter_start_and_exit": wall - stamps["encode"], **durations}
 
 
 def _summary(runs: list[dict]) -> dict:
@@ -150,9 +170,12 @@ def _measure_size(args: argparse.Namespace, size: int, tmp: Path, threads: int) 
         order = [("bare_ncnn", bare), ("studio", ours)]
         for name, command in order if index % 2 == 0 else order[::-1]:
             runs[name].append(_timed(command))
+            if name == "studio":
+                runs[name][-1]["phases"] = _studio_phases(studio_out.with_suffix(".json"), runs[name][-1]["wall"])
             print(f"{size}px run {index + 1}: {name} {runs[name][-1]['wall']:.2f} s", file=sys.stderr)
-    phases = [json.loads(r["stdout"].strip().splitlines()[-1]) for r in runs["bare_ncnn"]]
-    infer = statistics.median(p["infer"] - p["decode"] for p in phases)
+    phases = [_bare_phases(json.loads(r["stdout"].strip().splitlines()[-1]), r["wall"]) for r in runs["bare_ncnn"]]
+    ours_phases = [r["phases"] for r in runs["studio"]]
+    infer = statistics.median(p["infer"] for p in phases)
     first = np.asarray(Image.open(bare_out), dtype=np.int16)
     second = np.asarray(Image.open(studio_out), dtype=np.int16)
     result = {name: _summary(values) for name, values in runs.items()}
@@ -161,9 +184,9 @@ def _measure_size(args: argparse.Namespace, size: int, tmp: Path, threads: int) 
         **result,
         "ratio_studio_vs_bare": round(result["studio"]["median_s"] / result["bare_ncnn"]["median_s"], 3),
         "max_pixel_difference": int(np.abs(first - second).max()),
-        "bare_phases_median_s": {
-            key: round(statistics.median(p[key] for p in phases), 2)
-            for key in ("imports", "load", "decode", "infer", "encode")
+        "bare_phases_median_s": {key: round(statistics.median(p[key] for p in phases), 2) for key in phases[0]},
+        "studio_phases_median_s": {
+            key: round(statistics.median(p[key] for p in ours_phases), 2) for key in ours_phases[0]
         },
         "inference_s": round(infer, 2),
         "inference_gflops": round(MACS_PER_INPUT_PIXEL * 2 * size * size / infer / 1e9, 1),
