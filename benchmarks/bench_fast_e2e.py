@@ -1,12 +1,21 @@
-"""`studio restore` end to end (process start included) against bare ncnn inference of the same model.
+"""`studio restore --engine fast` against a bare ncnn process, whole process against whole process.
 
-Side by side in one run, interleaved (bare, studio, studio again right after: "after a previous run",
-when the load average still counts the previous run), each configuration in a fresh process, the best
-of --repeats kept (the machine may be shared: best-of is the least noisy figure). Prints JSON with the
-ratio studio / bare (target: <= 1.1 at 256x256) and whether the pixels are identical.
+The bare side is a minimal script: import numpy, Pillow and ncnn, load the bundled model, decode the PNG,
+run one whole-image extract with the same thread count, encode the PNG (Pillow's default level, as
+studio's). The studio side is the real command (`--tile 0`: the same single extract, so the network does
+the same work and the pixels must be identical). After one warm-up of each (it converts the bundled
+model once and fills the page cache), the two alternate, bare first in odd runs and studio first in
+even ones, `--runs` times per input size. Per run: wall seconds from spawn to exit, CPU seconds of the
+child (user + system), and the 1-minute load average just before it started. Printed JSON: medians and
+ranges per side, the ratio of medians (target <= 1.05), the max pixel difference (must be 0), the cores
+each side kept busy (CPU / wall: time one core spends alone shows up here), the bare process's phases,
+and the inference's GFLOP/s against a measured peak (a 2-thread fp32 matmul in torch, best of 5).
 
-    python benchmarks/bench_fast_e2e.py                        # 256x256 -> 1024x1024, x4plus, 2 repeats
-    python benchmarks/bench_fast_e2e.py --size 128 --repeats 3
+A machine that is not idle (load average above --idle-load before any run) gets a warning on stderr and
+in the JSON: such ratios are not the idle figures (under load the serial phases hide in the queue).
+
+    python benchmarks/bench_fast_e2e.py                  # 256 and 512 px input, x4plus, 5 runs each
+    python benchmarks/bench_fast_e2e.py --sizes 256 --runs 3
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,33 +34,60 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+MACS_PER_INPUT_PIXEL = 17.9e6  # Real-ESRGAN x4plus (RRDB, 23 blocks); studio.engines.fast.estimates
+PEAK_BYTES_PER_INPUT_PIXEL = 55_000  # x4plus whole-image extract in ncnn: ~3.3 GB at 256x256 (measured)
 
 BARE = """
-import sys, time
+import json, sys, threading, time
+started = time.perf_counter()
 import numpy as np
 from PIL import Image
 import ncnn
-from studio import weights
-from studio.devices import physical_cores
-from studio.weights.ncnn import network_blobs
 
-param, binary = weights.offline_files(weights.find(sys.argv[1]))
+param, binary, blob_in, blob_out, source, target, threads, where = sys.argv[1:9]
+phases = {"imports": time.perf_counter() - started}
 net = ncnn.Net()
 net.opt.use_vulkan_compute = False
-net.opt.num_threads = physical_cores()
+net.opt.num_threads = int(threads)
 net.opt.lightmode = True
-net.load_param(str(param)); net.load_model(str(binary))
-blob_in, blob_out = network_blobs(param)
-rgb = np.asarray(Image.open(sys.argv[2]).convert("RGB"), dtype=np.float32) / 255.0
+net.load_param(param)
+net.load_model(binary)
+phases["load"] = time.perf_counter() - started
+rgb = np.asarray(Image.open(source).convert("RGB"), dtype=np.float32) / 255.0
 planar = np.ascontiguousarray(rgb.transpose(2, 0, 1))  # ncnn.Mat borrows it: keep it referenced
-started = time.perf_counter()
-extractor = net.create_extractor()
-extractor.input(blob_in, ncnn.Mat(planar))
-_, out = extractor.extract(blob_out)
-seconds = time.perf_counter() - started
+phases["decode"] = time.perf_counter() - started
+
+
+def infer():
+    extractor = net.create_extractor()
+    extractor.input(blob_in, ncnn.Mat(planar))
+    return extractor.extract(blob_out)[1]
+
+
+if where == "worker":  # as studio runs it: the model loaded on the main thread, the extract on another
+    box = []
+    worker = threading.Thread(target=lambda: box.append(infer()))
+    worker.start()
+    worker.join()
+    out = box[0]
+else:
+    out = infer()
+phases["infer"] = time.perf_counter() - started
 pixels = (np.clip(np.array(out), 0, 1).transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
-Image.fromarray(pixels).save(sys.argv[3])
-print(seconds)
+Image.fromarray(pixels).save(target)
+phases["encode"] = time.perf_counter() - started
+print(json.dumps(phases))
+"""
+
+PEAK = """
+import time, torch
+torch.set_num_threads(int(__import__("sys").argv[1]))
+a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+a @ b
+best = min(
+    (lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5)
+)
+print(2 * 4096**3 / best / 1e9)
 """
 
 
@@ -57,78 +95,189 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 
 
-def _bare(model: str, source: Path, target: Path) -> float:
-    """Seconds of the ncnn inference alone (model loaded, input decoded: not counted)."""
-    done = subprocess.run(
-        [sys.executable, "-c", BARE, model, str(source), str(target)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(done.stdout.strip().splitlines()[-1])
-
-
-def _studio(model: str, source: Path, target: Path) -> float:
-    """Wall seconds of the whole command, from process start to exit."""
-    command = [
-        sys.executable,
-        "-m",
-        "studio",
-        "restore",
-        str(source),
-        "-o",
-        str(target),
-        "--engine",
-        "fast",
-        "--model",
-        model,
-        "--overwrite",
-        "--tile",
-        "0",
-    ]
+def _timed(command: list[str]) -> dict:
+    """Run a whole process: wall and CPU seconds, the load average before it, its stdout."""
+    load = os.getloadavg()[0]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, env=_env(), capture_output=True, text=True, check=True)
-    return time.perf_counter() - started
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"benchmark: {' '.join(command[:4])}... failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "load": load, "stdout": done.stdout}
+
+
+def _bare_command(model: str, source: Path, target: Path, threads: int, where: str = "main") -> list[str]:
+    from studio import weights
+    from studio.weights.ncnn import network_blobs
+
+    param, binary = weights.offline_files(weights.find(model))
+    blob_in, blob_out = network_blobs(param)
+    return [
+        sys.executable,
+        "-c",
+        BARE,
+        str(param),
+        str(binary),
+        blob_in,
+        blob_out,
+        str(source),
+        str(target),
+        str(threads),
+        where,
+    ]
+
+
+def _studio_command(model: str, source: Path, target: Path, threads: int) -> list[str]:
+    return [
+        sys.executable, "-m", "studio", "restore", str(source), "-o", str(target), "--engine", "fast",
+        "--model", model, "--overwrite", "--tile", "0", "--threads", str(threads),
+        "--report", str(target.with_suffix(".json")),
+    ]  # fmt: skip
+
+
+def _studio_phases(report: Path, wall: float) -> dict[str, float]:
+    """From studio's own report: the job (read, load, infer, measure: up to the write), the write (PNG,
+    waiting for the quality report if it is still running), and the rest (interpreter, imports, checks)."""
+    job = json.loads(report.read_text())["files"][0]
+    before_write = job["quality"]["seconds"]
+    return {
+        "outside_the_job": wall - job["seconds"],
+        "job_to_write": before_write,
+        "write": job["seconds"] - before_write,
+    }
+
+
+def _bare_phases(stamps: dict[str, float], wall: float) -> dict[str, float]:
+    """Durations from the bare script's timestamps; the rest of the wall time is interpreter start and exit."""
+    names = ["imports", "load", "decode", "infer", "encode"]
+    durations = {name: stamps[name] - (stamps[names[i - 1]] if i else 0.0) for i, name in enumerate(names)}
+    return {"interpreter_start_and_exit": wall - stamps["encode"], **durations}
+
+
+def _summary(runs: list[dict]) -> dict:
+    walls = [r["wall"] for r in runs]
+    return {
+        "median_s": round(statistics.median(walls), 2),
+        "range_s": [round(min(walls), 2), round(max(walls), 2)],
+        "median_cpu_s": round(statistics.median(r["cpu"] for r in runs), 2),
+        "cores_busy": round(statistics.median(r["cpu"] / r["wall"] for r in runs), 2),
+        "runs": [{"wall_s": round(r["wall"], 2), "cpu_s": round(r["cpu"], 2), "load_before": r["load"]} for r in runs],
+    }
+
+
+def _measure_size(args: argparse.Namespace, size: int, tmp: Path, threads: int) -> dict:
+    from PIL import Image
+    from skimage import data
+
+    source = tmp / f"input{size}.png"
+    photo = data.astronaut()  # 512x512
+    crop = photo if size >= 512 else photo[128 : 128 + size, 128 : 128 + size]
+    Image.fromarray(crop).save(source)
+    bare_out, studio_out = tmp / f"bare{size}.png", tmp / f"studio{size}.png"
+    bare = _bare_command(args.model, source, bare_out, threads)
+    ours = _studio_command(args.model, source, studio_out, threads)
+    sides = [("bare_ncnn", bare), ("studio", ours)]
+    if size in args.worker_bare_sizes:
+        sides.append(
+            ("bare_ncnn_worker_thread", _bare_command(args.model, source, tmp / "worker.png", threads, "worker"))
+        )
+    runs: dict[str, list[dict]] = {name: [] for name, _ in sides}
+    for index in range(args.runs):
+        for name, command in sides[index % len(sides) :] + sides[: index % len(sides)]:  # who goes first rotates
+            runs[name].append(_timed(command))
+            if name == "studio":
+                runs[name][-1]["phases"] = _studio_phases(studio_out.with_suffix(".json"), runs[name][-1]["wall"])
+            print(f"{size}px run {index + 1}: {name} {runs[name][-1]['wall']:.2f} s", file=sys.stderr)
+    phases = [_bare_phases(json.loads(r["stdout"].strip().splitlines()[-1]), r["wall"]) for r in runs["bare_ncnn"]]
+    ours_phases = [r["phases"] for r in runs["studio"]]
+    infer = statistics.median(p["infer"] for p in phases)
+    first = np.asarray(Image.open(bare_out), dtype=np.int16)
+    second = np.asarray(Image.open(studio_out), dtype=np.int16)
+    result = {name: _summary(values) for name, values in runs.items()}
+    return {
+        "input": f"{size}x{size}",
+        **result,
+        "ratio_studio_vs_bare": round(result["studio"]["median_s"] / result["bare_ncnn"]["median_s"], 3),
+        **(
+            {"ratio_worker_thread_bare_vs_bare": round(result[worker]["median_s"] / result["bare_ncnn"]["median_s"], 3)}
+            if (worker := "bare_ncnn_worker_thread") in result
+            else {}
+        ),
+        "max_pixel_difference": int(np.abs(first - second).max()),
+        "bare_phases_median_s": {key: round(statistics.median(p[key] for p in phases), 2) for key in phases[0]},
+        "studio_phases_median_s": {
+            key: round(statistics.median(p[key] for p in ours_phases), 2) for key in ours_phases[0]
+        },
+        "inference_s": round(infer, 2),
+        "inference_gflops": round(MACS_PER_INPUT_PIXEL * 2 * size * size / infer / 1e9, 1),
+    }
+
+
+def _peak_gflops(threads: int) -> float | None:
+    done = subprocess.run([sys.executable, "-c", PEAK, str(threads)], capture_output=True, text=True)
+    return round(float(done.stdout.strip()), 1) if done.returncode == 0 else None
+
+
+def _memory_available() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="input sides in px (<= 512)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per side and size after the warm-up")
     parser.add_argument("--model", default="realesrgan-x4plus")
-    args = parser.parse_args()
-    from PIL import Image
-    from skimage import data
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "input.png"
-        Image.fromarray(data.astronaut()[128 : 128 + args.size, 128 : 128 + args.size]).save(source)
-        _studio(args.model, source, Path(tmp) / "warm.png")  # converts the bundled model once, warms caches
-        times: dict[str, list[float]] = {"bare_ncnn": [], "studio": [], "studio_after_a_run": []}
-        for _ in range(args.repeats):
-            times["bare_ncnn"].append(_bare(args.model, source, Path(tmp) / "bare.png"))
-            times["studio"].append(_studio(args.model, source, Path(tmp) / "studio.png"))
-            times["studio_after_a_run"].append(_studio(args.model, source, Path(tmp) / "studio.png"))
-        bare = np.asarray(Image.open(Path(tmp) / "bare.png"), dtype=np.int16)
-        ours = np.asarray(Image.open(Path(tmp) / "studio.png"), dtype=np.int16)
-    best = {name: min(values) for name, values in times.items()}
-    print(
-        json.dumps(
-            {
-                "size": args.size,
-                "model": args.model,
-                "repeats": args.repeats,
-                "load_average_at_end": os.getloadavg()[0],
-                "seconds": {name: [round(v, 2) for v in values] for name, values in times.items()},
-                "best_seconds": {name: round(v, 2) for name, v in best.items()},
-                "ratio_studio_end_to_end_vs_bare_inference": round(best["studio"] / best["bare_ncnn"], 3),
-                "ratio_after_a_previous_run": round(best["studio_after_a_run"] / best["bare_ncnn"], 3),
-                "max_pixel_difference": int(np.abs(bare - ours).max()),
-            },
-            indent=2,
-        )
+    parser.add_argument(
+        "--worker-bare-sizes",
+        type=int,
+        nargs="*",
+        default=[256],
+        help="sizes that also time the bare script with its extract on a worker thread, as studio runs it "
+        "(one OpenMP team for the load, another for the extract: it spins less at barriers)",
     )
+    parser.add_argument("--idle-load", type=float, default=1.5, help="1-minute load average above which to warn")
+    args = parser.parse_args()
+    from studio.devices import physical_cores
+
+    threads = physical_cores()
+    report: dict = {"model": args.model, "threads": threads, "runs": args.runs, "sizes": []}
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        warm = _measure_size(argparse.Namespace(**{**vars(args), "runs": 1}), 64, tmp, threads)
+        report["warm_up"] = {name: warm[name]["median_s"] for name in ("bare_ncnn", "studio")}
+        for size in args.sizes:
+            needed = PEAK_BYTES_PER_INPUT_PIXEL * size * size
+            if _memory_available() < needed * 1.1:
+                report["sizes"].append({"input": f"{size}x{size}", "skipped": f"needs ~{needed / 2**30:.0f} GB free"})
+                continue
+            report["sizes"].append(_measure_size(args, size, tmp, threads))
+    peak = _peak_gflops(threads)
+    report["peak_gflops"] = peak
+    report["peak_method"] = f"fp32 4096x4096 matmul in torch, {threads} threads, best of 5"
+    loads = [
+        run["load_before"]
+        for entry in report["sizes"]
+        for side in entry.values()
+        if isinstance(side, dict) and "runs" in side
+        for run in side["runs"]
+    ]
+    for entry in report["sizes"]:
+        if peak and "inference_gflops" in entry:
+            entry["inference_share_of_peak"] = round(entry["inference_gflops"] / peak, 3)
+    if loads and max(loads) > args.idle_load:
+        report["warning"] = (
+            f"machine not idle: load average up to {max(loads):.1f} before a run (threshold {args.idle_load}); "
+            "these are not idle figures"
+        )
+        print(f"WARNING: {report['warning']}", file=sys.stderr)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -59,6 +60,21 @@ def run_interruptible(call: Callable[..., T], *args: Any) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def in_background(call: Callable[..., T], *args: Any) -> Future[T]:
+    """`call(*args)` started in a daemon thread, its result (or error) in the returned future: work that
+    releases the GIL (numpy, OpenCV, zlib) then overlaps the caller's. Daemon, so Ctrl-C never waits for it."""
+    future: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="studio-background", daemon=True).start()
+    return future
 
 
 def abandoned() -> bool:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from studio.native import abandoned, run_interruptible
+from studio.native import abandoned, in_background, run_interruptible
 
 
 def test_value_and_error_come_back_to_the_caller() -> None:
@@ -31,3 +31,11 @@ def test_ctrl_c_interrupts_the_wait_not_after_the_call() -> None:
     while abandoned() and time.perf_counter() < deadline:
         time.sleep(0.01)
     assert not abandoned()
+
+
+def test_in_background_hands_back_the_result_or_the_error() -> None:
+    """The quality report's thread: a value arrives through the future, and so does an error."""
+    assert in_background(sum, [1, 2, 3]).result(timeout=5) == 6
+    failed = in_background(int, "not a number")
+    with pytest.raises(ValueError):
+        failed.result(timeout=5)

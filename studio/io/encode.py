@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,18 @@ from studio.io.picture import Picture
 from studio.messages import warn
 
 
-def encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_json: str, shown: str) -> None:
-    """Encode into `target` (a temporary file); warnings name `shown`, the output's real name."""
+def encode(
+    target: Path, picture: Picture, fmt: str, quality: int, provenance: str | Callable[[], str], shown: str
+) -> None:
+    """Encode into `target` (a temporary file); warnings name `shown`, the output's real name.
+
+    `provenance` may be a callable: PNG pixels are then compressed first and the JSON is asked for only
+    after, so whatever finishes it (quality figures measured in another thread) overlaps the compression.
+    """
+    if fmt == "png":
+        _write_png(target, picture, provenance)
+        return
+    provenance_json = provenance if isinstance(provenance, str) else provenance()
     sixteen = picture.bit_depth == 16 and fmt in ("png", "tiff", "jxl")
     if picture.bit_depth == 16 and not sixteen:
         held = "studio writes 8-bit AVIF" if fmt == "avif" else f"{fmt.upper()} holds 8 bits per channel"
@@ -33,8 +44,6 @@ def encode(target: Path, picture: Picture, fmt: str, quality: int, provenance_js
         warn(f"{shown}: JPEG has no alpha channel; transparency is flattened onto white")
     if fmt == "jxl":
         _write_jxl(target, picture, quality, provenance_json, shown)
-    elif sixteen and fmt == "png":
-        _write_png16(target, picture, provenance_json)
     elif sixteen:
         _write_tiff16(target, picture, provenance_json, shown)
     else:
@@ -63,16 +72,6 @@ def _write_pillow(target: Path, picture: Picture, fmt: str, quality: int, proven
         options["icc_profile"] = picture.icc_profile
     if picture.dpi and fmt not in ("webp", "avif"):  # Pillow writes JFIF density, PNG pHYs, TIFF resolution in inches
         options["dpi"] = picture.dpi
-    if fmt == "png":
-        info = PngImagePlugin.PngInfo()
-        info.add_itxt(PROVENANCE_KEY, provenance_json, zip=True)
-        if picture.xmp:
-            info.add_itxt("XML:com.adobe.xmp", picture.xmp.decode("utf-8", errors="replace"))
-        options.update(pnginfo=info, compress_level=6)
-        if picture.exif:
-            options["exif"] = picture.exif
-        image.save(target, format="PNG", **options)
-        return
     if fmt == "jpg":
         if picture.exif:
             options["exif"] = picture.exif
@@ -101,7 +100,51 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
+def _provenance_chunk(provenance_json: str) -> bytes:
+    """The iTXt chunk Pillow's `add_itxt(PROVENANCE_KEY, ..., zip=True)` writes: keyword, compressed JSON."""
+    return _png_chunk(
+        b"iTXt", PROVENANCE_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(provenance_json.encode())
+    )
+
+
+def _after_header(raw: bytes) -> int:
+    """Where Pillow puts text chunks: after IHDR and the colour chunks that must precede them."""
+    position = 8 + 4 + 4 + 13 + 4
+    while raw[position + 4 : position + 8] in (b"iCCP", b"sRGB", b"gAMA", b"cHRM", b"sBIT"):
+        position += 12 + struct.unpack(">I", raw[position : position + 4])[0]
+    return position
+
+
+def _write_png(target: Path, picture: Picture, provenance: str | Callable[[], str]) -> None:
+    """PNG at 8 bits (Pillow, level 6) or 16 (OpenCV); the provenance chunk is spliced in once the pixels
+    are compressed, where Pillow itself would have written it (the bytes are the same)."""
+    raw = _png16_pixels(picture, target) if picture.bit_depth == 16 else _png8_pixels(picture)
+    provenance_json = provenance if isinstance(provenance, str) else provenance()
+    at = _after_header(raw)
+    target.write_bytes(raw[:at] + _provenance_chunk(provenance_json) + raw[at:])
+
+
+def _png8_pixels(picture: Picture) -> bytes:
+    data = _planes(picture, 255)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[data.shape[2]]
+    image = Image.fromarray(data[..., 0] if mode == "L" else data, mode=mode)
+    options: dict[str, Any] = {"compress_level": 6}
+    if picture.icc_profile:
+        options["icc_profile"] = picture.icc_profile
+    if picture.dpi:
+        options["dpi"] = picture.dpi
+    if picture.xmp:
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", picture.xmp.decode("utf-8", errors="replace"))
+        options["pnginfo"] = info
+    if picture.exif:
+        options["exif"] = picture.exif
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def _png16_pixels(picture: Picture, target: Path) -> bytes:
     """OpenCV encodes the 16-bit pixels; the metadata chunks are spliced in after IHDR."""
     import cv2
 
@@ -113,10 +156,9 @@ def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
         raise OutputError(f"{target}: 16-bit PNG encoding failed")
     raw = encoded.tobytes()
     ihdr_end = 8 + 4 + 4 + 13 + 4
-    text = PROVENANCE_KEY.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(provenance_json.encode())
-    chunks = [_png_chunk(b"iTXt", text)]
+    chunks = []
     if picture.icc_profile:
-        chunks.insert(0, _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile)))
+        chunks.append(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile)))
     if picture.exif:
         exif = picture.exif[6:] if picture.exif.startswith(b"Exif\x00\x00") else picture.exif
         chunks.append(_png_chunk(b"eXIf", exif))
@@ -125,7 +167,7 @@ def _write_png16(target: Path, picture: Picture, provenance_json: str) -> None:
     if picture.dpi:  # pHYs: pixels per metre, unit 1 (metre)
         per_metre = [round(value / 0.0254) for value in picture.dpi]
         chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
-    target.write_bytes(raw[:ihdr_end] + b"".join(chunks) + raw[ihdr_end:])
+    return raw[:ihdr_end] + b"".join(chunks) + raw[ihdr_end:]
 
 
 def _write_tiff16(target: Path, picture: Picture, provenance_json: str, shown: str) -> None:

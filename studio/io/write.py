@@ -11,7 +11,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +142,14 @@ def write_image(
     picture: Picture,
     fmt: str,
     quality: int,
-    provenance: dict[str, Any],
+    provenance: dict[str, Any] | Callable[[], dict[str, Any]],
     force_jpeg: bool = False,
 ) -> None:
-    """Write atomically: a temp file in the target folder, then rename. No partial file survives."""
+    """Write atomically: a temp file in the target folder, then rename. No partial file survives.
+
+    A callable `provenance` is called once the pixels are encoded (PNG), so figures still being measured
+    in another thread (the quality report) are recorded without holding up the compression.
+    """
     if problem := jpeg_quality_problem(fmt, quality, force_jpeg):
         raise OutputError(f"{path}: {problem}")
     if is_lossy(fmt, quality):
@@ -153,7 +158,11 @@ def write_image(
             "JPEG XL at --quality 100 keep every restored detail"
         )
     with atomic(path) as temp:
-        encode(temp, picture, fmt, quality, json.dumps(provenance, sort_keys=True, default=str), path.name)
+        encode(temp, picture, fmt, quality, partial(_provenance_json, provenance), path.name)
+
+
+def _provenance_json(provenance: dict[str, Any] | Callable[[], dict[str, Any]]) -> str:
+    return json.dumps(provenance if isinstance(provenance, dict) else provenance(), sort_keys=True, default=str)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -7,7 +7,9 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn
@@ -27,7 +29,7 @@ from studio.runner.choice import EngineCache, engine_settings
 from studio.runner.jobs import Job, sidecar_path
 from studio.runner.plan import UP_FRONT_SOURCES, Plan
 from studio.runner.quality import departures
-from studio.runner.recipe import protection_line, restore_picture
+from studio.runner.recipe import Restored, protection_line, restore_picture
 from studio.runner.reports import BatchReport, JobResult
 from studio.settings import Settings, command_args, layer_rank, setting_fields, spec_of
 
@@ -103,16 +105,13 @@ def process_job(
         ran_settings = replace(engine_settings(settings, ran.name, cache.primary), engine=ran.name)
         provenance["command"] = reproduce_command(job.source, job.output, ran_settings, ran)
         provenance["input"] = {"name": job.source.name, "size": list(picture.size), "bit_depth": picture.bit_depth}
-        result.quality = {**restored.quality, "seconds": round(time.perf_counter() - started, 3)}
         if protection := provenance.get("face_protection"):
             line = protection_line(protection["faces"], protection["left_out_by_face_model"])
             notice(f"{job.source.name}: {line}")
-        for message in departures(result.quality, faces_restored=provenance.get("faces") is not None):
-            warn(f"{job.source.name}: {message}")
-            notes.append(message)
-        provenance["quality"] = result.quality
-        provenance["print_size"] = print_size(restored.picture.size, restored.picture.dpi)
-        write_image(job.output, restored.picture, settings.format, settings.quality, provenance, settings.force_jpeg)
+        # the quality report is still being measured in the background: the encoder asks for the
+        # provenance only once the pixels are compressed (seconds: the job's time up to the write, as before)
+        finish = partial(_with_quality, job, restored, result, round(time.perf_counter() - started, 3))
+        write_image(job.output, restored.picture, settings.format, settings.quality, finish, settings.force_jpeg)
         if settings.sidecar:
             write_text_atomic(sidecar_path(job.output), json.dumps(provenance, indent=2, default=str))
         result.status = "ok"
@@ -132,6 +131,17 @@ def process_job(
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _with_quality(job: Job, restored: Restored, result: JobResult, seconds: float) -> dict[str, Any]:
+    """The provenance completed with the quality report (and a warning when the result departs strongly)."""
+    result.quality = {**restored.quality, "seconds": seconds}
+    for message in departures(result.quality, faces_restored=restored.provenance.get("faces") is not None):
+        warn(f"{job.source.name}: {message}")
+        restored.notes.append(message)
+    restored.provenance["quality"] = result.quality
+    restored.provenance["print_size"] = print_size(restored.picture.size, restored.picture.dpi)
+    return restored.provenance
 
 
 def _machine_problem(exc: Exception) -> str | None:

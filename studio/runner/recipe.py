@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from studio.engines.faces.networks import DEFAULT_MODEL
 from studio.engines.faces.protect import PROTECTED_DETAIL, protect_faces
 from studio.errors import StudioError
 from studio.io import Picture, bleed_colors, with_pixels
+from studio.native import in_background
 from studio.ops.colorfix import apply_color_fix
 from studio.ops.resize import resize
 from studio.runner.choice import EngineCache, run_engine
@@ -32,7 +34,12 @@ class Restored:
     provenance: dict[str, Any]
     notes: list[str]
     faces: list[dict[str, Any]]
-    quality: dict[str, Any]
+    measuring: Future[dict[str, Any]]  # the quality report, measured while the caller encodes the output
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        """The quality report (waits for the measurement when it is still running)."""
+        return self.measuring.result()
 
 
 def restore_picture(
@@ -108,7 +115,7 @@ def restore_picture(
     }
     restored = with_pixels(picture, result, alpha, settings.dpi)
     landmarks = [np.asarray(face["landmarks"], np.float64) for face in faces]
-    return Restored(restored, provenance, notes, faces, quality_report(rgb, result, landmarks))
+    return Restored(restored, provenance, notes, faces, in_background(quality_report, rgb, result, landmarks))
 
 
 def guard_faces(
