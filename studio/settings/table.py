@@ -25,6 +25,7 @@ _sampling = partial(setting, panel=PANEL_DIFFUSION, group="sampling")
 _adapter = partial(setting, panel=PANEL_DIFFUSION, group="adapter")
 _stablesr = partial(setting, panel=PANEL_DIFFUSION, group="stablesr")
 _supir = partial(setting, panel=PANEL_DIFFUSION, group="supir")
+_onestep = partial(setting, panel=PANEL_DIFFUSION, group="onestep")
 _faces = partial(setting, panel=PANEL_FACES)
 _output = partial(setting, panel=PANEL_OUTPUT)
 """Settings shown in one help panel (and read by one group of engines: see SettingSpec.group)."""
@@ -38,8 +39,8 @@ class Settings:
 
     engine: str = setting(  # checked against the engine registry by the runner
         "auto",
-        "auto, classical, fast, sd-x4, stablesr, supir (auto: a diffusion engine with a GPU and its weights, "
-        "else fast; never supir).",
+        "auto, classical, fast, sd-x4, stablesr, supir, onestep (auto: a diffusion engine with a GPU and its "
+        "weights, else fast; never supir).",
         short=("-e",),
     )
     model: str | None = setting(
@@ -163,8 +164,9 @@ class Settings:
         high=4096,
         expect="0 (off) to 4096 pixels",
     )
-    caption: bool = _supir(False, "Fill {caption} in the prompt from an image captioner (supir).")
+    caption: bool = _supir(False, "Fill {caption} in the prompt from an image captioner (supir, onestep).")
     caption_model: str | None = _supir(None, "transformers image-to-text model for --caption (hub id or folder).")
+    fuse_lora: bool = _onestep(False, "Merge the LoRA into the base weights once at load (onestep: faster).")
     color_fix: str | None = setting(
         None,
         "none, wavelet, wavelet-dwt, adain, histogram, lab.",

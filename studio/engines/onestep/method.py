@@ -23,7 +23,7 @@ prediction at `facts.timestep`, decode with `components.vae`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -89,11 +89,15 @@ class OneStepModel(Protocol):
 class MethodSpec:
     """One entry of the onestep engine's method list (an explicit registry, see models.py).
 
-    default_base / default_weights: weights-registry names used without --model / --adapter.
-    check(adapter_path): read only the file's header/index and raise `ModelLoadError` naming the first
-        key or shape that does not fit (or `WeightsMissing` when the file is absent); returns a short
-        description for --dry-run. The real load runs the same check first.
-    load(base, adapter_path, dtype, fuse): the base's components with the method's weights applied.
+    default_base / default_weights: weights-registry names `--model NAME` uses (--adapter replaces the second).
+    layout_of(keys): 'official' when a weights file's top-level keys are this method's (how
+        `--model BASE --adapter FILE` tells the method), else None.
+    check(base, adapter_path): read only the file's header/index (and the base's configs, building its
+        modules on the meta device) and raise `ModelLoadError` naming the first key or shape that does
+        not fit (`WeightsMissing` when a file is absent); returns a one-line description for --dry-run.
+        The real load applies the same checks.
+    load(base, adapter_path, dtype, fuse): the base's components with the method's weights applied
+        (LoRA merged into the base layers when `fuse`).
     """
 
     name: str
@@ -102,5 +106,6 @@ class MethodSpec:
     default_base: str
     default_weights: str
     license: str
-    check: Callable[[str], str]
+    layout_of: Callable[[Collection[str]], str | None]
+    check: Callable[[ModelSource, str], str]
     load: Callable[[ModelSource, str, torch.dtype, bool], OneStepModel]
