@@ -67,7 +67,9 @@ ENGINES: tuple[EngineEntry, ...] = (
     EngineEntry(
         "supir", "SDXL restoration, SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)", _supir
     ),
-    EngineEntry("onestep", "one-step diffusion (OSEDiff): one UNet evaluation per latent window; --fidelity steers", _onestep),
+    EngineEntry(
+        "onestep", "one-step diffusion (OSEDiff): one UNet evaluation per latent window; --fidelity steers", _onestep
+    ),
 )
 
 

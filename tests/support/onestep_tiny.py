@@ -13,8 +13,22 @@ from typing import Any
 
 from support.stablesr_tiny import write_base
 
-UNET_LAYERS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "conv_shortcut", "proj_in", "proj_out", "conv_in",
-               "conv_out", "ff.net.0.proj", "ff.net.2", "conv")
+UNET_LAYERS = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "conv1",
+    "conv2",
+    "conv_shortcut",
+    "proj_in",
+    "proj_out",
+    "conv_in",
+    "conv_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "conv",
+)
 
 
 def _targets(module: Any, keep: Any) -> list[str]:
@@ -33,7 +47,11 @@ def unet_groups(unet: Any) -> dict[str, list[str]]:
     encoder = _targets(unet, lambda n: "down_blocks" in n or n == "conv_in")
     decoder = _targets(unet, lambda n: "up_blocks" in n or n == "conv_out")
     others = _targets(unet, lambda n: n not in encoder and n not in decoder and "time_emb" not in n)
-    return {"unet_lora_encoder_modules": encoder, "unet_lora_decoder_modules": decoder, "unet_lora_others_modules": others}
+    return {
+        "unet_lora_encoder_modules": encoder,
+        "unet_lora_decoder_modules": decoder,
+        "unet_lora_others_modules": others,
+    }
 
 
 def vae_targets(vae: Any) -> list[str]:
@@ -50,7 +68,7 @@ def make_osediff_file(base: Path, path: Path, rank: int = 4, seed: int = 0, scal
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
     groups = unet_groups(unet)
-    for (key, targets), name in zip(groups.items(), ("default_encoder", "default_decoder", "default_others")):
+    for targets, name in zip(groups.values(), ("default_encoder", "default_decoder", "default_others"), strict=True):
         unet.add_adapter(LoraConfig(r=rank, target_modules=targets), adapter_name=name)
     vae_lists = vae_targets(vae)
     vae.add_adapter(LoraConfig(r=rank, target_modules=vae_lists), adapter_name="default_encoder")
@@ -60,8 +78,14 @@ def make_osediff_file(base: Path, path: Path, rank: int = 4, seed: int = 0, scal
     for state in (state_unet, state_vae):
         for key, value in state.items():
             state[key] = torch.randn(value.shape, generator=generator) * scale + (value if "base_layer" in key else 0)
-    data = {**groups, "vae_lora_encoder_modules": vae_lists, "rank_unet": rank, "rank_vae": rank,
-            "state_dict_unet": state_unet, "state_dict_vae": state_vae}
+    data = {
+        **groups,
+        "vae_lora_encoder_modules": vae_lists,
+        "rank_unet": rank,
+        "rank_vae": rank,
+        "state_dict_unet": state_unet,
+        "state_dict_vae": state_vae,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, path)
     return path

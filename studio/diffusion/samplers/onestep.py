@@ -71,7 +71,9 @@ class OneStepSampler:
 
         t = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
         prediction = denoiser(latents, t, None)
-        x0 = x0_from_prediction(prediction.float(), latents.float(), self.alpha_bar.to(latents.device), self.prediction_type)
+        x0 = x0_from_prediction(
+            prediction.float(), latents.float(), self.alpha_bar.to(latents.device), self.prediction_type
+        )
         if self.pull:
             x0 = x0 + self.pull * (latents.float() - x0)
         x0 = x0.to(latents.dtype)

@@ -46,6 +46,7 @@ from studio.engines.base import (
     RestoreContext,
     output_size,
 )
+from studio.engines.onestep.files import top_level_keys
 from studio.engines.onestep.method import MethodSpec, OneStepModel
 from studio.engines.onestep.models import METHODS, find_method
 from studio.engines.onestep.recipe import OneStepRecipe, OneStepRequest
@@ -79,13 +80,15 @@ def select(settings: Settings) -> Selection:
     if not settings.adapter:
         names = ", ".join(spec.name for spec in METHODS)
         raise UsageError(f"--model {model}: a base model needs --adapter (a one-step weights file), or use {names}")
-    keys = loading.weights_file_keys(_adapter_path(settings.adapter), settings.adapter)
+    keys = top_level_keys(_adapter_path(settings.adapter), "one-step weights file")
     for spec in METHODS:
         if spec.layout_of(keys):
             return Selection(spec, model, settings.adapter)
     sample = ", ".join(sorted(keys)[:3]) or "none"
-    raise ModelLoadError(f"--adapter {settings.adapter}: not a weights file of {', '.join(s.name for s in METHODS)} "
-                         f"(its keys: {sample}, ...)")
+    raise ModelLoadError(
+        f"--adapter {settings.adapter}: not a weights file of {', '.join(s.name for s in METHODS)} "
+        f"(its keys: {sample}, ...)"
+    )
 
 
 def _adapter_path(adapter: str) -> str:
@@ -142,16 +145,18 @@ class OneStepEngine(Engine):
     @classmethod
     def availability(cls, settings: Settings) -> Availability:
         """diffusers importable, base and weights file here; the file checked key by key against the base's
-        configs (header only, no tensors read), so --dry-run and the run stop on the same line."""
+        configs (header only, no tensors read), so --dry-run and the run stop on the same line. A file of
+        the wrong kind, unreadable or not fitting the base raises (exit 2): no fallback would fix it."""
+        try:
+            selection = select(settings)
+        except WeightsMissing as exc:
+            return Availability(False, str(exc))
 
         def locate() -> loading.ModelSource:
-            return loading.resolve_source(loading.registry_ref(select(settings).base))
+            return loading.resolve_source(loading.registry_ref(selection.base))
 
-        found = loading.availability(
-            locate, settings.model or DEFAULT_MODEL, settings.device, errors=(WeightsMissing, UsageError)
-        )
+        found = loading.availability(locate, selection.base, settings.device)
         if found.ok:
-            selection = select(settings)
             try:
                 selection.method.check(locate(), _adapter_path(selection.adapter))
             except WeightsMissing as exc:
@@ -202,7 +207,9 @@ class OneStepEngine(Engine):
         def attempt(tiles: tuple[int, int]) -> tuple[OneStepRequest, np.ndarray]:
             request = OneStepRequest(
                 prompt=prompt,
-                negative_prompt=facts.negative_prompt if facts.negative_prompt is not None else self.settings.negative_prompt,
+                negative_prompt=facts.negative_prompt
+                if facts.negative_prompt is not None
+                else self.settings.negative_prompt,
                 guidance=facts.guidance,
                 seed=self.settings.seed,
                 pull=pull[0],
@@ -302,4 +309,3 @@ def _prompt_source(method: MethodSpec, settings: Settings, caption: str | None) 
     if caption:
         return "captioner (--caption)" + (" + --prompt/preset" if settings.prompt else "")
     return "--prompt/preset" if settings.prompt else "none (empty prompt; OSEDiff's DAPE tagger is not included)"
-

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from studio import weights
 from studio.diffusion import loading
 from studio.diffusion.recipe import Components, plain_unet
+from studio.engines.onestep.files import read_torch_file
 from studio.engines.onestep.lora import activate, add_lora, fill_exactly, fuse
 from studio.engines.onestep.method import MethodFacts, MethodSpec
 from studio.errors import ModelLoadError, WeightsMissing
@@ -64,28 +65,8 @@ def layout_of(keys: Collection[str]) -> str | None:
 
 def read_file(path: str, mmap: bool = True) -> dict[str, Any]:
     """The weights file as a checked dict; tensors memory-mapped (not read) when `mmap`."""
-    import pickle
-
-    import torch
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise WeightsMissing(f"{file}: OSEDiff weights file not found; run `studio weights pull osediff` or check --adapter")
-    try:
-        try:
-            loaded = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError:
-            if not mmap:
-                raise
-            loaded = torch.load(file, map_location="cpu", weights_only=True)  # legacy format: no mmap
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
-        raise ModelLoadError(
-            f"{file}: refused: unpickling it needs more than tensors and plain values ({first})"
-        ) from None
-    except Exception as exc:
-        raise ModelLoadError(f"{file}: cannot read it as a torch file ({type(exc).__name__}: {exc})") from None
-    _check_structure(loaded, file)
+    loaded = read_torch_file(path, "OSEDiff weights file", mmap)
+    _check_structure(loaded, Path(path))
     return loaded
 
 
@@ -94,7 +75,9 @@ def _check_structure(loaded: Any, file: Path) -> None:
 
     if not isinstance(loaded, dict) or layout_of(loaded) is None:
         found = ", ".join(sorted(map(str, loaded))[:4]) if isinstance(loaded, dict) else type(loaded).__name__
-        raise ModelLoadError(f"{file}: not an OSEDiff weights file (expected state_dict_unet, state_dict_vae, rank_unet; found {found})")
+        raise ModelLoadError(
+            f"{file}: not an OSEDiff weights file (expected state_dict_unet, state_dict_vae, rank_unet; found {found})"
+        )
     for key in (*RANKS, *LISTS, *STATES):
         value = loaded.get(key)
         if key in RANKS:
@@ -104,7 +87,9 @@ def _check_structure(loaded: Any, file: Path) -> None:
         else:
             ok = isinstance(value, dict) and all(isinstance(t, torch.Tensor) for t in value.values())
         if not ok:
-            raise ModelLoadError(f"{file}: '{key}' is missing or malformed ({type(value).__name__}); not the authors' layout")
+            raise ModelLoadError(
+                f"{file}: '{key}' is missing or malformed ({type(value).__name__}); not the authors' layout"
+            )
 
 
 def apply_file(unet: Any, vae: Any, file: dict[str, Any], origin: str, copy: bool = True) -> int:
@@ -162,7 +147,9 @@ def _base_configs(base: ModelSource) -> tuple[dict[str, Any], dict[str, Any]] | 
             AutoencoderKL.load_config(base.ref, subfolder="vae", **kwargs),
         )
     except (OSError, ValueError) as exc:
-        raise WeightsMissing(f"{base.describe()}: cannot read its unet/vae configs ({str(exc).splitlines()[0][:120]})") from None
+        raise WeightsMissing(
+            f"{base.describe()}: cannot read its unet/vae configs ({str(exc).splitlines()[0][:120]})"
+        ) from None
 
 
 @dataclass

@@ -38,9 +38,7 @@ class OneStepRequest(Request):
 class OneStepRecipe(Recipe):
     """Runs a loaded one-step method on a stage-1 image whose sides divide by `size_multiple`."""
 
-    def __init__(
-        self, model: OneStepModel, facts: MethodFacts, placement: Placement, dtype: torch.dtype
-    ) -> None:
+    def __init__(self, model: OneStepModel, facts: MethodFacts, placement: Placement, dtype: torch.dtype) -> None:
         components: Components = model.components
         super().__init__(components, placement, dtype)
         self.model = model
