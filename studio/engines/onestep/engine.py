@@ -147,20 +147,22 @@ class OneStepEngine(Engine):
         """diffusers importable, base and weights file here; the file checked key by key against the base's
         configs (header only, no tensors read), so --dry-run and the run stop on the same line. A file of
         the wrong kind, unreadable or not fitting the base raises (exit 2): no fallback would fix it."""
+        name = settings.model or DEFAULT_MODEL
+        hint = f"run `studio weights pull {name}`" if find_method(name) else "check --adapter"
         try:
             selection = select(settings)
         except WeightsMissing as exc:
-            return Availability(False, str(exc))
+            return Availability(False, f"{exc}; {hint}")
 
         def locate() -> loading.ModelSource:
             return loading.resolve_source(loading.registry_ref(selection.base))
 
-        found = loading.availability(locate, selection.base, settings.device)
+        found = loading.availability(locate, name if find_method(name) else selection.base, settings.device)
         if found.ok:
             try:
                 selection.method.check(locate(), _adapter_path(selection.adapter))
             except WeightsMissing as exc:
-                return Availability(False, str(exc))
+                return Availability(False, f"{exc}; {hint}")
         return found
 
     # loading ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ def read_torch_file(path: str | Path, what: str, mmap: bool = True) -> Any:
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise WeightsMissing(f"{file}: {what} not found; check --adapter or run `studio weights pull`")
+        raise WeightsMissing(f"{file}: {what} not found")
     try:
         try:
             return torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
