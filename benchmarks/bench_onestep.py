@@ -120,7 +120,12 @@ def real_model(device: Any, dtype: Any) -> Any:
     scheduler = diffusers.DDPMScheduler.from_config(json.loads((CONFIGS / "scheduler.json").read_text()))
     encoder = tiny_text_encoder(len(tokenizer), 1024)
     parts = Components(vae.to(device, dtype), encoder.to(device, dtype), tokenizer, unet.to(device, dtype), scheduler)
-    return OSEDiffModel(parts, "random", (4, 4), False)
+
+    class RandomOSEDiff(OSEDiffModel):
+        def describe(self) -> dict[str, Any]:
+            return {"weights_file": "random (benchmark)", "lora_rank_unet": 4, "lora_rank_vae": 4}
+
+    return RandomOSEDiff(parts, "random", (4, 4), False)
 
 
 def _timed(module: Any, totals: dict[str, float], key: str, sync: Any) -> None:

@@ -35,10 +35,8 @@ from studio.diffusion.latent_tiling import LATENT_OVERLAP
 from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
 from studio.diffusion.offload import Placement
 from studio.engines.base import (
-    ADAPTER_SETTINGS,
     NO_CONTEXT,
     ONESTEP_SETTINGS,
-    SAMPLING_SETTINGS,
     Availability,
     Engine,
     EngineResult,
@@ -58,8 +56,9 @@ DEFAULT_MODEL = METHODS[0].name
 REFERENCE_TILE = 96  # latent cells: the authors' --latent_tiled_size (768 px)
 VAE_TILE = 64  # latent cells per VAE tile when a whole-image pass would take over half the free memory
 MIN_SIDE = 8
-READS = frozenset({"pull", "caption", "caption_model", "dtype"})
-"""Settings of other groups the engine reads: the fidelity pull, the captioner, the working precision."""
+READS = frozenset({"prompt", "offload", "strength", "adapter", "pull", "caption", "caption_model", "dtype"})
+"""Diffusion settings of other groups the engine reads (one step: no --steps, --guidance, --scheduler; the
+methods' guidance and negative prompt are their own)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ class OneStepEngine(Engine):
 
     @classmethod
     def used_settings(cls) -> frozenset[str]:
-        return SAMPLING_SETTINGS | ADAPTER_SETTINGS | ONESTEP_SETTINGS | READS
+        return ONESTEP_SETTINGS | READS
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -209,9 +208,7 @@ class OneStepEngine(Engine):
         def attempt(tiles: tuple[int, int]) -> tuple[OneStepRequest, np.ndarray]:
             request = OneStepRequest(
                 prompt=prompt,
-                negative_prompt=facts.negative_prompt
-                if facts.negative_prompt is not None
-                else self.settings.negative_prompt,
+                negative_prompt=facts.negative_prompt or "",
                 guidance=facts.guidance,
                 seed=self.settings.seed,
                 pull=pull[0],
