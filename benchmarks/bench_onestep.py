@@ -205,9 +205,16 @@ def compare(rows: list[dict[str, Any]], device: str, threads: int) -> list[dict[
         step = stablesr_step(row["output"], device, threads)
         vae = row.get("vae_encode_s", 0.0) + row.get("vae_decode_s", 0.0)
         estimate = steps * step + vae
-        out.append({"output": row["output"], "stablesr_step_s": round(step, 2), "stablesr_steps": steps,
-                    "stablesr_estimate_s": round(estimate, 1), "onestep_s": row["seconds"],
-                    "stablesr_over_onestep": round(estimate / row["seconds"], 1)})
+        out.append(
+            {
+                "output": row["output"],
+                "stablesr_step_s": round(step, 2),
+                "stablesr_steps": steps,
+                "stablesr_estimate_s": round(estimate, 1),
+                "onestep_s": row["seconds"],
+                "stablesr_over_onestep": round(estimate / row["seconds"], 1),
+            }
+        )
     return out
 
 

@@ -43,6 +43,7 @@ def restore(photo: Path, base: Path, adapter: Path, out: Path, *extra: str) -> o
     return CliRunner().invoke(app, args, catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_cli_restores_with_a_tiny_base_and_adapter(
     osediff_files: tuple[Path, Path], photo: Path, tmp_path: Path
 ) -> None:
