@@ -96,14 +96,14 @@ class _Defaults:
 
 
 # part 2 -------------------------------------------------------------------------------------------------------
-def real_model(device: Any, dtype: Any) -> Any:
+def real_model(device: Any, dtype: Any, fused: bool = False) -> Any:
     """OSEDiffModel-shaped: real SD 2.1-base UNet and VAE with random OSEDiff LoRA, stand-in text encoder."""
     import diffusers
     import torch
     from support.onestep_tiny import unet_groups, vae_targets
 
     from studio.diffusion.recipe import Components
-    from studio.engines.onestep.lora import activate, add_lora
+    from studio.engines.onestep.lora import activate, add_lora, fuse
     from studio.engines.onestep.osediff import OSEDiffModel
     from studio.testing.tiny_sd import tiny_text_encoder, tiny_tokenizer
 
@@ -116,6 +116,9 @@ def real_model(device: Any, dtype: Any) -> Any:
     add_lora(vae, 4, vae_targets(vae), "default_encoder")
     activate(unet, list(names))
     activate(vae, ["default_encoder"])
+    if fused:
+        fuse(unet)
+        fuse(vae)
     tokenizer = tiny_tokenizer()
     scheduler = diffusers.DDPMScheduler.from_config(json.loads((CONFIGS / "scheduler.json").read_text()))
     encoder = tiny_text_encoder(len(tokenizer), 1024)
@@ -125,7 +128,7 @@ def real_model(device: Any, dtype: Any) -> Any:
         def describe(self) -> dict[str, Any]:
             return {"weights_file": "random (benchmark)", "lora_rank_unet": 4, "lora_rank_vae": 4}
 
-    return RandomOSEDiff(parts, "random", (4, 4), False)
+    return RandomOSEDiff(parts, "random", (4, 4), fused)
 
 
 def _timed(module: Any, totals: dict[str, float], key: str, sync: Any) -> None:
@@ -143,7 +146,7 @@ def _timed(module: Any, totals: dict[str, float], key: str, sync: Any) -> None:
     module.register_forward_hook(after)
 
 
-def time_onestep(sides: list[int], device_name: str, dtype_name: str) -> list[dict[str, Any]]:
+def time_onestep(sides: list[int], device_name: str, dtype_name: str, fused: bool = False) -> list[dict[str, Any]]:
     """The engine's restore (4x) at each input side, time split into VAE encode / UNet / VAE decode."""
     import torch
 
@@ -158,7 +161,7 @@ def time_onestep(sides: list[int], device_name: str, dtype_name: str) -> list[di
     dtype = compute_dtype(device, dtype_name)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model = real_model(device, dtype)
+    model = real_model(device, dtype, fused)
     totals: dict[str, float] = {}
     _timed(model.components.vae.encoder, totals, "vae_encode_s", sync)
     _timed(model.components.vae.decoder, totals, "vae_decode_s", sync)
@@ -176,7 +179,13 @@ def time_onestep(sides: list[int], device_name: str, dtype_name: str) -> list[di
         start = time.perf_counter()
         result = engine.restore(image, 4.0)
         sync()
-        row = {"engine": "onestep", "input": side, "output": result.image.shape[0], "dtype": str(dtype)[6:]}
+        row = {
+            "engine": "onestep",
+            "input": side,
+            "output": result.image.shape[0],
+            "dtype": str(dtype)[6:],
+            "fused": fused,
+        }
         row["seconds"] = round(time.perf_counter() - start, 2)
         row.update({key: round(value, 2) for key, value in totals.items()})
         row.update(tile=result.provenance["tile"], vae_tile=result.provenance["vae_tile"])
@@ -232,6 +241,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="fp32", help="fp32, bf16, fp16 (comma-separated)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRA into the base (--fuse-lora)")
     parser.add_argument("--no-stablesr", action="store_true", help="skip the stablesr step (time part)")
     parser.add_argument("--memory", action="store_true", help="also run part 3 (peak memory 1-16 MP)")
     parser.add_argument("--json", type=Path, help="also write the report to this file")
@@ -241,7 +251,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {"device": args.device, "threads": args.threads, "counts": counts()}
     sizes = [int(s) for s in args.sizes.split(",")]
-    report["time"] = [row for name in args.dtypes.split(",") for row in time_onestep(sizes, args.device, name)]
+    report["time"] = [
+        row for name in args.dtypes.split(",") for row in time_onestep(sizes, args.device, name, args.fuse_lora)
+    ]
     if not args.no_stablesr:
         fp32 = [row for row in report["time"] if row["dtype"] == "float32"] or report["time"][:1]
         report["versus_stablesr"] = compare(fp32, args.device, args.threads)
