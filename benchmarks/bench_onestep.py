@@ -96,14 +96,14 @@ class _Defaults:
 
 
 # part 2 -------------------------------------------------------------------------------------------------------
-def real_model(device: Any, dtype: Any, fused: bool = False) -> Any:
+def real_model(device: Any, dtype: Any) -> Any:
     """OSEDiffModel-shaped: real SD 2.1-base UNet and VAE with random OSEDiff LoRA, stand-in text encoder."""
     import diffusers
     import torch
     from support.onestep_tiny import unet_groups, vae_targets
 
     from studio.diffusion.recipe import Components
-    from studio.engines.onestep.lora import activate, add_lora, fuse
+    from studio.engines.onestep.lora import activate, add_lora
     from studio.engines.onestep.osediff import OSEDiffModel
     from studio.testing.tiny_sd import tiny_text_encoder, tiny_tokenizer
 
@@ -116,9 +116,6 @@ def real_model(device: Any, dtype: Any, fused: bool = False) -> Any:
     add_lora(vae, 4, vae_targets(vae), "default_encoder")
     activate(unet, list(names))
     activate(vae, ["default_encoder"])
-    if fused:
-        fuse(unet)
-        fuse(vae)
     tokenizer = tiny_tokenizer()
     scheduler = diffusers.DDPMScheduler.from_config(json.loads((CONFIGS / "scheduler.json").read_text()))
     encoder = tiny_text_encoder(len(tokenizer), 1024)
@@ -128,7 +125,7 @@ def real_model(device: Any, dtype: Any, fused: bool = False) -> Any:
         def describe(self) -> dict[str, Any]:
             return {"weights_file": "random (benchmark)", "lora_rank_unet": 4, "lora_rank_vae": 4}
 
-    return RandomOSEDiff(parts, "random", (4, 4), fused)
+    return RandomOSEDiff(parts, "random", (4, 4), False)
 
 
 def _timed(module: Any, totals: dict[str, float], key: str, sync: Any) -> None:
@@ -146,13 +143,15 @@ def _timed(module: Any, totals: dict[str, float], key: str, sync: Any) -> None:
     module.register_forward_hook(after)
 
 
-def time_onestep(sides: list[int], device_name: str, dtype_name: str, fused: bool = False) -> list[dict[str, Any]]:
-    """The engine's restore (4x) at each input side, time split into VAE encode / UNet / VAE decode."""
+def time_onestep(sides: list[int], device_name: str, dtype_name: str, also_fused: bool = False) -> list[dict[str, Any]]:
+    """The engine's restore (4x) at each input side, time split into VAE encode / UNet / VAE decode; with
+    `also_fused`, each side again with the LoRA merged (--fuse-lora), in the same process."""
     import torch
 
     from studio.devices import compute_dtype
     from studio.diffusion.offload import Placement
     from studio.engines.onestep.engine import Loaded, OneStepEngine
+    from studio.engines.onestep.lora import fuse
     from studio.engines.onestep.osediff import SPEC
     from studio.engines.onestep.recipe import OneStepRecipe
     from studio.settings import Settings, apply_layer
@@ -161,7 +160,7 @@ def time_onestep(sides: list[int], device_name: str, dtype_name: str, fused: boo
     dtype = compute_dtype(device, dtype_name)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model = real_model(device, dtype, fused)
+    model = real_model(device, dtype)
     totals: dict[str, float] = {}
     _timed(model.components.vae.encoder, totals, "vae_encode_s", sync)
     _timed(model.components.vae.decoder, totals, "vae_decode_s", sync)
@@ -170,8 +169,8 @@ def time_onestep(sides: list[int], device_name: str, dtype_name: str, fused: boo
     recipe = OneStepRecipe(model, SPEC.facts, Placement("none", device), dtype)
     engine._loaded = Loaded(recipe, model, "sdpa", "random weights")
     engine.restore(np.zeros((16, 16, 3), np.float32), 4.0)  # warm-up
-    rows = []
-    for side in sides:
+
+    def measure(side: int, label: bool) -> dict[str, Any]:
         totals.clear()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -179,20 +178,20 @@ def time_onestep(sides: list[int], device_name: str, dtype_name: str, fused: boo
         start = time.perf_counter()
         result = engine.restore(image, 4.0)
         sync()
-        row = {
-            "engine": "onestep",
-            "input": side,
-            "output": result.image.shape[0],
-            "dtype": str(dtype)[6:],
-            "fused": fused,
-        }
-        row["seconds"] = round(time.perf_counter() - start, 2)
+        row = {"engine": "onestep", "input": side, "output": result.image.shape[0], "dtype": str(dtype)[6:]}
+        row.update(fused=label, seconds=round(time.perf_counter() - start, 2))
         row.update({key: round(value, 2) for key, value in totals.items()})
         row.update(tile=result.provenance["tile"], vae_tile=result.provenance["vae_tile"])
         if cuda:
             row["peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / MB)
-        rows.append(row)
         print(json.dumps(row), file=sys.stderr)
+        return row
+
+    rows = [measure(side, False) for side in sides]
+    if also_fused:  # the same model and inputs, LoRA merged in place: the ratio holds within this run
+        fuse(model.components.unet)
+        fuse(model.components.vae)
+        rows += [measure(side, True) for side in sides]
     return rows
 
 
@@ -241,7 +240,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="fp32", help="fp32, bf16, fp16 (comma-separated)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRA into the base (--fuse-lora)")
+    parser.add_argument("--fuse-lora", action="store_true", help="also time each size with the LoRA merged (same run)")
     parser.add_argument("--no-stablesr", action="store_true", help="skip the stablesr step (time part)")
     parser.add_argument("--memory", action="store_true", help="also run part 3 (peak memory 1-16 MP)")
     parser.add_argument("--json", type=Path, help="also write the report to this file")
@@ -255,7 +254,8 @@ def main() -> None:
         row for name in args.dtypes.split(",") for row in time_onestep(sizes, args.device, name, args.fuse_lora)
     ]
     if not args.no_stablesr:
-        fp32 = [row for row in report["time"] if row["dtype"] == "float32"] or report["time"][:1]
+        plain = [row for row in report["time"] if not row["fused"]]
+        fp32 = [row for row in plain if row["dtype"] == "float32"] or plain[:1]
         report["versus_stablesr"] = compare(fp32, args.device, args.threads)
     if args.memory:
         report["memory"] = memory()
