@@ -17,6 +17,7 @@ Part 3, peak memory 1 -> 16 MP (--memory): benchmarks/bench_diffusion_memory.py'
 onestep engine (toy-width random UNet, tiny photo VAE, forced tiles), largest output over smallest.
 
     python benchmarks/bench_onestep.py                                  # counts + CPU 64->256 px, fp32
+    python benchmarks/bench_onestep.py --sizes 64 --fuse-lora --no-stablesr  # plain vs merged LoRA, one process
     python benchmarks/bench_onestep.py --sizes 64,128 --dtypes fp32,bf16
     python benchmarks/bench_onestep.py --device cuda --sizes 512 --json out.json   # 512 -> 2048 on a GPU
 """
