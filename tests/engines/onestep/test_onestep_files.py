@@ -48,13 +48,14 @@ def test_cli_restores_with_a_tiny_base_and_adapter(
     osediff_files: tuple[Path, Path], photo: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.png"
-    result = restore(photo, *osediff_files, out, "--fidelity", "0.3", "--prompt", "a man")
+    result = restore(photo, *osediff_files, out, "--fidelity", "0.3", "--prompt", "a man", "--preset", "old-photo")
     assert result.exit_code == 0, result.output
     details = json.loads(CliRunner().invoke(app, ["info", str(out), "--json"]).stdout)["engine_details"]
     assert (
         details["method"] == "osediff" and details["pull"] == 0.3 and details["resolved_from"]["pull"] == "fidelity 0.3"
     )
     assert details["prompt_source"] == "--prompt/preset" and len(details["weights_sha256"]) == 64
+    assert details["prompt"].startswith("a man, restored old photograph") and details["lora_fused"]
 
 
 def damaged_files(adapter: Path, folder: Path) -> dict[str, tuple[Path, str]]:
