@@ -1,4 +1,4 @@
-"""Peak memory of the stablesr and supir engines from 1 to 16 MP output, through their real tiling paths.
+"""Peak memory of the stablesr, supir and onestep engines from 1 to 16 MP output, through their real tiling paths.
 
 The real architectures take hours per 16 MP image on a CPU, so each engine runs toy-width random components
 (tests/support/stablesr_tiny.py; random_sdxl.TINY_UNET_CONFIG with the 8x tiny photo VAE of the tests) through the
@@ -71,6 +71,16 @@ def build_engine(name: str, folder: Path, tile: int, overlap: int) -> Any:
         flags.update(engine="stablesr", model=str(write_base(folder / "sd2")), adapter=str(adapter), guidance=1.0)
         return StableSREngine(apply_layer(Settings(), flags, "cli"))
     from diffusers import AutoencoderKL
+
+    if name == "onestep":
+        from support.onestep_tiny import write_osediff
+
+        from studio.engines.onestep.engine import OneStepEngine
+
+        photo_vae = AutoencoderKL.from_pretrained(ROOT / "tests" / "fixtures" / "tiny_photo_vae")
+        base, adapter = write_osediff(folder, vae=photo_vae)
+        flags.update(engine="onestep", model=str(base), adapter=str(adapter))
+        return OneStepEngine(apply_layer(Settings(), flags, "cli"))
 
     from studio.engines.supir.engine import SupirEngine
     from studio.testing import tiny_sdxl as random_sdxl

@@ -38,7 +38,7 @@ _TABLE_KEYS = ("variables", "engines")
 _REQUIRED = ("name", "description", "positive")
 # Engine tables a preset may hold: every engine studio has or plans, so a misspelt table is caught
 # (the registry in studio.engines is not imported here: `studio presets` must start fast).
-ENGINE_TABLES = ("*", "classical", "fast", "sd-x4", "stablesr", "supir")
+ENGINE_TABLES = ("*", "classical", "fast", "sd-x4", "stablesr", "supir", "onestep")
 # Fields a preset itself decides (or that would make it circular), so an engine table may not set them.
 _NOT_PRESETTABLE = ("engine", "preset", "prompt", "negative_prompt", "variables")
 

@@ -54,6 +54,12 @@ def _supir() -> type[Engine]:
     return SupirEngine
 
 
+def _onestep() -> type[Engine]:
+    from studio.engines.onestep.engine import OneStepEngine
+
+    return OneStepEngine
+
+
 ENGINES: tuple[EngineEntry, ...] = (
     EngineEntry("classical", "Lanczos/bicubic resampling; no invented detail, any scale", _classical),
     EngineEntry("fast", "Real-ESRGAN and other spandrel networks; the fast path and the fallback", _fast),
@@ -63,6 +69,9 @@ ENGINES: tuple[EngineEntry, ...] = (
     ),
     EngineEntry(
         "supir", "SDXL restoration, SUPIR's restoration-guided sampling (tile ControlNet or SUPIR weights)", _supir
+    ),
+    EngineEntry(
+        "onestep", "one-step diffusion (OSEDiff): one UNet evaluation per latent window; --fidelity steers", _onestep
     ),
 )
 

@@ -33,7 +33,9 @@ STABLESR_SETTINGS = names_in_group("stablesr")
 """StableSR-style knobs: how far the schedule runs, the pull toward stage 1, the CFW weight."""
 SUPIR_SETTINGS = names_in_group("supir")
 """SUPIR-style knobs: restoration guidance, CFG and control schedules, EDM churn, working size, caption."""
-DIFFUSION_SETTINGS = SAMPLING_SETTINGS | ADAPTER_SETTINGS | STABLESR_SETTINGS | SUPIR_SETTINGS
+ONESTEP_SETTINGS = names_in_group("onestep")
+"""One-step methods (onestep): whether their LoRA is merged into the base."""
+DIFFUSION_SETTINGS = SAMPLING_SETTINGS | ADAPTER_SETTINGS | STABLESR_SETTINGS | SUPIR_SETTINGS | ONESTEP_SETTINGS
 """Settings that steer only diffusion engines; an engine that does not read one ignores it (the runner says so,
 and provenance leaves it out). Each engine names the ones it reads in `used_settings`."""
 

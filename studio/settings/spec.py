@@ -41,7 +41,8 @@ class SettingSpec:
     panel: str | None = None
     """The panel of `studio restore --help` (None: the main Options panel)."""
     group: str | None = None
-    """Which engines read it: "sampling" (every diffusion engine), "adapter", "stablesr", "supir"; None: all."""
+    """Which engines read it: "sampling" (every diffusion engine), "adapter", "stablesr", "supir", "onestep";
+    None: all."""
     generated: bool = True
     """False: the restore command declares this option itself (--model, --blend, --var parse text)."""
     reproduce: bool = True

@@ -26,6 +26,7 @@ _sampling = partial(setting, panel=PANEL_DIFFUSION, group="sampling")
 _adapter = partial(setting, panel=PANEL_DIFFUSION, group="adapter")
 _stablesr = partial(setting, panel=PANEL_DIFFUSION, group="stablesr")
 _supir = partial(setting, panel=PANEL_DIFFUSION, group="supir")
+_onestep = partial(setting, panel=PANEL_DIFFUSION, group="onestep")
 _faces = partial(setting, panel=PANEL_FACES)
 _output = partial(setting, panel=PANEL_OUTPUT)
 """Settings shown in one help panel (and read by one group of engines: see SettingSpec.group)."""
@@ -167,9 +168,12 @@ class Settings:
         high=4096,
         expect="0 (off) to 4096 pixels",
     )
-    caption: bool = _supir(False, "Fill {caption} in the prompt from an image captioner (supir).")
+    caption: bool = _supir(False, "Fill {caption} in the prompt from an image captioner (supir, onestep).")
     caption_model: str | None = _supir(
         None, "transformers image-to-text model for --caption (hub id or folder).", names_file=True
+    )
+    fuse_lora: bool = _onestep(
+        True, "Merge the LoRA into the base weights once at load (onestep: faster; same output within rounding)."
     )
     color_fix: str | None = setting(
         None,

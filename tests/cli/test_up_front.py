@@ -209,8 +209,8 @@ def test_auto_order_and_fallback_come_from_the_engine_classes() -> None:
     from studio.settings import Settings
 
     order = auto_order()
-    assert [cls.name for cls in order] == ["sd-x4", "stablesr", "fast", "classical"]
-    assert [cls.diffusion for cls in order] == [True, True, False, False]
+    assert [cls.name for cls in order] == ["onestep", "sd-x4", "stablesr", "fast", "classical"]
+    assert [cls.diffusion for cls in order] == [True, True, True, False, False]
     auto = Settings()
     assert fallback_for(auto, "sd-x4") == "fast" and fallback_for(auto, "fast") == "classical"
     assert fallback_for(auto, "classical") is None

@@ -136,7 +136,7 @@ def test_every_range_is_checked_from_the_table() -> None:
 
 def test_the_engines_setting_lists_come_from_the_table() -> None:
     groups = {spec_of(item).group for item in setting_fields()}
-    assert groups == {None, "sampling", "adapter", "stablesr", "supir"}  # a misspelt group reaches no engine
+    assert groups == {None, "sampling", "adapter", "stablesr", "supir", "onestep"}  # a misspelt group reaches no engine
     assert DIFFUSION_SETTINGS == {item.name for item in setting_fields() if spec_of(item).group}
     assert {"steps", "prompt", "offload"} <= SAMPLING_SETTINGS and "stage1" in ADAPTER_SETTINGS
 

@@ -35,6 +35,7 @@ import numpy as np
 from studio import weights
 from studio.devices import compute_dtype, free_memory_bytes, native_bf16, resolve_device
 from studio.diffusion import loading
+from studio.diffusion.caption import Captioner, fill_caption
 from studio.diffusion.controlnet_files import load_controlnet
 from studio.diffusion.identify import AdapterSource, identify
 from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
@@ -53,7 +54,6 @@ from studio.engines.base import (
     output_size,
 )
 from studio.engines.stage1 import describe_stage1, stage1_image
-from studio.engines.supir.caption import Captioner, fill_caption
 from studio.engines.supir.keys import is_official_checkpoint
 from studio.engines.supir.knobs import (
     MIN_INPUT_SIDE,

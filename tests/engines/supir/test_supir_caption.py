@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from studio.diffusion.caption import Captioner, fill_caption
 from studio.diffusion.offload import Placement
-from studio.engines.supir.caption import Captioner, fill_caption
 
 CPU = Placement("none", torch.device("cpu"))
 

@@ -1,4 +1,4 @@
-"""Image captions for `{caption}` in the prompt (--caption), from a transformers image-to-text model.
+"""Image captions for `{caption}` in the prompt (--caption; supir, onestep), from a transformers captioner.
 
 SUPIR captions with LLaVA 13B (16 GB more); studio defaults to BLIP base (Salesforce, BSD-3-Clause,
 ~250 M parameters, ~1 GB in fp32) and takes any `AutoModelForImageTextToText` captioner via
