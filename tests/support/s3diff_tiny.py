@@ -2,7 +2,7 @@
 VAE) with S3Diff's weights file in the authors' layout and a toy-width degradation estimator (`de_net.pth`).
 
 Random weights: they test wiring, strict loading and the modulation, not restoration quality. The guidance
-MLPs are drawn at full scale (the authors initialise the last layer near zero, which would make every
+MLPs are drawn at random with std 0.05 (the authors initialise them near zero, 1e-5, which would make every
 degradation matrix ~0 and hide the modulation from the tests).
 """
 
@@ -32,7 +32,7 @@ def random_guidance(rank_unet: int, rank_vae: int, generator: Any) -> dict[str, 
     module = DegradationGuidance(rank_unet, rank_vae)
     state = {}
     for key, value in module.state_dict().items():
-        scale = 1.0 if key == "frequencies" else 0.3
+        scale = 1.0 if key == "frequencies" else 0.05
         state["guidance." + key] = torch.randn(value.shape, generator=generator) * scale
     return state
 

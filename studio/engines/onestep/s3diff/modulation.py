@@ -112,16 +112,14 @@ class LoraModulation:
     @torch.no_grad()
     def apply(self, matrices: torch.Tensor) -> None:
         """Fold each block's matrix into its layers' A: A <- M^T A (`matrices`: (blocks, r, r), one image).
-        Merged layers are restored to their exact base weights and merged again with the new A."""
-        merged = [module for _, module, _ in self.layers if module.merged]
+        Merged layers are first restored to their exact base weights (merge again afterwards)."""
         self.unmerge()
         for name, module, block in self.layers:
             weight = _stored_weight(module.lora_A[self.adapter])
             trained = self.trained[name]
-            folded = torch.einsum("kr,k...->r...", matrices[block].to(trained.device, torch.float32), trained.float())
+            exact = torch.promote_types(trained.dtype, torch.float32)
+            folded = torch.einsum("kr,k...->r...", matrices[block].to(trained.device, exact), trained.to(exact))
             weight.copy_(folded.to(weight.dtype))
-        if merged:
-            self.merge()
 
     def merge(self) -> None:
         """Merge the current (modulated) LoRA into the base weights for speed; the exact base weights are
