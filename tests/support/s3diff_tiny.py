@@ -73,7 +73,7 @@ def make_s3diff_files(
     estimator = DegradationEstimator(*ESTIMATOR_WIDTHS)
     with torch.no_grad():
         for param in estimator.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
     torch.save(estimator.state_dict(), folder / "de_net.pth")
     return weights, folder / "de_net.pth"
 
