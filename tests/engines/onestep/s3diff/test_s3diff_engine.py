@@ -16,7 +16,6 @@ pytest.importorskip("studio.engines.onestep.engine", reason="the onestep engine 
 from typer.testing import CliRunner
 
 from studio.cli import app
-from studio.engines.onestep.engine import OneStepEngine
 from studio.settings import Settings, apply_layer
 
 
@@ -58,6 +57,8 @@ def test_a_damaged_file_stops_alike_in_dry_run_and_run(
 def test_the_degradation_estimate_steers_the_restoration(tiny_s3diff: tuple[Path, Path, Path]) -> None:
     """The same stage-1 image restored under two degradation estimates (a clean and a grainy input of the same
     scene) gives different outputs: the estimate reaches the LoRA of both the VAE encoder and the UNet."""
+    from studio.engines.onestep.engine import OneStepEngine
+
     values = {"engine": "onestep", "model": str(tiny_s3diff[0]), "adapter": str(tiny_s3diff[1]), "seed": 3, "tile": 0}
     engine = OneStepEngine(apply_layer(Settings(), values, "cli"))
     clean = np.random.default_rng(1).random((16, 16, 3), dtype=np.float32)
@@ -73,7 +74,7 @@ def test_the_degradation_estimate_steers_the_restoration(tiny_s3diff: tuple[Path
     assert np.abs(outputs[0] - outputs[1]).mean() > 1e-4
 
 
-def _request(engine: OneStepEngine) -> object:
+def _request(engine: object) -> object:
     from studio.engines.onestep.recipe import OneStepRequest
 
     facts = engine.selection.method.facts
