@@ -54,6 +54,7 @@ def test_a_damaged_file_stops_alike_in_dry_run_and_run(
     assert not (tmp_path / "real.png").exists()
 
 
+@pytest.mark.slow
 def test_the_degradation_estimate_steers_the_restoration(tiny_s3diff: tuple[Path, Path, Path]) -> None:
     """The same stage-1 image restored under two degradation estimates (a clean and a grainy input of the same
     scene) gives different outputs: the estimate reaches the LoRA of both the VAE encoder and the UNet."""

@@ -115,7 +115,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+QUICK = ("dropped", "reshaped", "foreign entry")
+"""The other cases (several seconds each on a busy machine) run with the slow tests."""
+
+
+@pytest.mark.parametrize("case", [c if c in QUICK else pytest.param(c, marks=pytest.mark.slow) for c in CASES])
 def test_a_damaged_file_stops_in_one_line_in_check_and_load(
     case: str, tiny_s3diff: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
