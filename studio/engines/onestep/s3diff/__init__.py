@@ -16,6 +16,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from studio.engines.onestep.method import MethodFacts, MethodSpec
+from studio.engines.onestep.s3diff.files import BASE_NAME, WEIGHTS_NAME
 
 if TYPE_CHECKING:
     import torch
@@ -63,8 +64,8 @@ SPEC = MethodSpec(
     name="s3diff",
     summary="S3Diff: SD-Turbo + degradation-guided LoRA, one guided UNet evaluation at t = 999",
     facts=FACTS,
-    default_base="sd-turbo",
-    default_weights="s3diff-lora",
+    default_base=BASE_NAME,
+    default_weights=WEIGHTS_NAME,
     license=(
         "Apache-2.0 (S3Diff code and weights) + Stability AI Community License (SD-Turbo: free for research, "
         "non-commercial use and organisations under USD 1M annual revenue; otherwise an enterprise licence)"

@@ -26,6 +26,7 @@ from studio.settings import project_root
 if TYPE_CHECKING:
     from studio.diffusion.loading import ModelSource
 
+BASE_NAME = "sd-turbo"
 WEIGHTS_NAME = "s3diff-lora"
 ESTIMATOR_NAME = "s3diff-denet"
 COMPOSITE_NAME = "s3diff"

@@ -16,7 +16,7 @@ from studio import weights
 from studio.diffusion import loading
 from studio.diffusion.recipe import Components, plain_unet
 from studio.engines.onestep.s3diff.build import load_into
-from studio.engines.onestep.s3diff.files import S3DiffFile, locate, read
+from studio.engines.onestep.s3diff.files import BASE_NAME, S3DiffFile, locate, read
 from studio.engines.onestep.s3diff.keys import LORA_ALPHA, UNET_ADAPTER, VAE_ADAPTER
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from studio.diffusion.guidance import ConditionedModel
     from studio.diffusion.loading import ModelSource
     from studio.engines.onestep.s3diff.modulation import LoraModulation
-
-BASE_NAME = "sd-turbo"
 
 
 @dataclass
