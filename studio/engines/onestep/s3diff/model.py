@@ -86,11 +86,11 @@ def execution_device(unet: Any) -> torch.device:
     """Where the UNet runs: accelerate's execution device when its weights are offloaded, else theirs."""
     import torch
 
-    hook = getattr(unet, "_hf_hook", None)
-    device = getattr(hook, "execution_device", None)
-    if device is not None:
-        return torch.device(device)
-    return next(p.device for p in unet.parameters() if p.device.type != "meta")
+    for module in unet.modules():
+        device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+        if device is not None:
+            return torch.device(device)
+    return next(p.device for p in unet.parameters())
 
 
 def _offloaded(module: Any) -> bool:

@@ -81,3 +81,22 @@ def test_degradation_scores_steer_the_output(models: tuple[S3DiffModel, S3DiffMo
     model.prepare(image)
     assert len(model.scores) == 2 and all(0.0 <= s <= 1.0 for s in model.scores)
     assert model.describe()["degradation_scores"].keys() == {"blur", "noise"}
+
+
+def test_modulation_reaches_layers_offloaded_one_by_one(
+    tiny_s3diff: tuple[Path, Path, Path], models: tuple[S3DiffModel, S3DiffModel]
+) -> None:
+    """With accelerate's sequential offload (CPU as execution device) the weights are placeholders on the
+    meta device; the folded A must land in accelerate's copy, giving the same outputs as without offload."""
+    from studio.diffusion.offload import Placement
+
+    base, weights, _ = tiny_s3diff
+    offloaded = SPEC.load(resolve_source(str(base)), str(weights), torch.float64, False)
+    Placement("sequential", torch.device("cpu"), even_on_cpu=True).prepare(
+        [offloaded.components.unet, offloaded.components.vae]
+    )
+    reference = models[0]
+    for model in (reference, offloaded):
+        model.modulate(*matrices(reference, 0.4, 0.6))
+    for a, b in zip(outputs(reference), outputs(offloaded)):
+        assert torch.equal(a, b)
