@@ -150,3 +150,21 @@ def test_truncated_missing_and_unsafe_files(tiny_s3diff: tuple[Path, Path, Path]
         SPEC.check(source, str(tmp_path / "absent.pkl"))
     with pytest.raises(ModelLoadError, match="not S3Diff's degradation estimator"):
         read(S3DiffFiles(tiny_s3diff[1], tiny_s3diff[1]))
+
+
+def test_registry_names_find_both_files_in_the_weights_folder(
+    tiny_s3diff: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--model s3diff` resolves `s3diff-lora` to s3diff.pkl in the weights folder and finds de_net.pth (the
+    `s3diff-denet` entry) beside it, as `studio weights pull s3diff` lays them out; without it, one line."""
+    from studio.engines.onestep.s3diff.files import locate
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("STUDIO_WEIGHTS_DIR", str(folder))
+    shutil.copy(tiny_s3diff[1], folder / "s3diff.pkl")
+    with pytest.raises(WeightsMissing, match="studio weights pull s3diff-denet"):
+        locate("s3diff-lora")
+    shutil.copy(tiny_s3diff[2], folder / "de_net.pth")
+    expected = S3DiffFiles(folder / "s3diff.pkl", folder / "de_net.pth")
+    assert locate("s3diff-lora") == locate("s3diff") == locate(f"{folder / 'de_net.pth'},s3diff-lora") == expected
