@@ -83,6 +83,7 @@ def test_degradation_scores_steer_the_output(models: tuple[S3DiffModel, S3DiffMo
     assert model.describe()["degradation_scores"].keys() == {"blur", "noise"}
 
 
+@pytest.mark.slow
 def test_modulation_reaches_layers_offloaded_one_by_one(
     tiny_s3diff: tuple[Path, Path, Path], models: tuple[S3DiffModel, S3DiffModel]
 ) -> None:
