@@ -48,8 +48,8 @@ class MethodFacts:
     timestep: the one timestep the UNet runs at (999 for both).
     guidance: classifier-free guidance scale; above 1 the UNet runs on [negative, positive] batched
         (S3Diff 1.07). 1: the conditional branch only (OSEDiff).
-    prompt / negative_prompt: fixed prompts the method was trained with (S3Diff); None: the user's
-        prompt (--prompt, presets, --caption) and negative prompt are used.
+    prompt / negative_prompt: fixed prompts the method was trained with (S3Diff); prompt None: the user's
+        (--prompt, presets, --caption); negative_prompt None: empty (no method reads the user's).
     sample_posterior: encode by sampling the VAE posterior (seeded by --seed) rather than taking its mean.
     authors_color_fix: the colour fix the authors' script applies by default (recorded in provenance
         and docs; the engine's own default is wavelet for every method).
