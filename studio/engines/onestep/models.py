@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from studio.engines.onestep import osediff
+from studio.engines.onestep import osediff, s3diff
 from studio.engines.onestep.method import MethodSpec
 from studio.errors import UsageError
 
-METHODS: tuple[MethodSpec, ...] = (osediff.SPEC,)
+METHODS: tuple[MethodSpec, ...] = (osediff.SPEC, s3diff.SPEC)
 
 
 def method_names() -> list[str]:

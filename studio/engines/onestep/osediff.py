@@ -59,8 +59,9 @@ LAYOUT_KEYS = frozenset({"state_dict_unet", "state_dict_vae", "rank_unet"})
 
 
 def layout_of(keys: Collection[str]) -> str | None:
-    """'official' for a file holding OSEDiff's top-level keys, else None."""
-    return "official" if LAYOUT_KEYS <= set(keys) else None
+    """'official' for a file holding OSEDiff's top-level keys, else None. S3Diff's file holds the same keys
+    and more (its degradation embedding `w`, `state_embeddings`): that one is S3Diff's."""
+    return "official" if LAYOUT_KEYS <= set(keys) and not {"w", "state_embeddings"} & set(keys) else None
 
 
 def read_file(path: str, mmap: bool = True) -> dict[str, Any]:
