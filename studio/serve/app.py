@@ -24,7 +24,8 @@ from studio.engines import describe_engines, engine_class
 from studio.errors import EnvironmentProblem, StudioError
 from studio.io import FORMAT_EXTENSIONS
 from studio.presets import load_presets
-from studio.runner import prepare_settings
+from studio.runner import Plan, prepare_settings
+from studio.runner.plan import check_faces
 from studio.serve.config import ServeConfig
 from studio.serve.store import JobRecord, JobStore, new_job_id
 from studio.serve.uploads import UploadRejected, check_decodes, safe_stem, save_upload
@@ -34,6 +35,8 @@ from studio.version import __version__
 
 SERVER_SETTINGS = ("device", "max_pixels")
 """Restore settings the server decides (serve --max-pixels; one worker per GPU), not the client."""
+CLIENT_SETTINGS = ("remote", "remote_token")
+"""Restore settings that say where a client sends its jobs: a server never forwards a job elsewhere."""
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff"}
 SETTINGS_HELP = 'JSON object of restore settings (the CLI options\' names), e.g. {"engine": "fast", "scale": 2}'
@@ -98,6 +101,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     _add_job_routes(api, store, pool, config, body_limit)
     _add_catalogue_routes(api)
+    _add_client_routes(api, store, pool, config)
     app.include_router(api)
     return app
 
@@ -221,6 +225,29 @@ def _add_catalogue_routes(api: APIRouter) -> None:
         ]
 
 
+def _add_client_routes(api: APIRouter, store: JobStore, pool: WorkerPool, config: ServeConfig) -> None:
+    """What `studio restore --remote` asks before its first upload: who the server is, and its verdict on a job."""
+
+    @api.get("/server")
+    def server() -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "device": pool.device_line(),
+            "workers": pool.describe(),
+            "queue_limit": config.queue_limit,
+            "active_jobs": store.active_count(),
+            "max_upload_bytes": config.max_upload_bytes,
+            "max_pixels": config.max_pixels,
+        }
+
+    @api.post("/check")
+    def check(settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None) -> dict[str, Any]:
+        """The verdict a job with these settings would get (engine, weights, faces), without an upload."""
+        resolved, engine_name = _checked_settings(_parse_settings(settings), config)
+        check_faces(Plan(resolved, engine_name))
+        return {"engine": engine_name, "settings": resolved.to_dict()}
+
+
 def _token_checker(token: str | None) -> Any:
     """With a token, every API call needs `Authorization: Bearer TOKEN`."""
 
@@ -257,6 +284,8 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
             )
         if key.replace("-", "_") in SERVER_SETTINGS:
             raise HTTPException(422, f"settings: '{key}' is set by the server, not per job")
+        if key.replace("-", "_") in CLIENT_SETTINGS:
+            raise HTTPException(422, f"settings: '{key}' is the client's; a server runs its jobs itself")
     return value
 
 

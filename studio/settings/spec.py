@@ -46,6 +46,8 @@ class SettingSpec:
     """False: the restore command declares this option itself (--model, --blend, --var parse text)."""
     reproduce: bool = True
     """False: the reproduce command leaves it out (a preset is rendered into the values it set)."""
+    secret: bool = False
+    """True: a credential; reports, provenance and `--dry-run` show that it is set, never its value."""
 
 
 def setting(default: Any = None, help: str = "", *, factory: Any = None, **spec: Any) -> Any:
