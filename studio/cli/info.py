@@ -62,6 +62,8 @@ def info(
                 )
     if data.get("faces"):
         table.add_row("[bold]faces[/]", json.dumps(data["faces"]))
+    if data.get("remote"):  # `studio restore --remote`: where it ran
+        table.add_row("[bold]ran on[/]", json.dumps(data["remote"]))
     console = Console()
     console.print(table)
     console.print(f"[bold]reproduce:[/] {data.get('command')}", soft_wrap=True)

@@ -105,8 +105,9 @@ class _Batch:
         """Send files until the remote holds `in_flight` of them; files that need no upload finish here."""
         changed = False
         while self.queue and len(self.flights) < self.provider.in_flight:
-            index, job = self.queue.popleft()
+            index, job = self.queue[0]  # left in the queue until launched: Ctrl-C during an upload marks it
             outcome = self.launch(index, job)
+            self.queue.popleft()
             if isinstance(outcome, Flight):
                 self.flights[index] = outcome
             else:
