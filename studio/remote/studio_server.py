@@ -68,7 +68,7 @@ class StudioServer(Provider):
         try:
             self.info = self.conn.json("GET", "/api/v1/server", reconnect=NO_RECONNECT)
         except ServerGone as exc:
-            raise EnvironmentProblem(f"{exc}; is `studio serve` running there?") from None
+            raise EnvironmentProblem(f"{exc}; is 'studio serve' running there?") from None
         except RemoteRefused as exc:
             if exc.status == 404:
                 raise EnvironmentProblem(

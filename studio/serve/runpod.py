@@ -31,6 +31,8 @@ from studio.version import __version__
 REFUSED_SETTINGS = ("device", "max_pixels", "remote", "remote_token")
 """The worker's own choices, and where a client sends its jobs: never taken from a job."""
 PROGRESS_INTERVAL_S = 1.0
+RETURN_LIMIT = 19_000_000
+"""RunPod's workers return at most 20 MB per job (its SDK's check_return_size); the rest is the provenance."""
 
 _WARM = WarmEngines()
 
@@ -93,9 +95,14 @@ def _restore(payload: dict[str, Any], requested: dict[str, Any], progress: Progr
         result = process_job(plan.jobs[0], cache, InputSet([source]), False, True, progress, notes=plan.notes)
         if result.error:
             raise StudioError(result.error.replace(str(source), name))
+        image = base64.b64encode(output.read_bytes()).decode("ascii")
+        if len(image) > RETURN_LIMIT:
+            raise StudioError(
+                f"{name}: the result ({len(image) / 1e6:.0f} MB in base64) is over RunPod's 20 MB return limit"
+            )
         record = _Record(name, output)
         return {
-            "image": base64.b64encode(output.read_bytes()).decode("ascii"),
+            "image": image,
             "provenance": client_provenance(record, plan.settings),  # type: ignore[arg-type]
             "studio_version": __version__,
             "device": device_line(gpu_devices()[:1]),

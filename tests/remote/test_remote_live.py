@@ -41,7 +41,10 @@ def _start_server(root: Path, weights: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "studio", "serve", "--port", str(port), "--data-dir", str(root / "data")]
     process = subprocess.Popen(
-        [*command, "--token", TOKEN], env=_environment(root, weights), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*command, "--token", TOKEN],
+        env=_environment(root, weights),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
