@@ -92,7 +92,7 @@ class _Batch:
             changed = self.fill()
             for index in sorted(self.flights):
                 flight = self.flights[index]
-                status = self.provider.poll(flight)
+                status = self.poll(flight)
                 self.show(flight, status)
                 if status.state in FINISHED:
                     del self.flights[index]
@@ -133,6 +133,15 @@ class _Batch:
         except StudioError as exc:
             return _failed(job, str(exc), started)
         return Flight(index, job, picture, remote_id, started)
+
+    def poll(self, flight: Flight) -> Status:
+        """The job's state; a remote that lost the job (404 after a restart, expired) fails that file alone."""
+        try:
+            return self.provider.poll(flight)
+        except (EnvironmentProblem, UsageError, ServerGone):
+            raise
+        except StudioError as exc:
+            return Status("failed", error=str(exc))
 
     def land(self, flight: Flight, status: Status) -> JobResult:
         job = flight.job
@@ -182,7 +191,9 @@ class _Batch:
 
 
 def _failed(job: Job, error: str, started: float | None = None) -> JobResult:
-    """A failed file, its error naming it once."""
+    """A failed file, its error naming it once (a remote names it by its file name)."""
+    if error.startswith(f"{job.source.name}: "):
+        error = error[len(job.source.name) + 2 :]
     text = error if str(job.source) in error else f"{job.source}: {error}"
     seconds = round(time.perf_counter() - started, 3) if started else 0.0
     return JobResult(str(job.source), str(job.output), "failed", error=text, seconds=seconds)

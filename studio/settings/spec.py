@@ -55,7 +55,7 @@ def setting(default: Any = None, help: str = "", *, factory: Any = None, **spec:
     metadata = {SPEC_KEY: SettingSpec(help, **spec)}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata=metadata, repr=not spec.get("secret", False))
 
 
 def spec_of(item: Field) -> SettingSpec:

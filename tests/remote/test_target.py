@@ -50,6 +50,7 @@ def test_bad_targets_are_one_line(value: str, message: str) -> None:
 def test_the_token_is_shown_as_set_and_never_as_its_value() -> None:
     settings = apply_layer(Settings(), {"remote": "http://127.0.0.1:1", "remote_token": "hush"}, "cli")
     assert settings.to_dict()["remote_token"] == "(set)" and settings.remote_token == "hush"
+    assert "hush" not in repr(settings)
     assert Settings().to_dict()["remote_token"] is None
 
 
