@@ -20,6 +20,9 @@ from studio.remote.output import write_output
 from studio.remote.provider import FINISHED, Flight, RemotePlan, Status
 from studio.runner import BatchReport, Job, JobResult, sidecar_path
 
+JobStart = Callable[[Job, int, int], ProgressFn | None]
+JobDone = Callable[[JobResult], None]
+"""The display's callbacks, as the local batch takes them."""
 POLL_CEILING_S = 2.0
 POLL_GROWTH = 1.5
 
@@ -40,8 +43,8 @@ def run_remote_batch(
     plan: RemotePlan,
     skip_existing: bool = False,
     overwrite: bool = False,
-    on_job_start: Callable[[Job, int, int], ProgressFn | None] | None = None,
-    on_job_done: Callable[[JobResult], None] | None = None,
+    on_job_start: JobStart | None = None,
+    on_job_done: JobDone | None = None,
     debug: bool = False,
 ) -> BatchReport:
     """Run every job of a checked remote plan; returns the report a local batch would give."""
@@ -75,7 +78,14 @@ def run_remote_batch(
 
 
 class _Batch:
-    def __init__(self, plan: RemotePlan, skip_existing: bool, overwrite: bool, on_job_start, on_job_done) -> None:
+    def __init__(
+        self,
+        plan: RemotePlan,
+        skip_existing: bool,
+        overwrite: bool,
+        on_job_start: JobStart | None,
+        on_job_done: JobDone | None,
+    ) -> None:
         self.plan, self.provider = plan, plan.provider
         self.skip_existing, self.overwrite = skip_existing, overwrite
         self.on_job_start, self.on_job_done = on_job_start, on_job_done
@@ -95,8 +105,9 @@ class _Batch:
                 status = self.poll(flight)
                 self.show(flight, status)
                 if status.state in FINISHED:
+                    result = self.land(flight, status)  # in flight until written: Ctrl-C meanwhile marks it
                     del self.flights[index]
-                    self.record(index, self.land(flight, status))
+                    self.record(index, result)
                     changed = True
             if self.flights:
                 pause.wait(changed)

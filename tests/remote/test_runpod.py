@@ -52,6 +52,19 @@ def test_studio_on_runpod_gives_the_local_pixels_through_run_status_and_rate_lim
     assert runpod.submissions("/run") == 3  # throttled, the check job, the image job
 
 
+def test_several_jobs_are_in_flight_at_once(runpod, photo: Path, tmp_path: Path) -> None:
+    runpod.behaviour.delay_s = 0.3
+    copies = []
+    for index in range(3):
+        copies.append(tmp_path / f"copy{index}.jpg")
+        copies[-1].write_bytes(photo.read_bytes())
+    code, output = restore(
+        *map(str, copies), "-o", str(tmp_path / "out"), "--engine", "classical", "--remote", REMOTE, "--yes"
+    )
+    assert code == 0 and "3/3 succeeded" in output
+    assert runpod.peak == 3  # RunPod's jobs are queued together, not one after another
+
+
 def test_the_check_job_gives_the_workers_verdict_before_any_image_is_sent(runpod, photo: Path, tmp_path: Path) -> None:
     for extra in ([], ["--dry-run"]):
         code, output = restore(

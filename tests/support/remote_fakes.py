@@ -281,6 +281,8 @@ def _start_runpod_job(service: FakeService, request: dict[str, Any]):
 
     job = {"id": f"{uuid.uuid4()}-u1", "status": "IN_QUEUE", "_submitted": time.time()}
     service.jobs[job["id"]] = job
+    active = sum(1 for other in service.jobs.values() if other["status"] in ("IN_QUEUE", "IN_PROGRESS"))
+    service.peak = max(service.peak, active)  # jobs the client kept in flight at once
 
     def work() -> None:
         time.sleep(service.behaviour.delay_s)
@@ -311,5 +313,5 @@ def _start_runpod_job(service: FakeService, request: dict[str, Any]):
 
 def fake_runpod() -> FakeService:
     service = FakeService(_runpod_route)
-    service.jobs = {}
+    service.jobs, service.peak = {}, 0
     return service
