@@ -10,12 +10,15 @@ import typer
 from studio.cli.dry_run import print_remote_plan
 from studio.cli.progress import run_with_progress
 from studio.messages import warn
+from studio.settings import resolve
 
 
 def restore_remotely(
     cli: dict[str, Any], inputs: list[Path], output: Path | None, output_is_folder: bool, run: dict[str, Any]
 ) -> bool:
     """Run the restore on the remote that `--remote` (or a config file) names; False when none does."""
+    if not resolve(cli, run["config"]).remote:
+        return False  # a local run: the client (httpx) stays unloaded
     from studio.remote import (
         announce_first_use,
         confirm_paid,
@@ -27,8 +30,6 @@ def restore_remotely(
     )
 
     target = remote_target(cli, run["config"])
-    if target is None:
-        return False
     if plain_http_to_network(target):
         warn(f"{target.label}: the token and images travel unencrypted over plain http; use https beyond your network")
     plan = plan_remote(
