@@ -17,9 +17,7 @@ def print_plan(plan: Any, skip_existing: bool) -> int:
 
     settings = plan.settings
     console = Console(soft_wrap=True)
-    console.print("[bold]Resolved settings[/] (value, and the layer it came from)")
-    for key, value in settings.to_dict().items():
-        console.print(f"  {key} = {value!r}  [dim]({settings.source_of(key)})[/]", markup=True, highlight=False)
+    _print_settings(console, settings)
     engine = engine_class(plan.engine)(settings)
     reason = engine.availability(settings).reason
     engine.probe()
@@ -63,3 +61,44 @@ def _job_plan(job: Any, engine: Any, settings: Any) -> dict[str, Any]:
     if picture.bit_depth == 16:
         step["bit_depth"] = 16
     return step
+
+
+def _print_settings(console: Any, settings: Any) -> None:
+    console.print("[bold]Resolved settings[/] (value, and the layer it came from)")
+    for key, value in settings.to_dict().items():
+        console.print(f"  {key} = {value!r}  [dim]({settings.source_of(key)})[/]", markup=True, highlight=False)
+
+
+def print_remote_plan(plan: Any, skip_existing: bool, count: int) -> int:
+    """The plan of a checked `--remote` run: settings, the remote's answers, each file; returns how many
+    files the real run would fail, as `print_plan` does."""
+    from rich.console import Console
+
+    from studio.engines.base import output_size
+    from studio.io import read_image
+
+    console = Console(soft_wrap=True)
+    _print_settings(console, plan.settings)
+    console.print(f"remote: [bold]{plan.provider.target.label}[/] (answered the checks)", markup=True)
+    console.print_json(json.dumps(plan.provider.describe(), default=str))
+    console.print(f"engine: [bold]{plan.engine}[/] (on the remote); {count} job(s) would be sent", markup=True)
+    failures = 0
+    for job in plan.jobs:
+        if skip_existing and not job.error and job.output.exists():
+            console.print_json(json.dumps({"input": str(job.source), "skip": "output exists (--skip-existing)"}))
+            continue
+        try:
+            if job.error:
+                raise StudioError(job.error)
+            width, height = read_image(job.source, plan.settings.max_pixels).size
+            out_h, out_w = output_size(height, width, plan.settings.scale)
+            step = {"input": str(job.source), "output": str(job.output), "input_size": [width, height]}
+            step["output_size"] = [out_w, out_h]
+        except StudioError as exc:
+            step = {"input": str(job.source), "error": str(exc)}
+            failures += 1
+        console.print_json(json.dumps(step))
+    if plan.report is not None:
+        console.print(f"report: {plan.report}", markup=False, highlight=False)
+    console.print("[dim]dry run: nothing was sent or written[/]")
+    return failures

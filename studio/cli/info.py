@@ -59,6 +59,8 @@ def info(
                 )
     if data.get("faces"):
         fields.append(("faces", json.dumps(data["faces"])))
+    if data.get("remote"):  # `studio restore --remote`: where it ran
+        fields.append(("ran on", json.dumps(data["remote"])))
     console = Console(highlight=False)
     print_fields(fields, console)
     if command := data.get("command"):

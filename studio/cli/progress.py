@@ -12,9 +12,9 @@ from studio.cli.distributed import finish_distributed
 from studio.cli.interrupt import Interrupts, exit_after_interrupt, leave
 
 
-def run_with_progress(plan: Any, skip_existing: bool, overwrite: bool, debug: bool) -> None:
+def run_with_progress(plan: Any, skip_existing: bool, overwrite: bool, debug: bool, batch_runner: Any = None) -> None:
     """Run the plan (this process's share under `accelerate launch`), then summarise; exit 1 if a file failed,
-    130 after Ctrl-C."""
+    130 after Ctrl-C. `batch_runner` runs the jobs (default: here; `--remote`: on the remote)."""
     from rich.console import Console
 
     from studio.runner import run_batch
@@ -35,7 +35,8 @@ def run_with_progress(plan: Any, skip_existing: bool, overwrite: bool, debug: bo
             with progress, warnings.catch_warnings():
                 if not debug:  # third-party warnings (torch, diffusers...) are for developers: shown with --debug
                     warnings.simplefilter("ignore")
-                batch = run_batch(plan, skip_existing, overwrite, on_job_start, on_job_done, debug)
+                runner = batch_runner or run_batch
+                batch = runner(plan, skip_existing, overwrite, on_job_start, on_job_done, debug)
         finally:
             interrupts.finishing()  # from here on a signal is counted, not raised: the report gets written
             messages.set_sink(None)

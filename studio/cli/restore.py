@@ -18,8 +18,9 @@ import typer
 from studio.cli.dry_run import print_plan
 from studio.cli.options import parse_blend, parse_vars, setting_parameter
 from studio.cli.progress import run_with_progress
+from studio.cli.remote import restore_remotely
 from studio.errors import UsageError
-from studio.settings import PANEL_OUTPUT, setting_fields, spec_of
+from studio.settings import PANEL_OUTPUT, PANEL_REMOTE, setting_fields, spec_of
 
 HELP = """Restore and upscale images.
 
@@ -49,6 +50,8 @@ def restore(ctx: typer.Context, inputs: list[Path], **flags: Any) -> None:
     if run["debug"]:
         ctx.meta["studio.debug"] = True  # click shares meta with the group, which reads it on errors
     output, output_is_folder, flags["format"] = output_target(run["output"], flags["format"])
+    if restore_remotely(settings_from_flags(flags), list(inputs), output, output_is_folder, run):
+        return
     plan = plan_run(
         settings_from_flags(flags),
         list(inputs),
@@ -119,9 +122,10 @@ _LAST = [
     _option("report", Optional[Path], "--report", help=_REPORT_HELP, panel=PANEL_OUTPUT),
     _option("config", Optional[Path], "--config", help="Settings file (TOML, a \\[restore] table)."),
     _option("dry_run", bool, "--dry-run", help="Run every check, print the plan; write nothing."),
+    _option("yes", bool, "--yes", "-y", help="Start a paid --remote batch without asking.", panel=PANEL_REMOTE),
     _option("debug", bool, "--debug", help="Show full tracebacks for errors (as `studio --debug`)."),
 ]
-RUN_OPTIONS = ("output", "preset_dir", "skip_existing", "overwrite", "report", "config", "dry_run", "debug")
+RUN_OPTIONS = ("output", "preset_dir", "skip_existing", "overwrite", "report", "config", "dry_run", "yes", "debug")
 
 
 def restore_signature() -> inspect.Signature:

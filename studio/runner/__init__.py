@@ -10,7 +10,7 @@ concern: `jobs` (inputs and output paths), `plan` (everything resolved and check
 from studio.runner.batch import process_job, reproduce_command, run_batch
 from studio.runner.choice import EngineCache, choose_engine, fallback_for
 from studio.runner.jobs import Job, collect_jobs, default_report_path, folder_output_root, sidecar_path
-from studio.runner.plan import Plan, check_settings, finalize_seed, plan_run, prepare_settings
+from studio.runner.plan import Plan, check_settings, finalize_seed, plan_outputs, plan_run, prepare_settings
 from studio.runner.recipe import Restored, restore_picture
 from studio.runner.reports import BatchReport, JobResult, check_report_path, write_report
 
@@ -29,6 +29,7 @@ __all__ = [
     "fallback_for",
     "finalize_seed",
     "folder_output_root",
+    "plan_outputs",
     "plan_run",
     "prepare_settings",
     "process_job",

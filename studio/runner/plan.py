@@ -9,6 +9,7 @@ so it fails exactly where and how the real run would.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,26 @@ def plan_run(
     if skip_existing and overwrite:
         raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
     plan = check_settings(cli, config_file, preset_dirs)
+    plan_outputs(plan, inputs, output, output_is_folder, report, overwrite, skip_existing)
+    return plan
+
+
+def plan_outputs(
+    plan: Plan,
+    inputs: list[Path],
+    output: Path | None,
+    output_is_folder: bool,
+    report: Path | None,
+    overwrite: bool,
+    skip_existing: bool,
+) -> None:
+    """The output side of a plan, wherever the engine runs: format, jobs and their paths, the report."""
+    check_output_settings(plan.settings)
     plan.jobs = collect_jobs(inputs, output, plan.settings.format, output_is_folder)
     check_outputs(plan.jobs, plan.settings, overwrite, skip_existing)
     plan.report = report if report is not None or len(plan.jobs) < 2 else default_report_path(inputs, output)
     if plan.report is not None:
         check_report_path(plan.report, inputs, overwrite)
-    return plan
 
 
 def check_settings(cli: dict[str, Any], config_file: Path | None = None, preset_dirs: list[Path] | None = None) -> Plan:
@@ -198,12 +213,16 @@ def check_outputs(jobs: list[Job], settings: Settings, overwrite: bool, skip_exi
 
 
 def prepare_settings(
-    cli: dict[str, Any], config_file: Path | None = None, preset_dirs: list[Path] | None = None
+    cli: dict[str, Any],
+    config_file: Path | None = None,
+    preset_dirs: list[Path] | None = None,
+    choose: Callable[[Settings], str] = choose_engine,
 ) -> tuple[Settings, str]:
     """Resolve every layer, pick the engine, apply the preset for that engine and render its prompt.
 
     The preset's suggested parameters depend on the engine, so the engine is chosen first from the
-    other layers; explicit flags still beat the preset.
+    other layers; explicit flags still beat the preset. `choose` resolves `auto` (a remote run asks the
+    machine that will run the job).
     """
     settings = resolve(cli, config_file)
     if settings.variables and not settings.preset:
@@ -212,7 +231,7 @@ def prepare_settings(
         from studio.devices import resolve_device
 
         resolve_device(settings.device)  # a missing GPU is an environment error before any work starts
-    engine_name = choose_engine(settings)
+    engine_name = choose(settings)
     if settings.preset:
         preset = get_preset(settings.preset, preset_dirs or [])
         origin = f"preset:{preset.name}"

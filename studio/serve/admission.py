@@ -21,6 +21,8 @@ from studio.settings import Settings, setting_fields, spec_of
 
 SERVER_SETTINGS = ("device", "max_pixels", "max_output_pixels")
 """Restore settings the server decides (serve --max-pixels and --max-output-pixels; one worker per GPU)."""
+CLIENT_SETTINGS = ("remote", "remote_token")
+"""Restore settings that say where a client sends its jobs: a server never forwards a job elsewhere."""
 
 FILE_SETTINGS = frozenset(item.name for item in setting_fields() if spec_of(item).names_file)
 """Settings that may name a file: from clients, registry names (or files of the operator's weights folders)."""
@@ -48,6 +50,8 @@ def parse_settings(text: str | None, config: ServeConfig) -> dict[str, Any]:
             )
         if name in SERVER_SETTINGS:
             raise HTTPException(422, f"settings: '{key}' is set by the server, not per job")
+        if name in CLIENT_SETTINGS:
+            raise HTTPException(422, f"settings: '{key}' is the client's; a server runs its jobs itself")
         checked[name] = _weights_value(key, given, config.weights_dirs) if name in FILE_SETTINGS else given
     return checked
 

@@ -114,6 +114,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     _add_job_routes(api, service, body_limit)
     _add_catalogue_routes(api)
+    _add_client_routes(api, service)
     app.include_router(api)
     return app
 
@@ -268,6 +269,30 @@ def _add_catalogue_routes(api: APIRouter) -> None:
             }
             for spec in weights.registry()
         ]
+
+
+def _add_client_routes(api: APIRouter, service: Service) -> None:
+    """What `studio restore --remote` asks before its first upload: who the server is, and its verdict on a job."""
+
+    @api.get("/server")
+    def server() -> dict[str, Any]:
+        config = service.config
+        return {
+            "version": __version__,
+            "device": service.pool.device_line(),
+            "workers": service.pool.describe(),
+            "queue_limit": config.queue_limit,
+            "active_jobs": service.store.active_count(),
+            "max_upload_bytes": config.max_upload_bytes,
+            "max_pixels": config.max_pixels,
+            "max_output_pixels": config.max_output_pixels,
+        }
+
+    @api.post("/check")
+    def check(settings: Annotated[str | None, Form(description=SETTINGS_HELP)] = None) -> dict[str, Any]:
+        """The verdict a job with these settings would get (engine, weights, faces), without an upload."""
+        resolved, engine_name = checked_settings(parse_settings(settings, service.config), service.config)
+        return {"engine": engine_name, "settings": resolved.to_dict()}
 
 
 def _job_or_404(store: JobStore, job_id: str, client: Client) -> JobRecord:

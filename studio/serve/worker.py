@@ -158,6 +158,15 @@ def gpu_devices() -> list[str]:
     return [f"cuda:{index}" for index in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
+def device_line(gpus: list[str]) -> str:
+    """'cuda:0 (NVIDIA H100 80GB HBM3)' per GPU, or 'cpu'."""
+    if not gpus:
+        return "cpu"
+    import torch
+
+    return ", ".join(f"{gpu} ({torch.cuda.get_device_name(gpu)})" for gpu in gpus)
+
+
 class WorkerPool:
     def __init__(self, store: JobStore, config: ServeConfig) -> None:
         self.store, self.config = store, config
@@ -189,6 +198,10 @@ class WorkerPool:
     def wait_for_work(self, timeout: float = 1.0) -> None:
         with self._work:
             self._work.wait(timeout)
+
+    def device_line(self) -> str:
+        """Where diffusion jobs run, for clients' provenance."""
+        return device_line([w.device for w in self.workers if isinstance(w, Worker) and w.device])
 
     def describe(self) -> dict[str, int]:
         lanes = [w.lane for w in self.workers if isinstance(w, Worker)]

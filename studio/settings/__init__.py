@@ -18,6 +18,7 @@ from studio.settings.spec import command_args, declared_type, help_text, long_fl
 from studio.settings.table import (
     DEFAULT_MAX_PIXELS,
     PANEL_OUTPUT,
+    PANEL_REMOTE,
     Settings,
     names_in_group,
     setting_fields,
@@ -26,6 +27,7 @@ from studio.settings.table import (
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "PANEL_OUTPUT",
+    "PANEL_REMOTE",
     "Settings",
     "apply_layer",
     "command_args",

@@ -50,6 +50,8 @@ class SettingSpec:
     names_file: bool = False
     """True: the value may name a file or folder on the machine that runs the job (weights, a model folder);
     `studio serve` then accepts only registry names from its clients, never paths."""
+    secret: bool = False
+    """True: a credential; reports, provenance and `--dry-run` show that it is set, never its value."""
 
 
 def setting(default: Any = None, help: str = "", *, factory: Any = None, **spec: Any) -> Any:
@@ -57,7 +59,7 @@ def setting(default: Any = None, help: str = "", *, factory: Any = None, **spec:
     metadata = {SPEC_KEY: SettingSpec(help, **spec)}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata=metadata, repr=not spec.get("secret", False))
 
 
 def spec_of(item: Field) -> SettingSpec:

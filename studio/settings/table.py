@@ -20,6 +20,7 @@ DEFAULT_MAX_OUTPUT_PIXELS = 4 * DEFAULT_MAX_PIXELS  # ~716 MP: its float32 RGB a
 PANEL_DIFFUSION = "Diffusion"
 PANEL_FACES = "Faces"
 PANEL_OUTPUT = "Output"
+PANEL_REMOTE = "Remote"
 """Help panels of `studio restore --help` (None: the main Options panel)."""
 
 _sampling = partial(setting, panel=PANEL_DIFFUSION, group="sampling")
@@ -29,6 +30,7 @@ _supir = partial(setting, panel=PANEL_DIFFUSION, group="supir")
 _onestep = partial(setting, panel=PANEL_DIFFUSION, group="onestep")
 _faces = partial(setting, panel=PANEL_FACES)
 _output = partial(setting, panel=PANEL_OUTPUT)
+_remote = partial(setting, panel=PANEL_REMOTE, reproduce=False)  # where a job runs is not how it is made
 """Settings shown in one help panel (and read by one group of engines: see SettingSpec.group)."""
 _UNIT = {"low": 0.0, "high": 1.0, "expect": "a value from 0 to 1"}
 _SCALE_0_2 = {"low": 0.0, "high": 2.0, "expect": "a value from 0 to 2"}
@@ -247,11 +249,23 @@ class Settings:
     )
     force_jpeg: bool = _output(False, "Allow JPEG, AVIF and JPEG XL quality below 95.")
     sidecar: bool = _output(False, "Also write OUTPUT.json with the provenance.", reproduce=False)
+    remote: str | None = _remote(
+        None,
+        "Run every job elsewhere: a `studio serve` URL (http://gpu-box:8765), replicate:OWNER/MODEL[:VERSION] "
+        "or runpod:ENDPOINT_ID; results are written here.",
+        shown_default="this machine",
+    )
+    remote_token: str | None = _remote(
+        None,
+        "Token for --remote; never printed.",
+        shown_default="$STUDIO_REMOTE_TOKEN, $REPLICATE_API_TOKEN or $RUNPOD_API_KEY",
+        secret=True,
+    )
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # where each value came from
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (no `sources`), for provenance and reports."""
-        return {item.name: getattr(self, item.name) for item in setting_fields()}
+        """Plain values (no `sources`), for provenance and reports; a credential shows only that it is set."""
+        return {item.name: _shown(item, getattr(self, item.name)) for item in setting_fields()}
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -277,6 +291,13 @@ class Settings:
             raise ConfigError(
                 f"--blend {','.join(f'{w:g}' for w in self.blend)}: weights must be >= 0 with a positive sum"
             )
+
+
+SECRET_SHOWN = "(set)"
+
+
+def _shown(item: Field, value: Any) -> Any:
+    return SECRET_SHOWN if value is not None and spec_of(item).secret else value
 
 
 def setting_fields() -> tuple[Field, ...]:
