@@ -124,6 +124,13 @@ class Engine(ABC):
         """
         return Availability(True)
 
+    @classmethod
+    def check_files(cls, settings: Settings) -> None:
+        """Check the weights files a run will load, from their indexes (every key and shape; no tensor data),
+        before the first pixel in a real run and in --dry-run alike; raise the one line loading would.
+        Engines without such files have nothing to check."""
+        return None
+
     @abstractmethod
     def restore(
         self, image: np.ndarray, scale: float, progress: ProgressFn | None = None, context: RestoreContext = NO_CONTEXT

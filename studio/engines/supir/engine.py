@@ -65,7 +65,7 @@ from studio.engines.supir.knobs import (
     working_size,
 )
 from studio.engines.supir.recipe import SCHEDULERS, SDXLComponents, SupirRecipe, SupirRequest, linear_schedule
-from studio.errors import InputError, UsageError
+from studio.errors import InputError, ModelLoadError, UsageError
 from studio.ops.resize import resize
 from studio.settings import Settings
 
@@ -136,6 +136,23 @@ class SupirEngine(Engine):
             settings.device,
             "no GPU in use: SDXL on a CPU takes many minutes per image",
         )
+
+    @classmethod
+    def check_files(cls, settings: Settings) -> None:
+        """An official SUPIR file's every key and shape, from its index (no tensor data), mapped onto meta
+        modules built from the SDXL base's configs exactly as loading maps it: the same one line in --dry-run
+        as in the run. A single-file base has no config to read offline: only the file's index is checked."""
+        source, adapter = resolve_sources(settings)
+        if adapter.kind != "supir" or source.kind == "file":
+            return
+        import torch
+
+        from studio.engines.supir import networks as official
+        from studio.weights.index import meta_state
+
+        unet_config, vae_config = base_configs(source)
+        state = meta_state(loading.weights_file_index(adapter.ref, "supir-v0q"))
+        official.load_official(state, adapter.ref, unet_config, vae_config, torch.float32)
 
     # ------------------------------------------------------------------------------ settings
     def resolved(self) -> Resolved:
@@ -351,6 +368,21 @@ def resolve_sources(settings: Settings) -> tuple[loading.ModelSource, AdapterSou
     return loading.resolve_source(loading.registry_ref(base)), identify(
         loading.registry_ref(adapter), adapter, "supir", research_checkpoints()
     )
+
+
+def base_configs(source: loading.ModelSource) -> tuple[Any, Any]:
+    """(UNet config, VAE config) of a diffusers SDXL folder or cached hub id, read without loading or
+    downloading, with attribute access as a loaded model's config has."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.configuration_utils import FrozenDict
+
+    where: dict[str, Any] = {"revision": source.revision, "local_files_only": True} if source.kind == "hub" else {}
+    try:
+        unet = UNet2DConditionModel.load_config(source.ref, subfolder="unet", **where)
+        vae = AutoencoderKL.load_config(source.ref, subfolder="vae", **where)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {source.describe()}: {str(exc).strip().splitlines()[0][:200]}") from exc
+    return FrozenDict(unet), FrozenDict(vae)
 
 
 def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:
