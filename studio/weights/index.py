@@ -19,13 +19,14 @@ API (used by the stablesr, supir and onestep engines):
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.errors import ModelLoadError
+from studio.errors import ModelLoadError, WeightsMissing
 
 if TYPE_CHECKING:
     import torch
@@ -46,8 +47,17 @@ class TensorInfo:
 
 
 def read_index(path: str | Path) -> dict[str, TensorInfo]:
-    """Every key's shape and dtype, read from the file's header or pickle, no tensor data read."""
-    file = Path(path)
+    """Every key's shape and dtype, read from the file's header or pickle, no tensor data read. Remembered
+    per file (path, size and modification time), as a run asks several times (kind, selection, checks)."""
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise WeightsMissing(f"{file}: weights file not found")
+    stat = file.stat()
+    return dict(_cached_index(file, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_index(file: Path, size: int, mtime_ns: int) -> dict[str, TensorInfo]:
     if file.suffix.lower() == SAFETENSORS_SUFFIX:
         return _guarded(file, lambda: _safetensors_index(file))
     return {key: TensorInfo(tuple(value.shape), value.dtype) for key, value in open_state(file).items()}

@@ -71,7 +71,8 @@ def meta_modules(configs: ModuleConfigs, dtype: torch.dtype) -> tuple[Any, Any, 
         unet = UNet2DConditionModel.from_config(configs.unet)
         vae = AutoencoderKL.from_config(configs.vae)
         text = CLIPTextModel(CLIPTextConfig(**configs.text_encoder))
-    return unet.to(dtype).eval(), vae.to(dtype).eval(), text.to(dtype).eval()
+    # torch's own Module.to: diffusers' override warns about keeping modules in fp32, which these have none of
+    return tuple(torch.nn.Module.to(module, dtype).eval() for module in (unet, vae, text))
 
 
 def standalone_components(dtype: torch.dtype, prediction: str) -> Components:

@@ -83,7 +83,7 @@ def apply_file(
     layout = layout_of(state)
     if layout == "cfw":
         with torch.device("meta"):
-            cfw_vae = AutoencoderKL.from_config(vae.config).to(vae.dtype)
+            cfw_vae = torch.nn.Module.to(AutoencoderKL.from_config(vae.config), vae.dtype)  # no fp32-modules notice
             fusion = CFWFusion.for_vae(cfw_vae)
         modules = {"cfw_vae": cfw_vae, "cfw": fusion}
         _load(path, state, modules, StableSRKeyMap(None, EncoderConfig(), cfw_vae))

@@ -45,8 +45,13 @@ def select(settings: Settings) -> Selection:
         base, adapters, license_ = members[0], tuple(members[1:]), spec.license
         if not spec.extra.get("base"):
             return _standalone(base, adapters, settings, license_)
-    elif is_full_file(model):
+    elif (layout := official_layout(model)) == "full":
         return _standalone(model, (), settings, spec.license if spec else "")
+    elif layout is not None:
+        raise UsageError(
+            f"--model {model}: this file holds StableSR's {layout} layout, not the full model; "
+            "give an SD 2.1 base as --model and this file as --adapter"
+        )
     if settings.adapter:
         adapters = _given_adapters(settings)
     if not adapters:
@@ -69,19 +74,20 @@ def _standalone(base: str, adapters: tuple[str, ...], settings: Settings, licens
     return Selection(base, adapters, license_, standalone=True, prediction=prediction)
 
 
-def is_full_file(model: str) -> bool:
-    """True for a full official StableSR file: a registry StableSR file entry that says so, or a weights file
-    whose key names have the full layout (read from its index; a missing or unreadable file is not one)."""
+def official_layout(model: str) -> str | None:
+    """The StableSR layout ('full', 'adapter', 'cfw') of a --model that is an official StableSR file: a registry
+    file entry (its arch says which), or a weights file read for its key names; None for anything else (a hub
+    id, a folder, an SD single file, a missing or unreadable file: the base loader says what is wrong)."""
     spec = weights.find(model)
     if spec is not None:
-        return bool(spec.filename) and "StableSR full model" in spec.arch
+        return "full" if spec.filename and "StableSR full model" in spec.arch else None
     path = Path(model).expanduser()
     if path.suffix.lower() not in loading.SINGLE_FILE_SUFFIXES or not path.is_file():
-        return False
+        return None
     try:
-        return layout_of(loading.weights_file_keys(path, model)) == "full"
+        return layout_of(loading.weights_file_keys(path, model))
     except (UsageError, ModelLoadError):
-        return False
+        return None
 
 
 def identify_adapters(selection: Selection) -> list[AdapterSource]:
