@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from studio.devices import describe_dtype, resolve_device
 from studio.errors import Availability
 from studio.messages import ProgressFn
 from studio.settings import Settings, names_in_group
@@ -100,6 +101,8 @@ class Engine(ABC):
     auto_needs_gpu: ClassVar[bool] = False
     """Auto picks this engine only when a GPU is present (it would take minutes per image on a CPU)."""
 
+    bf16: ClassVar[bool] = True
+    """bf16 where the device runs it natively when no --dtype is given (False: networks measured in fp16)."""
     checkpoint_name: ClassVar[str | None] = None
     """Name of the research checkpoint this engine takes as --adapter (StableSR, SUPIR); None: it takes none."""
 
@@ -143,4 +146,8 @@ class Engine(ABC):
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """For --dry-run: model, tiles, memory and time estimates, without loading anything heavy."""
         out_h, out_w = output_size(height, width, scale)
-        return {"engine": self.name, "output_size": [out_w, out_h]}
+        plan: dict[str, Any] = {"engine": self.name, "output_size": [out_w, out_h]}
+        if self.diffusion:  # which dtype, and why: on a CPU, what the processor runs natively
+            requested = self.settings.dtype if "dtype" in self.used_settings() else None
+            plan["dtype"] = describe_dtype(resolve_device(self.settings.device), requested, self.bf16)
+        return plan

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from studio import weights
-from studio.devices import compute_dtype, free_memory_bytes, native_bf16, resolve_device
+from studio.devices import CPU_BF16_FLAGS, compute_dtype, cpu_flags, free_memory_bytes, native_bf16, resolve_device
 from studio.diffusion import loading
 from studio.diffusion.controlnet_files import load_controlnet
 from studio.diffusion.identify import AdapterSource, identify
@@ -105,6 +105,7 @@ class SupirEngine(Engine):
     default_model = "supir-tile"  # sdxl-base + controlnet-tile-sdxl, both commercially usable
     diffusion = True  # never picked by `auto`: SDXL is the heaviest engine, chosen on purpose
     checkpoint_name = "SUPIR"
+    bf16 = False  # SUPIR's reference samples in fp16 on GPUs
 
     @classmethod
     def checkpoint_layout(cls, keys: Collection[str]) -> str | None:
@@ -167,7 +168,9 @@ class SupirEngine(Engine):
         dtype = compute_dtype(device, self.settings.dtype, bf16=False)
         if dtype == torch.float32:
             return dtype, torch.float32
-        bf16_ok = device.type != "cuda" or native_bf16(device)
+        bf16_ok = (
+            bool(cpu_flags() & CPU_BF16_FLAGS) if device.type == "cpu" else device.type != "cuda" or native_bf16(device)
+        )
         return dtype, torch.bfloat16 if bf16_ok else torch.float32
 
     def tiles(
