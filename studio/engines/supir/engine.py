@@ -54,18 +54,19 @@ from studio.engines.base import (
 )
 from studio.engines.stage1 import describe_stage1, stage1_image
 from studio.engines.supir.caption import Captioner, fill_caption
+from studio.engines.supir.files import base_configs, load_supir, official_params
 from studio.engines.supir.keys import is_official_checkpoint
 from studio.engines.supir.knobs import (
+    CONTROLNET_PARAMS,
     MIN_INPUT_SIDE,
-    PARAMS,
-    TEXT_ENCODER_PARAMS,
     Resolved,
     choose_tiles,
+    resident_weight_bytes,
     resolve_knobs,
     working_size,
 )
 from studio.engines.supir.recipe import SCHEDULERS, SDXLComponents, SupirRecipe, SupirRequest, linear_schedule
-from studio.errors import InputError, ModelLoadError, UsageError
+from studio.errors import InputError, UsageError
 from studio.ops.resize import resize
 from studio.settings import Settings
 
@@ -314,12 +315,19 @@ class SupirEngine(Engine):
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """Working size, tiles and the resolved sampler settings for --dry-run; loads nothing."""
         device = resolve_device(self.settings.device)
-        dtype_bytes = 4 if device.type == "cpu" and self.settings.dtype in (None, "fp32") else 2
+        dtype, vae_dtype = self.dtypes(device)
+        dtype_bytes = dtype.itemsize
         out_h, out_w = output_size(height, width, scale)
         work_h, work_w = working_size(out_h, out_w, self.settings.min_side, 32)
         unet_tile, _, vae_tile = self.tiles(work_h // 8, work_w // 8, 8, dtype_bytes, free_memory_bytes(device))
         resolved = resolve_knobs(self.settings)
-        resident = PARAMS - TEXT_ENCODER_PARAMS if self.settings.offload == "encoders" else PARAMS
+        text_resident = device.type == "cpu" or self.settings.offload != "encoders"
+        resident = resident_weight_bytes(
+            dtype_bytes,
+            vae_dtype.itemsize,
+            (official_params(self.adapter.ref) if self.official else (CONTROLNET_PARAMS, 0)),
+            text_resident,
+        )
         plan = super().plan(height, width, scale)
         plan.update(
             model=self.source.describe(),
@@ -336,7 +344,7 @@ class SupirEngine(Engine):
             cfg_start=resolved.cfg_start,
             adapter_scale=resolved.control_scale,
             stage1=describe_stage1(self.settings.stage1, self.stage1_default),
-            estimated_weights_gb=round(resident * dtype_bytes / 1024**3, 1),
+            estimated_weights_gb=round(resident / 1024**3, 1),
         )
         return plan
 
@@ -371,28 +379,3 @@ def resolve_sources(settings: Settings) -> tuple[loading.ModelSource, AdapterSou
     return loading.resolve_source(loading.registry_ref(base)), identify(
         loading.registry_ref(adapter), adapter, "supir", research_checkpoints()
     )
-
-
-def base_configs(source: loading.ModelSource) -> tuple[Any, Any]:
-    """(UNet config, VAE config) of a diffusers SDXL folder or cached hub id, read without loading or
-    downloading, with attribute access as a loaded model's config has."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.configuration_utils import FrozenDict
-
-    where: dict[str, Any] = {"revision": source.revision, "local_files_only": True} if source.kind == "hub" else {}
-    try:
-        unet = UNet2DConditionModel.load_config(source.ref, subfolder="unet", **where)
-        vae = AutoencoderKL.load_config(source.ref, subfolder="vae", **where)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load {source.describe()}: {str(exc).strip().splitlines()[0][:200]}") from exc
-    return FrozenDict(unet), FrozenDict(vae)
-
-
-def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:
-    """SUPIR-v0Q/v0F (adaptor, connectors, denoise encoder) on top of the SDXL base, strictly mapped."""
-    from studio.engines.supir import networks as official  # torch at import
-
-    state = loading.load_weights_file(path, "supir-v0q")
-    adapter = official.load_official(state, path, pipe.unet.config, pipe.vae.config, dtype)
-    adapter.denoise_encoder.to(vae_dtype)
-    return adapter
