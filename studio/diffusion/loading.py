@@ -22,6 +22,7 @@ from studio import weights
 from studio.devices import has_gpu
 from studio.errors import Availability, ModelLoadError, WeightsMissing
 from studio.messages import notice
+from studio.weights import index
 
 if TYPE_CHECKING:
     import torch
@@ -276,46 +277,30 @@ def enable_fast_attention(unet: Any, device: torch.device) -> str:
 
 
 def load_weights_file(path: str | Path, weights_name: str) -> dict[str, torch.Tensor]:
-    """An extra weights file (adapter, fine-tune) as a flat state dict: .safetensors, or a torch
-    checkpoint (.ckpt/.pt/.pth/.bin, unwrapping Lightning's 'state_dict'); loaded without running code."""
-    return _read_weights_file(path, weights_name, keys_only=False)
+    """An extra weights file (adapter, fine-tune) as a flat state dict of memory-mapped tensors (nothing read
+    until used): .safetensors, or a torch checkpoint (.ckpt/.pt/.pth/.bin, unwrapping Lightning's
+    'state_dict'); loaded without running code (studio.weights.index)."""
+    return index.open_state(_weights_file(path, weights_name))
+
+
+def weights_file_index(path: str | Path, weights_name: str) -> dict[str, index.TensorInfo]:
+    """Every key's shape and dtype, as `load_weights_file` would return them, without reading the tensors
+    (the safetensors header; a torch checkpoint's pickle), so checks up front are cheap and exact."""
+    return index.read_index(_weights_file(path, weights_name))
 
 
 def weights_file_keys(path: str | Path, weights_name: str) -> list[str]:
-    """The key names of a weights file, as `load_weights_file` would return them, without reading the
-    tensors (the safetensors header; a torch checkpoint memory-mapped), so the check is cheap up front."""
-    return list(_read_weights_file(path, weights_name, keys_only=True))
+    """The key names of a weights file (see `weights_file_index`)."""
+    return list(weights_file_index(path, weights_name))
 
 
-def _read_weights_file(path: str | Path, weights_name: str, keys_only: bool) -> dict[str, Any]:
-    import torch
-
+def _weights_file(path: str | Path, weights_name: str) -> Path:
     file = Path(path).expanduser()
     if not file.is_file():
         named = Path(weights_name).suffix.lower() not in SINGLE_FILE_SUFFIXES  # a registry name, not the path
         hint = f"run `studio weights pull {weights_name}`" if named else "check the path"
         raise WeightsMissing(f"{file}: weights file not found; {hint}")
-    try:
-        if file.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            if keys_only:
-                with safe_open(str(file), framework="pt") as opened:
-                    return dict.fromkeys(opened.keys())
-            return load_file(str(file))
-        try:
-            loaded = torch.load(file, map_location="cpu", weights_only=True, mmap=keys_only)
-        except RuntimeError:
-            if not keys_only:
-                raise
-            loaded = torch.load(file, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
-        state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-        if not isinstance(state, dict):
-            raise TypeError(f"holds a {type(loaded).__name__}, not a state dict")
-        return state
-    except Exception as exc:
-        raise ModelLoadError(f"cannot read {file}: {_first_line(exc)}") from exc
+    return file
 
 
 def load_exactly(module: torch.nn.Module, state: dict[str, torch.Tensor], origin: str, what: str, hint: str) -> None:

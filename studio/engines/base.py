@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from studio.devices import describe_dtype, resolve_device
 from studio.errors import Availability
 from studio.messages import ProgressFn
 from studio.settings import Settings, names_in_group
@@ -104,6 +105,8 @@ class Engine(ABC):
     auto_needs_gpu: ClassVar[bool] = False
     """Auto picks this engine only when a GPU is present (it would take minutes per image on a CPU)."""
 
+    bf16: ClassVar[bool] = True
+    """bf16 where the device runs it natively when no --dtype is given (False: networks measured in fp16)."""
     checkpoint_name: ClassVar[str | None] = None
     """Name of the research checkpoint this engine takes as --adapter (StableSR, SUPIR); None: it takes none."""
 
@@ -128,6 +131,13 @@ class Engine(ABC):
         """
         return Availability(True)
 
+    @classmethod
+    def check_files(cls, settings: Settings) -> None:
+        """Check the weights files a run will load, from their indexes (every key and shape; no tensor data),
+        before the first pixel in a real run and in --dry-run alike; raise the one line loading would.
+        Engines without such files have nothing to check."""
+        return None
+
     @abstractmethod
     def restore(
         self, image: np.ndarray, scale: float, progress: ProgressFn | None = None, context: RestoreContext = NO_CONTEXT
@@ -146,4 +156,8 @@ class Engine(ABC):
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """For --dry-run: model, tiles, memory and time estimates, without loading anything heavy."""
         out_h, out_w = output_size(height, width, scale)
-        return {"engine": self.name, "output_size": [out_w, out_h]}
+        plan: dict[str, Any] = {"engine": self.name, "output_size": [out_w, out_h]}
+        if self.diffusion:  # which dtype, and why: on a CPU, what the processor runs natively
+            requested = self.settings.dtype if "dtype" in self.used_settings() else None
+            plan["dtype"] = describe_dtype(resolve_device(self.settings.device), requested, self.bf16)
+        return plan

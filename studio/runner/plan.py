@@ -122,6 +122,7 @@ def settle_engine(plan: Plan) -> None:
         steer = "only steer diffusion engines" if not engine.diffusion else "steer other diffusion engines"
         warn(f"{flags} {steer}; the {plan.engine} engine ignores them")
     _licence_notice(plan.settings.model or engine.default_model)
+    engine.check_files(plan.settings)  # every key and shape of an official file, from its index
 
 
 def fields_in_order(names: frozenset[str]) -> list[str]:

@@ -130,9 +130,10 @@ def names(kind: str | None = None) -> list[str]:
 
 
 def composite_members(spec: WeightSpec) -> list[str]:
-    """A composite entry names a base and adapters (other entries) instead of one file: their names."""
+    """A composite entry names a base and/or adapters (other entries) instead of one file: their names (a
+    composite without a base starts with a file that holds its own base, e.g. StableSR's full file)."""
     base = spec.extra.get("base")
-    return [str(base), *(str(a) for a in spec.extra.get("adapters", ()))] if base else []
+    return [*([str(base)] if base else []), *(str(a) for a in spec.extra.get("adapters", ()))]
 
 
 def converted_path(spec: WeightSpec) -> Path:

@@ -66,7 +66,7 @@ def test_adapter_flags_out_of_range_are_one_line_usage_errors(photo: Path) -> No
 def test_stablesr_composites_name_their_parts_and_pull_says_what_is_missing() -> None:
     from studio import weights
 
-    assert weights.composite_members(weights.get("stablesr-512")) == ["sd-2.1-base", "stablesr-000117", "stablesr-cfw"]
+    assert weights.composite_members(weights.get("stablesr-512")) == ["stablesr-000117", "stablesr-cfw"]  # holds SD 2.1
     assert weights.composite_members(weights.get("stablesr-tile-sd15")) == ["sd-1.5", "controlnet-tile-sd15"]
     assert "non-commercial" in weights.get("stablesr-cfw").license
     assert all(check.name != "stablesr-512" for check in weights.verify())  # its parts have their own lines

@@ -148,6 +148,7 @@ def test_an_engines_non_commercial_default_model_gets_the_notice_too(
 
     for engine in (StableSREngine, SupirEngine):
         monkeypatch.setattr(engine, "availability", classmethod(lambda cls, settings: Availability(True)))
+        monkeypatch.setattr(engine, "check_files", classmethod(lambda cls, settings: None))  # no files here
     result = studio(photo, "--engine", "stablesr", dry_run=True)
     assert result.exit_code == 0, result.output
     assert "stablesr-512 is licensed S-Lab License 1.0 (non-commercial)" in result.stderr

@@ -112,3 +112,86 @@ def write_controlnet_base(folder: Path) -> tuple[Path, Path]:
     pipe.save_pretrained(folder / "base", safe_serialization=True)
     parts.controlnets[0].save_pretrained(folder / "controlnet", safe_serialization=True)
     return folder / "base", folder / "controlnet"
+
+
+TINY_TEXT: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 128,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 2,  # the file holds 3 resblocks: SD 2.x reads the penultimate layer
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,  # CLIP's vocabulary: the shipped tokenizer's ids must fit
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 1,
+}
+"""The toy OpenCLIP text tower of the toy full file, as a CLIPTextConfig."""
+
+
+def tiny_module_configs() -> Any:
+    """The toy full file's UNet/VAE/text configs, standing in for the shipped SD 2.1 ones."""
+    from studio.engines.stablesr.components import ModuleConfigs
+
+    unet = {**TINY_UNET, "in_channels": 4, "out_channels": 4}
+    return ModuleConfigs(unet, dict(TINY_VAE), dict(TINY_TEXT))
+
+
+def _text_tower_keys(width: int = 32, layers: int = 3, vocab: int = 49408) -> dict[str, list[int]]:
+    """OpenCLIP's TextTransformer keys (cond_stage_model.model.*) at toy width."""
+    keys = {
+        "token_embedding.weight": [vocab, width],
+        "positional_embedding": [77, width],
+        "ln_final.weight": [width],
+        "ln_final.bias": [width],
+        "text_projection": [width, width],
+        "logit_scale": [],
+    }
+    for layer in range(layers):
+        block = f"transformer.resblocks.{layer}."
+        keys.update(
+            {
+                block + "ln_1.weight": [width],
+                block + "ln_1.bias": [width],
+                block + "attn.in_proj_weight": [3 * width, width],
+                block + "attn.in_proj_bias": [3 * width],
+                block + "attn.out_proj.weight": [width, width],
+                block + "attn.out_proj.bias": [width],
+                block + "ln_2.weight": [width],
+                block + "ln_2.bias": [width],
+                block + "mlp.c_fc.weight": [4 * width, width],
+                block + "mlp.c_fc.bias": [4 * width],
+                block + "mlp.c_proj.weight": [width, 4 * width],
+                block + "mlp.c_proj.bias": [width],
+            }
+        )
+    return {"cond_stage_model.model." + key: shape for key, shape in keys.items()}
+
+
+def full_file_state() -> dict[str, Any]:
+    """A toy full StableSR checkpoint's state dict in the official layout: SPADE UNet, time-aware encoder,
+    VAE (first_stage_model.*), OpenCLIP text tower and the schedule buffers; random values."""
+    import torch
+
+    from studio.engines.stablesr.keys import SCHEDULE_BUFFERS
+
+    keys = tiny_keys()
+    shapes = {k: s for k, s in keys.items() if k.startswith(("model.", "structcond_stage_model."))}
+    vae = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+    shapes.update(
+        {"first_stage_model." + k: s for k, s in keys.items() if k.startswith(vae) and "fusion_layer" not in k}
+    )
+    shapes.update(_text_tower_keys())
+    state = {k: official_value(k, s) for k, s in shapes.items()}
+    state.update({name: torch.linspace(0.01, 0.99, 1000) for name in SCHEDULE_BUFFERS})
+    return state
+
+
+def write_full_file(path: Path) -> Path:
+    """The toy full file as a Lightning checkpoint, like stablesr_000117.ckpt."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": full_file_state(), "global_step": 117}, path)
+    return path

@@ -30,17 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from studio import weights
 from studio.devices import compute_dtype, free_memory_bytes, resolve_device
 from studio.diffusion import loading
 from studio.diffusion.controlnet_files import load_controlnet
-from studio.diffusion.identify import AdapterSource, identify
 from studio.diffusion.latent_tiling import LATENT_OVERLAP
 from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
 from studio.diffusion.offload import Placement
 from studio.diffusion.recipe import Components
 from studio.diffusion.samplers.schedulers import check_scheduler_name, scheduler_label
-from studio.engines import research_checkpoints
 from studio.engines.base import (
     ADAPTER_SETTINGS,
     NO_CONTEXT,
@@ -52,14 +49,23 @@ from studio.engines.base import (
     ProgressFn,
     RestoreContext,
 )
+from studio.engines.stablesr.components import finish, meta_modules, standalone_components
 from studio.engines.stablesr.keys import layout_of
 from studio.engines.stablesr.recipe import CFWDecoder, StableSRRecipe, StableSRRequest
+from studio.engines.stablesr.selection import (
+    DEFAULT_MODEL,
+    check_combination,
+    identify_adapters,
+    module_configs,
+    part_kinds,
+    select,
+)
 from studio.engines.stage1 import describe_stage1, stage1_image
 from studio.errors import InputError, UsageError, WeightsMissing
 from studio.ops.resize import pad_to_multiple
 from studio.settings import Settings, layer_rank
 
-DEFAULT_MODEL = "stablesr-512"
+TOKENIZER_SOURCE = "CLIP BPE merges shipped in configs/clip (OpenAI, MIT)"
 DEFAULT_SCHEDULER = "dpm++"
 REFERENCE_STEPS = 200  # the reference's DDPM sampling (README / app)
 MIN_SIDE = 8
@@ -85,41 +91,6 @@ def fidelity_knobs(settings: Settings, has_cfw: bool) -> dict[str, tuple[float, 
         else:
             knobs[name] = (default, "default")
     return knobs
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """The base model and the adapters (paths or hub ids) a run uses, and the licence to show."""
-
-    base: str
-    adapters: tuple[str, ...]
-    license: str = ""
-
-
-def select(settings: Settings) -> Selection:
-    """--model (registry composite or base) and --adapter (comma-separated) -> base + adapters."""
-    model = settings.model or DEFAULT_MODEL
-    spec = weights.find(model)
-    base, adapters, license_ = model, (), ""
-    if spec is not None and spec.extra.get("base"):
-        base = str(spec.extra["base"])
-        adapters = tuple(str(a) for a in spec.extra.get("adapters", ()))
-        license_ = spec.license
-    if settings.adapter:
-        adapters = tuple(a.strip() for a in settings.adapter.split(",") if a.strip())
-    if not adapters:
-        raise UsageError(
-            f"--model {model}: a base model needs --adapter (a StableSR checkpoint or a ControlNet), "
-            "or use a composite name such as stablesr-512 or stablesr-tile-sd15"
-        )
-    return Selection(base, adapters, license_)
-
-
-def identify_adapters(selection: Selection) -> list[AdapterSource]:
-    """Each adapter's kind and layout (a single file is read for its key names only)."""
-    return [
-        identify(loading.registry_ref(name), name, "stablesr", research_checkpoints()) for name in selection.adapters
-    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +152,32 @@ class StableSREngine(Engine):
                 return Availability(False, str(exc))
         return found
 
+    @classmethod
+    def check_files(cls, settings: Settings) -> None:
+        """Before the first pixel, in a real run and in --dry-run alike: every official file's keys and shapes
+        (read from its index, no tensor data) placed on meta modules exactly as loading will place them, and
+        the adapters' combination; raises the one line the load itself would."""
+        import torch
+
+        from studio.engines.stablesr.files import check_file
+
+        selection = select(settings)
+        adapters = identify_adapters(selection)
+        check_combination(part_kinds(selection, adapters))
+        files = [(name, Path(a.ref)) for name, a in zip(selection.adapters, adapters) if a.kind == "stablesr"]
+        if selection.standalone:
+            files.insert(0, (selection.base, Path(loading.registry_ref(selection.base))))
+        if not files:
+            return
+        unet, vae, text = meta_modules(module_configs(selection), torch.float32)
+        for name, path in files:
+            layout = check_file(path, name, unet, vae, text)
+            if selection.standalone and name == selection.base and layout != "full":
+                raise UsageError(
+                    f"--model {selection.base}: {path} holds StableSR's {layout} layout, not the full model; "
+                    "give an SD 2.1 base as --model and this file as --adapter"
+                )
+
     # loading ---------------------------------------------------------------------------------------
     def _load(self) -> Loaded:
         if self._loaded is None:
@@ -188,18 +185,14 @@ class StableSREngine(Engine):
         return self._loaded
 
     def _build(self) -> Loaded:
-        from diffusers import StableDiffusionPipeline
-
         from studio.engines.stablesr.files import apply_file  # reads torch networks
 
         device = resolve_device(self.settings.device)
         dtype = compute_dtype(device)
-        weights_name = self.settings.model or DEFAULT_MODEL
         adapters = identify_adapters(self.selection)
-        base_source = loading.resolve_source(loading.registry_ref(self.selection.base))
-        pipe = loading.load_pipeline(StableDiffusionPipeline, base_source, weights_name, dtype)
-        components = Components(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
-        adapter, cfw, records = None, None, []
+        check_combination(part_kinds(self.selection, adapters))
+        components, adapter, records = self._base(dtype)
+        cfw = None
         for name, found in zip(self.selection.adapters, adapters):
             if found.kind == "stablesr":
                 loaded = apply_file(Path(found.ref), name, components.unet, components.vae, components.text_encoder)
@@ -209,15 +202,29 @@ class StableSREngine(Engine):
             else:
                 components.controlnets.append(load_controlnet(found.ref, components.unet, name, dtype))
             records.append({"adapter": name, **found.record()})
-        if adapter is not None and components.controlnets:
-            raise UsageError("--adapter: a StableSR checkpoint and a ControlNet cannot steer the same run")
-        if cfw is not None and adapter is None:
-            raise UsageError("--adapter: the CFW file needs a StableSR model file with it")
-        if adapter is None and not components.controlnets:
-            raise UsageError("--adapter: no StableSR model or ControlNet among the adapters")
         attention = loading.enable_fast_attention(components.unet, device)
         recipe = StableSRRecipe(components, Placement(self.settings.offload, device), dtype, adapter, cfw)
         return Loaded(recipe, records, attention)
+
+    def _base(self, dtype: Any) -> tuple[Components, Any, list[dict[str, Any]]]:
+        """(components, adapter or None, provenance records): a full official file alone (modules built from
+        the shipped configs, its tensors assigned one at a time), or a diffusers SD base."""
+        from diffusers import StableDiffusionPipeline
+
+        from studio.engines.stablesr.files import apply_file
+
+        selection = self.selection
+        if not selection.standalone:
+            weights_name = self.settings.model or DEFAULT_MODEL
+            base_source = loading.resolve_source(loading.registry_ref(selection.base))
+            pipe = loading.load_pipeline(StableDiffusionPipeline, base_source, weights_name, dtype)
+            return Components(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler), None, []
+        components = standalone_components(dtype, selection.prediction)
+        path = Path(loading.registry_ref(selection.base))
+        loaded = apply_file(path, selection.base, components.unet, components.vae, components.text_encoder)
+        finish(components)
+        record = {"adapter": selection.base, "source": str(path), "where": "file", "kind": "stablesr"}
+        return components, loaded.adapter, [{**record, "layout": loaded.layout, "tokenizer": TOKENIZER_SOURCE}]
 
     # running ---------------------------------------------------------------------------------------
     def stage1(self, image: np.ndarray, scale: float, context: RestoreContext = NO_CONTEXT) -> tuple[np.ndarray, str]:

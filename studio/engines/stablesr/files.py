@@ -66,39 +66,51 @@ class LoadedFile:
     cfw: CFWFusion | None = None
 
 
-def apply_file(path: Path, weights_name: str, unet: Any, vae: Any, text_encoder: Any) -> LoadedFile:
+def apply_file(
+    path: Path, weights_name: str, unet: Any, vae: Any, text_encoder: Any, state: Mapping[str, Any] | None = None
+) -> LoadedFile:
     """Load one official file: a full model replaces the base's UNet/VAE/text weights and yields the adapter;
-    an adapter file yields the adapter; a CFW file yields the CFW autoencoder and fusion layers."""
+    an adapter file yields the adapter; a CFW file yields the CFW autoencoder and fusion layers.
+
+    `state` defaults to the file's memory-mapped tensors, each converted to its module's dtype as it is
+    placed; `check_file` passes meta tensors from the file's index instead (same checks, no data read)."""
     import torch
     from diffusers import AutoencoderKL
 
     from studio.diffusion.loading import load_weights_file
 
-    state = load_weights_file(path, weights_name)
+    state = load_weights_file(path, weights_name) if state is None else state
     layout = layout_of(state)
     if layout == "cfw":
         with torch.device("meta"):
-            cfw_vae = AutoencoderKL.from_config(vae.config)
+            cfw_vae = torch.nn.Module.to(AutoencoderKL.from_config(vae.config), vae.dtype)  # no fp32-modules notice
             fusion = CFWFusion.for_vae(cfw_vae)
         modules = {"cfw_vae": cfw_vae, "cfw": fusion}
         _load(path, state, modules, StableSRKeyMap(None, EncoderConfig(), cfw_vae))
-        return LoadedFile(path, layout, cfw_vae=cfw_vae.to(dtype=vae.dtype).eval(), cfw=fusion.eval())
+        return LoadedFile(path, layout, cfw_vae=cfw_vae.eval(), cfw=fusion.eval())
     config = encoder_config_from_keys(state)
     with torch.device("meta"):
-        adapter = StableSRAdapter.for_unet(unet, config)
+        adapter = StableSRAdapter.for_unet(unet, config).to(unet.dtype)
     modules: dict[str, Any] = {"adapter": adapter}
     if layout == "full":
         modules.update(unet=unet, vae=vae, text_encoder=text_encoder)
     _load(path, state, modules, StableSRKeyMap(unet, config, vae, text_encoder))
-    return LoadedFile(path, layout, adapter=adapter.to(dtype=unet.dtype).eval())
+    return LoadedFile(path, layout, adapter=adapter.eval())
+
+
+def check_file(path: Path, weights_name: str, unet: Any, vae: Any, text_encoder: Any) -> str:
+    """Every key and shape of an official file checked against (meta) modules as `apply_file` would place
+    them, from the file's index alone; returns the layout. Raises the one line a real load would."""
+    from studio.diffusion.loading import weights_file_index
+    from studio.weights.index import meta_state
+
+    state = meta_state(weights_file_index(path, weights_name))
+    return apply_file(path, weights_name, unet, vae, text_encoder, state).layout
 
 
 def _load(path: Path, state: Mapping[str, Any], modules: dict[str, Any], key_map: StableSRKeyMap) -> None:
     for name, mapped in map_state_dict(state, modules, key_map, str(path)).items():
-        module = modules[name]
-        dtypes = {k: v.dtype for k, v in module.state_dict().items()}
-        mapped = {k: v.to(dtypes[k]) if dtypes[k].is_floating_point else v for k, v in mapped.items()}
-        missing, _ = module.load_state_dict(mapped, strict=False, assign=True)
+        missing, _ = modules[name].load_state_dict(mapped, strict=False, assign=True)
         left = [k for k in missing if not re.search(r"position_ids$", k)]
         if left:
             raise UsageError(f"{path}: no key fills {name}.{left[0]}")

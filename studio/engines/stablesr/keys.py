@@ -379,6 +379,8 @@ def map_state_dict(
                     f"{source}: key '{key}' has shape {list(tensor.shape)}, which does not fit "
                     f"{module}.{target_key} {list(expected.shape)}"
                 )
+            if expected.is_floating_point() and value.dtype != expected.dtype:
+                value = value.to(expected.dtype)  # one tensor at a time: the file is never held converted whole
             if (module, target_key) in origin:
                 raise UsageError(f"{source}: keys '{origin[module, target_key]}' and '{key}' both fill {target_key}")
             origin[module, target_key] = key

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from studio import weights
-from studio.devices import compute_dtype, free_memory_bytes, native_bf16, resolve_device
+from studio.devices import CPU_BF16_FLAGS, compute_dtype, cpu_flags, free_memory_bytes, native_bf16, resolve_device
 from studio.diffusion import loading
 from studio.diffusion.caption import Captioner, fill_caption
 from studio.diffusion.controlnet_files import load_controlnet
@@ -54,13 +54,14 @@ from studio.engines.base import (
     output_size,
 )
 from studio.engines.stage1 import describe_stage1, stage1_image
+from studio.engines.supir.files import base_configs, load_supir, official_params
 from studio.engines.supir.keys import is_official_checkpoint
 from studio.engines.supir.knobs import (
+    CONTROLNET_PARAMS,
     MIN_INPUT_SIDE,
-    PARAMS,
-    TEXT_ENCODER_PARAMS,
     Resolved,
     choose_tiles,
+    resident_weight_bytes,
     resolve_knobs,
     working_size,
 )
@@ -105,6 +106,7 @@ class SupirEngine(Engine):
     default_model = "supir-tile"  # sdxl-base + controlnet-tile-sdxl, both commercially usable
     diffusion = True  # never picked by `auto`: SDXL is the heaviest engine, chosen on purpose
     checkpoint_name = "SUPIR"
+    bf16 = False  # SUPIR's reference samples in fp16 on GPUs
 
     @classmethod
     def checkpoint_layout(cls, keys: Collection[str]) -> str | None:
@@ -137,6 +139,23 @@ class SupirEngine(Engine):
             "no GPU in use: SDXL on a CPU takes many minutes per image",
         )
 
+    @classmethod
+    def check_files(cls, settings: Settings) -> None:
+        """An official SUPIR file's every key and shape, from its index (no tensor data), mapped onto meta
+        modules built from the SDXL base's configs exactly as loading maps it: the same one line in --dry-run
+        as in the run. A single-file base has no config to read offline: only the file's index is checked."""
+        source, adapter = resolve_sources(settings)
+        if adapter.kind != "supir" or source.kind == "file":
+            return
+        import torch
+
+        from studio.engines.supir import networks as official
+        from studio.weights.index import meta_state
+
+        unet_config, vae_config = base_configs(source)
+        state = meta_state(loading.weights_file_index(adapter.ref, "supir-v0q"))
+        official.load_official(state, adapter.ref, unet_config, vae_config, torch.float32)
+
     # ------------------------------------------------------------------------------ settings
     def resolved(self) -> Resolved:
         """Each sampler setting from its flag when that flag's layer is at least --strength's, else mapped."""
@@ -150,7 +169,9 @@ class SupirEngine(Engine):
         dtype = compute_dtype(device, self.settings.dtype, bf16=False)
         if dtype == torch.float32:
             return dtype, torch.float32
-        bf16_ok = device.type != "cuda" or native_bf16(device)
+        bf16_ok = (
+            bool(cpu_flags() & CPU_BF16_FLAGS) if device.type == "cpu" else device.type != "cuda" or native_bf16(device)
+        )
         return dtype, torch.bfloat16 if bf16_ok else torch.float32
 
     def tiles(
@@ -294,12 +315,19 @@ class SupirEngine(Engine):
     def plan(self, height: int, width: int, scale: float) -> dict[str, Any]:
         """Working size, tiles and the resolved sampler settings for --dry-run; loads nothing."""
         device = resolve_device(self.settings.device)
-        dtype_bytes = 4 if device.type == "cpu" and self.settings.dtype in (None, "fp32") else 2
+        dtype, vae_dtype = self.dtypes(device)
+        dtype_bytes = dtype.itemsize
         out_h, out_w = output_size(height, width, scale)
         work_h, work_w = working_size(out_h, out_w, self.settings.min_side, 32)
         unet_tile, _, vae_tile = self.tiles(work_h // 8, work_w // 8, 8, dtype_bytes, free_memory_bytes(device))
         resolved = resolve_knobs(self.settings)
-        resident = PARAMS - TEXT_ENCODER_PARAMS if self.settings.offload == "encoders" else PARAMS
+        text_resident = device.type == "cpu" or self.settings.offload != "encoders"
+        resident = resident_weight_bytes(
+            dtype_bytes,
+            vae_dtype.itemsize,
+            (official_params(self.adapter.ref) if self.official else (CONTROLNET_PARAMS, 0)),
+            text_resident,
+        )
         plan = super().plan(height, width, scale)
         plan.update(
             model=self.source.describe(),
@@ -316,7 +344,7 @@ class SupirEngine(Engine):
             cfg_start=resolved.cfg_start,
             adapter_scale=resolved.control_scale,
             stage1=describe_stage1(self.settings.stage1, self.stage1_default),
-            estimated_weights_gb=round(resident * dtype_bytes / 1024**3, 1),
+            estimated_weights_gb=round(resident / 1024**3, 1),
         )
         return plan
 
@@ -351,13 +379,3 @@ def resolve_sources(settings: Settings) -> tuple[loading.ModelSource, AdapterSou
     return loading.resolve_source(loading.registry_ref(base)), identify(
         loading.registry_ref(adapter), adapter, "supir", research_checkpoints()
     )
-
-
-def load_supir(path: str, pipe: Any, dtype: Any, vae_dtype: Any) -> Any:
-    """SUPIR-v0Q/v0F (adaptor, connectors, denoise encoder) on top of the SDXL base, strictly mapped."""
-    from studio.engines.supir import networks as official  # torch at import
-
-    state = loading.load_weights_file(path, "supir-v0q")
-    adapter = official.load_official(state, path, pipe.unet.config, pipe.vae.config, dtype)
-    adapter.denoise_encoder.to(vae_dtype)
-    return adapter

@@ -21,7 +21,17 @@ AUTO_VAE_TILE = 64  # latent pixels: SUPIR's decoder tile
 UNET_BYTES_PER_PIXEL_PER_DTYPE_BYTE = 16_000
 VAE_BYTES_PER_PIXEL = 4_000  # the SDXL VAE decoder per output pixel: measured 3,840 in fp32, 2,560 in bf16
 TEXT_ENCODER_PARAMS = 817_000_000  # CLIP ViT-L + OpenCLIP bigG: on the device only while encoding (--offload encoders)
-PARAMS = 2_567_000_000 + 1_251_000_000 + TEXT_ENCODER_PARAMS + 84_000_000
+UNET_PARAMS, CONTROLNET_PARAMS, VAE_PARAMS = 2_567_000_000, 1_251_000_000, 84_000_000
+PARAMS = UNET_PARAMS + CONTROLNET_PARAMS + TEXT_ENCODER_PARAMS + VAE_PARAMS
+
+
+def resident_weight_bytes(dtype_bytes: int, vae_bytes: int, adapter: tuple[int, int], text_resident: bool) -> int:
+    """Bytes the weights hold where they run: the UNet and the adapter (`adapter`: its parameters in the
+    diffusion dtype and, for SUPIR's denoise encoder, in the VAE's dtype) plus the VAE, and the text encoders
+    unless they wait elsewhere (--offload encoders on a GPU; on a CPU everything is in the same RAM)."""
+    main, vae_side = adapter
+    text = TEXT_ENCODER_PARAMS * dtype_bytes if text_resident else 0
+    return (UNET_PARAMS + main) * dtype_bytes + (VAE_PARAMS + vae_side) * vae_bytes + text
 
 
 @dataclass(frozen=True)
