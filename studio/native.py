@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_running: set[int] = set()  # ids of workers whose call has not returned yet
+_abandoned: set[int] = set()  # ids of workers still running a call that Ctrl-C (or SIGTERM) gave up on
 _lock = threading.Lock()
 _checks = threading.local()  # this thread's interrupt check, if any
 
@@ -46,17 +46,21 @@ def run_interruptible(call: Callable[..., T], *args: Any) -> T:
             outcome["error"] = exc
         finally:
             with _lock:
-                _running.discard(threading.get_ident())
+                _abandoned.discard(threading.get_ident())
             finished.set()
 
     worker = threading.Thread(target=work, name="studio-native", daemon=True)
-    with _lock:
-        worker.start()
-        _running.add(worker.ident or 0)
+    worker.start()
     check = getattr(_checks, "check", None)
-    while not finished.wait(0.1):  # short waits: KeyboardInterrupt (or the check's error) is raised between them
-        if check is not None:
-            check()
+    try:
+        while not finished.wait(0.1):  # short waits: KeyboardInterrupt (or the check's error) is raised between them
+            if check is not None:
+                check()
+    except KeyboardInterrupt:
+        with _lock:
+            if not finished.is_set():
+                _abandoned.add(worker.ident or 0)
+        raise
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
@@ -78,6 +82,7 @@ def in_background(call: Callable[..., T], *args: Any) -> Future[T]:
 
 
 def abandoned() -> bool:
-    """True while a worker's native call still runs after its caller gave up (Ctrl-C)."""
+    """True while a worker's native call still runs after Ctrl-C (or SIGTERM) gave up on it: the process must
+    then leave with os._exit. A server's cancelled job is not counted: the server process goes on."""
     with _lock:
-        return bool(_running)
+        return bool(_abandoned)

@@ -33,6 +33,22 @@ def test_ctrl_c_interrupts_the_wait_not_after_the_call() -> None:
     assert not abandoned()
 
 
+def test_a_server_cancel_is_not_an_abandonment_that_ends_the_process() -> None:
+    """A cancelled job's check stops the wait, but the server process goes on: only Ctrl-C/SIGTERM count
+    (they make the CLI leave with os._exit; a test process calling the CLI in-process must never do so)."""
+    from studio.native import interrupt_check
+
+    release = threading.Event()
+
+    def cancelled() -> None:
+        raise RuntimeError("job cancelled")
+
+    with interrupt_check(cancelled), pytest.raises(RuntimeError):
+        run_interruptible(release.wait, 30)
+    assert not abandoned()
+    release.set()
+
+
 def test_in_background_hands_back_the_result_or_the_error() -> None:
     """The quality report's thread: a value arrives through the future, and so does an error."""
     assert in_background(sum, [1, 2, 3]).result(timeout=5) == 6
