@@ -25,7 +25,8 @@ MAPPED: dict[str, tuple[str, ...]] = {
     "faces": ("face_enhance",),
 }
 """studio setting -> the input names Replicate models use for it, most common first."""
-APPLIED_HERE = ("color_fix", "fidelity", "alpha", "max_pixels", "remote", "remote_token", "preset", "variables")
+APPLIED_HERE = ("color_fix", "fidelity", "alpha", "max_pixels", "max_output_pixels", "remote", "remote_token")
+APPLIED_HERE += ("preset", "variables")
 APPLIED_HERE += LOCAL_SETTINGS
 """Settings studio applies on this machine, before the upload or after the download."""
 INSISTED_RANKS = (2, 5)

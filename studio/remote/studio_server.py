@@ -24,7 +24,8 @@ from studio.runner import Job, Plan
 from studio.settings import Settings, setting_fields
 from studio.version import __version__
 
-NOT_SENT = ("remote", "remote_token", "preset", "variables", "device", "max_pixels", *LOCAL_SETTINGS)
+SERVER_DECIDES = ("device", "max_pixels", "max_output_pixels")
+NOT_SENT = ("remote", "remote_token", "preset", "variables", *SERVER_DECIDES, *LOCAL_SETTINGS)
 """Settings that stay here: where jobs go, the preset (already rendered into the values it set), the
 server's own choices, and what the local writer applies."""
 UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")

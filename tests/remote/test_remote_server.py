@@ -134,7 +134,11 @@ def test_the_remote_answers_for_its_engines_and_the_dry_run_gives_the_same_verdi
     remote = ["--remote", studio_server, "--remote-token", TOKEN]
     for extra in ([], ["--dry-run"]):  # no SD x4 weights there: exit 3, as locally
         code, output = restore(str(photo), "-o", str(tmp_path / "out.png"), "--engine", "sd-x4", *remote, *extra)
-        assert code == 3 and output.count("\n") == 1 and "engine sd-x4 cannot run here" in output
+        assert (
+            code == 3
+            and output.count("\n") == 1
+            and "--engine sd-x4: stabilityai/stable-diffusion-x4-upscaler is not in" in output
+        )
         code, output = restore(
             str(photo), "-o", str(tmp_path / "out.png"), "--engine", "fast", "--model", "nonesuch", *remote, *extra
         )
