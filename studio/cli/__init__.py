@@ -14,7 +14,7 @@ import click
 import typer
 from typer.core import TyperGroup, TyperOption
 
-from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, weights
+from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, video, weights
 from studio.errors import StudioError
 from studio.version import __version__
 
@@ -93,6 +93,7 @@ def _register() -> None:
     app.command("evaluate", help=evaluate.HELP, no_args_is_help=True)(evaluate.evaluate)
     app.command("info", no_args_is_help=True)(info.info)
     app.command("serve", help=serve.HELP)(serve.serve)
+    app.command("video", help=video.HELP, no_args_is_help=True)(video.video)
     app.add_typer(weights.app, name="weights", help="List, download, verify and import model weights.")
     app.add_typer(presets.app, name="presets", help="Prompt presets: list them, show one rendered.")
 
