@@ -18,10 +18,11 @@ from studio.io import InputSet, check_output_path
 from studio.runner import Plan, check_report_path, prepare_settings, sidecar_path
 from studio.runner.plan import check_faces, settle_engine
 from studio.settings import Settings
+from studio.version import __version__
 from studio.video.codecs import EncoderSpec, check_container, container_format, encoder_spec
 from studio.video.options import VideoOptions
 from studio.video.probe import ClipInfo, probe_clip
-from studio.video.workdir import work_folder
+from studio.video.workdir import WorkFolder, fingerprint, work_folder
 
 
 @dataclass
@@ -39,6 +40,24 @@ class VideoPlan:
     @property
     def settings(self) -> Settings:
         return self.plan.settings
+
+    def fingerprint(self) -> str:
+        """What makes two runs the same run: only such a rerun continues the work folder."""
+        settings = self.settings.to_dict()
+        if self.settings.source_of("seed") == "random":
+            settings.pop("seed")  # a rerun draws another; the work folder's seed is taken instead
+        stat = self.clip.path.stat()
+        return fingerprint(
+            {
+                "input": [str(self.clip.path.resolve()), stat.st_size, stat.st_mtime_ns],
+                "settings": settings,
+                "engine": self.plan.engine,
+                "encoder": self.encoder.describe(),
+                "temporal": self.options.temporal,
+                "segment_frames": self.options.segment_frames,
+                "studio_version": __version__,
+            }
+        )
 
     def describe(self) -> dict[str, Any]:
         """For --dry-run: what would be read, made and written."""
@@ -94,4 +113,7 @@ def plan_video(
         check_output_path(sidecar_path(output), inputs, options.overwrite)
     if options.report is not None:
         check_report_path(options.report, [source], options.overwrite)
-    return VideoPlan(plan, clip, output, spec, options, (out_w, out_h), list(plan.notes))
+    vplan = VideoPlan(plan, clip, output, spec, options, (out_w, out_h), list(plan.notes))
+    if options.resume:
+        WorkFolder(output, options.segment_frames).check_resumable(vplan.fingerprint())
+    return vplan

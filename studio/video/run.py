@@ -24,14 +24,13 @@ from studio.messages import notice
 from studio.ops.resize import resize
 from studio.runner import EngineCache, reproduce_command, restore_picture, sidecar_path
 from studio.runner.choice import engine_settings
-from studio.version import __version__
 from studio.video.codecs import coded_size
 from studio.video.encode import Finished, SegmentEncoder
 from studio.video.frames import decode_frames, dequantise, quantise
 from studio.video.mux import write_output
 from studio.video.plan import VideoPlan
 from studio.video.temporal import FlickerMeter, blend_previous, estimate_motion
-from studio.video.workdir import WorkFolder, fingerprint
+from studio.video.workdir import WorkFolder
 
 FrameProgress = Callable[[int, int], None]
 """on_frame(frames done, frames in the clip)."""
@@ -66,29 +65,12 @@ class _Previous:
     lanczos: np.ndarray
 
 
-def identity(vplan: VideoPlan) -> dict[str, Any]:
-    """What makes two runs the same run: only such a rerun continues the work folder."""
-    settings = vplan.settings.to_dict()
-    if vplan.settings.source_of("seed") == "random":
-        settings.pop("seed")  # a rerun draws another; the work folder's seed is taken instead
-    stat = vplan.clip.path.stat()
-    return {
-        "input": [str(vplan.clip.path.resolve()), stat.st_size, stat.st_mtime_ns],
-        "settings": settings,
-        "engine": vplan.plan.engine,
-        "encoder": vplan.encoder.describe(),
-        "temporal": vplan.options.temporal,
-        "segment_frames": vplan.options.segment_frames,
-        "studio_version": __version__,
-    }
-
-
 def run_video(vplan: VideoPlan, on_frame: FrameProgress | None = None) -> VideoResult:
     """Restore the clip of a checked plan into its output, continuing earlier work of the same command."""
     started = time.perf_counter()
     work = WorkFolder(vplan.output, vplan.options.segment_frames)
-    manifest = {"fingerprint": fingerprint(identity(vplan)), "seed": vplan.settings.seed, "frames": vplan.clip.frames}
-    resume = work.start(manifest, vplan.options.resume)
+    manifest = {"fingerprint": vplan.fingerprint(), "seed": vplan.settings.seed, "frames": vplan.clip.frames}
+    resume = work.start(manifest)
     if resume.next_frame:
         notice(f"continuing {vplan.output.name} from frame {resume.next_frame + 1} of {vplan.clip.frames}")
         earlier = work.manifest() or {}

@@ -64,15 +64,18 @@ class WorkFolder:
         except (OSError, ValueError):
             return None
 
-    def start(self, manifest: dict[str, Any], resume: bool) -> Resume:
-        """Continue the work of the same command, or start afresh (a different command's work is replaced;
-        with --resume that is an error instead)."""
+    def check_resumable(self, fingerprint: str) -> None:
+        """--resume: there must be work of this very command to continue (checked up front)."""
+        earlier = self.manifest()
+        if earlier is None or earlier.get("fingerprint") != fingerprint:
+            what = "nothing to resume" if earlier is None else "it was made by a different command or input"
+            raise UsageError(f"--resume: {self.path}: {what}; run without --resume to start afresh")
+
+    def start(self, manifest: dict[str, Any]) -> Resume:
+        """Continue the work of the same command, or start afresh (a different command's work is replaced)."""
         earlier = self.manifest()
         if earlier is not None and earlier.get("fingerprint") == manifest["fingerprint"]:
             return self._position()
-        if resume:
-            what = "nothing to resume" if earlier is None else "it was made by a different command or input"
-            raise UsageError(f"--resume: {self.path}: {what}; run without --resume to start afresh")
         self.remove()
         make_folder(self.path)
         self._write(MANIFEST, json.dumps(manifest, indent=2, default=str))
