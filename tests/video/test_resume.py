@@ -82,4 +82,3 @@ def test_ctrl_c_stops_within_a_second_and_the_same_command_continues(tmp_path: P
     rerun = subprocess.run([*args, "-o", str(out)], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0 and "continuing" in rerun.stderr, rerun.stderr
     assert packets(out, "video") == packets(tmp_path / "whole.mp4", "video")
-
