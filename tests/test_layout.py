@@ -97,6 +97,8 @@ def test_imports_flow_one_way() -> None:
                 assert name.startswith(("studio.cli", "studio.__main__")), f"{name} imports {target}"
             if name.startswith("studio.diffusion"):
                 assert not target.startswith(("studio.engines", "studio.runner")), f"{name} imports {target}"
+            if target.startswith("studio.video"):
+                assert name.startswith(("studio.video", "studio.cli")), f"{name} imports {target}"
             if name.startswith(("studio.engines", "studio.diffusion")):
                 assert not target.startswith(("studio.runner", "studio.serve", "studio.lab")), f"{name} -> {target}"
             if (mine := _engine_of(name)) and (theirs := _engine_of(target)):
