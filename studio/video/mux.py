@@ -17,6 +17,7 @@ from typing import Any
 
 import av
 
+from studio.errors import InputError
 from studio.io import atomic
 from studio.video.codecs import container_format
 from studio.video.probe import ClipInfo
@@ -85,3 +86,16 @@ def _timed(packets: Iterator[Any], stream_index: int | None) -> Iterator[tuple[f
             seconds = float(stamp * packet.time_base)
         index = stream_index if stream_index is not None else packet.stream.index
         yield seconds, order, index, packet
+
+
+def read_clip_provenance(path: Path) -> dict[str, Any] | None:
+    """The provenance `write_output` stored in a clip's container metadata (None: not a studio output)."""
+    try:
+        with av.open(str(path)) as container:
+            text = container.metadata.get(METADATA_KEY)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise InputError(f"{path}: cannot read the video's metadata ({exc})") from None
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None

@@ -5,6 +5,7 @@ metadata and provenance, the codecs, and the sidecar and report."""
 from __future__ import annotations
 
 import json
+import shlex
 from fractions import Fraction
 from pathlib import Path
 
@@ -122,3 +123,15 @@ def test_crf_sets_the_quality(tmp_path: Path) -> None:
     assert video(clip, "-o", small, "--engine", "classical", "--scale", "2", "--crf", "0").exit_code == 0
     assert video(clip, "-o", large, "--engine", "classical", "--scale", "2", "--crf", "30").exit_code == 0
     assert small.stat().st_size > 2 * large.stat().st_size
+
+
+def test_info_shows_a_clips_provenance_and_its_command_reproduces_the_clip(tmp_path: Path, clip: Path) -> None:
+    out = tmp_path / "out.mp4"
+    assert video(clip, "-o", out, "--engine", "classical", "--scale", "2", "--temporal", "0.3").exit_code == 0
+    shown = runner.invoke(app, ["info", str(out), "--json"])
+    command = json.loads(shown.stdout)["command"]
+    assert "--temporal 0.3" in command and "--seed" in command
+    first = packets(out, "video")
+    again = runner.invoke(app, [*shlex.split(command)[1:], "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert packets(out, "video") == first
