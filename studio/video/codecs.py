@@ -132,21 +132,31 @@ def check_container(output: Path, spec: EncoderSpec, info: ClipInfo, display_siz
                 f"{spec.codec} with {spec.pix_fmt} needs an even width and height; the output would be "
                 f"{width}x{height}: choose a --scale that gives even sides"
             )
+    if CODEC_IDS[spec.codec] not in av.open(io.BytesIO(), "w", format=fmt).supported_codecs:
+        raise UsageError(f"-o {output}: a {output.suffix} file cannot hold {spec.codec}; use {_home(spec.codec)}")
+    with av.open(str(info.path)) as source:
+        for copied in info.copied:
+            if not _header_accepts(fmt, source.streams[copied.index]):
+                raise UsageError(
+                    f"-o {output}: stream {copied.index} ({copied.kind}, {copied.codec}) cannot go into a "
+                    f"{output.suffix} file; use the source's container ({info.path.suffix})"
+                )
+
+
+def _header_accepts(fmt: str, template: Any) -> bool:
+    """Whether the muxer writes a header for a copy of `template`: the test the final remux would fail."""
     memory = av.open(io.BytesIO(), "w", format=fmt)
     try:
-        if CODEC_IDS[spec.codec] not in memory.supported_codecs:
-            raise UsageError(f"-o {output}: a {output.suffix} file cannot hold {spec.codec}; use {_home(spec.codec)}")
-        with av.open(str(info.path)) as source:
-            for copied in info.copied:
-                template = source.streams[copied.index]
-                if copied.codec not in memory.supported_codecs and copied.kind != "data":
-                    raise UsageError(
-                        f"-o {output}: stream {copied.index} ({copied.kind}, {copied.codec}) cannot go into a "
-                        f"{output.suffix} file; use the source's container ({info.path.suffix})"
-                    )
-                memory.add_stream_from_template(template)
+        memory.add_stream_from_template(template)
+        memory.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError):
+        return False
     finally:
-        memory.close()
+        try:
+            memory.close()
+        except av.error.FFmpegError:
+            pass
 
 
 def _home(codec: str) -> str:

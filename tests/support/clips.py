@@ -50,13 +50,15 @@ def write_clip(
     pix_fmt: str = "yuv420p",
     audio: bool = True,
     subtitles: bool = False,
+    data: bool = False,
     rotation: int = 0,
     pts: list[int] | None = None,
     time_base: Fraction = Fraction(1, 12800),
     color: tuple[int, int, int, int] | None = (1, 1, 1, 1),
     options: dict[str, str] | None = None,
 ) -> Path:
-    """Write `frames` (uint8 RGB) as a clip; `pts` in `time_base` gives a variable frame rate.
+    """Write `frames` (uint8 RGB) as a clip; `pts` in `time_base` gives a variable frame rate; `data` adds a data
+    stream (MP4 only) with one opaque record per frame.
     `color`: (range, primaries, trc, matrix) tags, default BT.709 limited range."""
     stamps = pts if pts is not None else [round(i / rate / time_base) for i in range(len(frames))]
     height, width = frames[0].shape[:2]
@@ -73,6 +75,7 @@ def write_clip(
             video.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=48000, layout="stereo") if audio else None
         text = container.add_mux_stream("mov_text") if subtitles else None
+        side = container.add_data_stream("bin_data") if data else None
         container.metadata["title"] = "studio test clip"
         for stamp, rgb in zip(stamps, frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
@@ -87,6 +90,11 @@ def write_clip(
             _write_tone(container, sound, float(stamps[-1] * time_base) + 1 / rate)
         if text is not None:
             _write_subtitle(container, text)
+        for index in range(len(frames) if side is not None else 0):  # one opaque record per frame (telemetry)
+            packet = av.Packet(b"record %d" % index)
+            packet.stream, packet.time_base = side, time_base
+            packet.pts = packet.dts = stamps[index]
+            container.mux(packet)
     return path
 
 

@@ -153,3 +153,11 @@ def test_an_existing_output_is_kept(tmp_path: Path, clip: Path, dry_run: bool) -
 def test_odd_sides_are_refused_before_work(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.mp4", pan_frames(2, 34, 34), audio=False)
     refused(video(clip, "-o", tmp_path / "out.mp4", "--engine", "classical", "--scale", "1.5"), 2, "even width")
+
+
+@MODES
+def test_a_data_stream_the_container_cannot_hold_is_refused_before_work(tmp_path: Path, dry_run: bool) -> None:
+    """An MP4 with a data stream (telemetry) to .mkv: the muxer's header test fails up front, not after the work."""
+    clip = write_clip(tmp_path / "clip.mp4", pan_frames(2, 32, 32), data=True)
+    refused(video(clip, "-o", tmp_path / "out.mkv", "--engine", "classical", dry_run=dry_run), 2, "stream 2 (data")
+    assert _written(tmp_path, clip) == []

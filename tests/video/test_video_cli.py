@@ -26,10 +26,10 @@ def video(*args: object):
 
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
-    return write_clip(tmp_path / "clip.mp4", pan_frames(6, 40, 32, noise=2), subtitles=True)
+    return write_clip(tmp_path / "clip.mp4", pan_frames(6, 40, 32, noise=2), subtitles=True, data=True)
 
 
-def test_classical_x2_keeps_frames_time_stamps_sound_subtitles_and_metadata(tmp_path: Path, clip: Path) -> None:
+def test_classical_x2_keeps_frames_time_stamps_sound_subtitles_data_and_metadata(tmp_path: Path, clip: Path) -> None:
     out = tmp_path / "clip_x2.mp4"
     result = video(
         clip, "-o", out, "--engine", "classical", "--scale", "2", "--sidecar", "--report", tmp_path / "r.json"
@@ -38,7 +38,7 @@ def test_classical_x2_keeps_frames_time_stamps_sound_subtitles_and_metadata(tmp_
     source, restored = decoded(clip), decoded(out)
     assert [pts for pts, _ in restored] == [pts for pts, _ in source]
     assert restored[0][1].shape == (64, 80, 3)
-    for kind in ("audio", "subtitle"):
+    for kind in ("audio", "subtitle", "data"):
         assert packets(out, kind) == packets(clip, kind)  # same bytes, same time stamps
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
