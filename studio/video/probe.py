@@ -94,8 +94,8 @@ def probe_clip(path: Path) -> ClipInfo:
         stream = container.streams.video[0]
         codec = stream.codec_context.name if stream.codec_context else None
         if not codec or not _decodable(codec):
-            tag = stream.codec_tag if hasattr(stream, "codec_tag") else "?"
-            raise InputError(f"{path}: video codec {codec or tag!r} cannot be decoded here (unsupported codec)")
+            named = f"video codec {codec!r}" if codec else "its video codec (unknown to FFmpeg)"
+            raise InputError(f"{path}: {named} cannot be decoded here (unsupported codec)")
         info = _describe(path, container, stream)
         counts = _count_packets(path, container)
     info.frames = counts.pop(info.stream_index)
