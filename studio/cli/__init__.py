@@ -14,7 +14,7 @@ import click
 import typer
 from typer.core import TyperGroup, TyperOption
 
-from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, train, weights
+from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, train, video, weights
 from studio.cli.interrupt import INTERRUPTED, leave, terminate_as_interrupt
 from studio.errors import StudioError
 from studio.version import __version__
@@ -95,6 +95,7 @@ def _register() -> None:
     app.command("info", no_args_is_help=True)(info.info)
     app.add_typer(serve.app, name="serve", help=serve.HELP)
     app.command("train", help=train.HELP, no_args_is_help=True)(train.train)
+    app.command("video", help=video.HELP, no_args_is_help=True)(video.video)
     app.add_typer(weights.app, name="weights", help="List, download, verify and import model weights.")
     app.add_typer(presets.app, name="presets", help="Prompt presets: list them, show one rendered.")
 

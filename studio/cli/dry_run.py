@@ -13,17 +13,9 @@ def print_plan(plan: Any, skip_existing: bool) -> int:
     output in the way), so that the dry run exits with the real run's code."""
     from rich.console import Console
 
-    from studio.engines import engine_class
-
     settings = plan.settings
     console = Console(soft_wrap=True)
-    _print_settings(console, settings)
-    engine = engine_class(plan.engine)(settings)
-    reason = engine.availability(settings).reason
-    engine.probe()
-    console.print(f"engine: [bold]{plan.engine}[/] (available{': ' + reason if reason else ''})")
-    for note in plan.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+    engine = print_settings(plan, console)
     failures = 0
     for job in plan.jobs:
         if skip_existing and not job.error and job.output.exists():
@@ -36,6 +28,21 @@ def print_plan(plan: Any, skip_existing: bool) -> int:
         console.print(f"report: {plan.report}", markup=False, highlight=False)
     console.print("[dim]dry run: nothing was written[/]")
     return failures
+
+
+def print_settings(plan: Any, console: Any, leave_out: tuple[str, ...] = ()) -> Any:
+    """The resolved settings with their layers, the engine and the up-front notes; returns the engine."""
+    from studio.engines import engine_class
+
+    settings = plan.settings
+    _print_settings(console, settings, leave_out)
+    engine = engine_class(plan.engine)(settings)
+    reason = engine.availability(settings).reason
+    engine.probe()  # what the run loads first (e.g. the fast engine's --model files): the same verdict
+    console.print(f"engine: [bold]{plan.engine}[/] (available{': ' + reason if reason else ''})")
+    for note in plan.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    return engine
 
 
 def _job_plan(job: Any, engine: Any, settings: Any) -> dict[str, Any]:
@@ -63,9 +70,11 @@ def _job_plan(job: Any, engine: Any, settings: Any) -> dict[str, Any]:
     return step
 
 
-def _print_settings(console: Any, settings: Any) -> None:
+def _print_settings(console: Any, settings: Any, leave_out: tuple[str, ...] = ()) -> None:
     console.print("[bold]Resolved settings[/] (value, and the layer it came from)")
     for key, value in settings.to_dict().items():
+        if key in leave_out:
+            continue
         console.print(f"  {key} = {value!r}  [dim]({settings.source_of(key)})[/]", markup=True, highlight=False)
 
 

@@ -29,16 +29,21 @@ SHOWN_SETTINGS = (
 
 
 def info(
-    image: Annotated[Path, typer.Argument(help="An image written by studio.")],
+    image: Annotated[Path, typer.Argument(help="An image or video written by studio.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
 ) -> None:
     """Show how an output was made: engine, model, weights hash, settings, and the command to reproduce it.
 
     Example: studio info photo_restored.png
     """
-    from studio.io import read_provenance
+    from studio.io import VIDEO_EXTENSIONS, read_provenance
 
-    data = read_provenance(image)
+    if image.suffix.lower() in VIDEO_EXTENSIONS and image.is_file():
+        from studio.video.mux import read_clip_provenance
+
+        data = read_clip_provenance(image)
+    else:
+        data = read_provenance(image)
     if data is None:
         raise InputError(f"{image}: carries no studio metadata (not a studio output, or stripped by another tool)")
     if as_json:
@@ -61,6 +66,8 @@ def info(
         fields.append(("faces", json.dumps(data["faces"])))
     if data.get("remote"):  # `studio restore --remote`: where it ran
         fields.append(("ran on", json.dumps(data["remote"])))
+    if video := data.get("video"):
+        fields.append(("video", json.dumps({k: video.get(k) for k in ("encoder", "temporal", "flicker")})))
     console = Console(highlight=False)
     print_fields(fields, console)
     if command := data.get("command"):

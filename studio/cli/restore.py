@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -98,7 +99,7 @@ def settings_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _option(name: str, annotation: Any, *names: str, help: str, panel: str | None = None) -> inspect.Parameter:
+def run_option(name: str, annotation: Any, *names: str, help: str, panel: str | None = None) -> inspect.Parameter:
     """A run option (not a setting): a switch defaults to off, a value to None."""
     option = typer.Option(*names, help=help, rich_help_panel=panel)
     default = False if annotation is bool else None
@@ -113,17 +114,17 @@ _REPORT_HELP = "Write a JSON report here (default for batches: in the output fol
 _TEXT_OPTIONS = {"model": list[str], "blend": str, "variables": list[str]}
 """Settings whose options the command parses: their type on the command line."""
 _AFTER = {
-    "preset": [_option("preset_dir", Optional[list[Path]], "--preset-dir", help="Extra preset folder (repeatable).")]
+    "preset": [run_option("preset_dir", Optional[list[Path]], "--preset-dir", help="Extra preset folder (repeatable).")]
 }
 """Run options shown right after a setting's option."""
 _LAST = [
-    _option("skip_existing", bool, "--skip-existing", help=_SKIP_HELP, panel=PANEL_OUTPUT),
-    _option("overwrite", bool, "--overwrite", help="Replace existing outputs (never inputs).", panel=PANEL_OUTPUT),
-    _option("report", Optional[Path], "--report", help=_REPORT_HELP, panel=PANEL_OUTPUT),
-    _option("config", Optional[Path], "--config", help="Settings file (TOML, a \\[restore] table)."),
-    _option("dry_run", bool, "--dry-run", help="Run every check, print the plan; write nothing."),
-    _option("yes", bool, "--yes", "-y", help="Start a paid --remote batch without asking.", panel=PANEL_REMOTE),
-    _option("debug", bool, "--debug", help="Show full tracebacks for errors (as `studio --debug`)."),
+    run_option("skip_existing", bool, "--skip-existing", help=_SKIP_HELP, panel=PANEL_OUTPUT),
+    run_option("overwrite", bool, "--overwrite", help="Replace existing outputs (never inputs).", panel=PANEL_OUTPUT),
+    run_option("report", Optional[Path], "--report", help=_REPORT_HELP, panel=PANEL_OUTPUT),
+    run_option("config", Optional[Path], "--config", help="Settings file (TOML, a \\[restore] table)."),
+    run_option("dry_run", bool, "--dry-run", help="Run every check, print the plan; write nothing."),
+    run_option("yes", bool, "--yes", "-y", help="Start a paid --remote batch without asking.", panel=PANEL_REMOTE),
+    run_option("debug", bool, "--debug", help="Show full tracebacks for errors (as `studio --debug`)."),
 ]
 RUN_OPTIONS = ("output", "preset_dir", "skip_existing", "overwrite", "report", "config", "dry_run", "yes", "debug")
 
@@ -136,15 +137,24 @@ def restore_signature() -> inspect.Signature:
     parameters = [
         inspect.Parameter("ctx", positional, annotation=typer.Context),
         inspect.Parameter("inputs", positional, annotation=Annotated[list[Path], typer.Argument(help=inputs_help)]),
-        _option("output", Optional[str], "-o", "--output", help=_OUTPUT_HELP),
+        run_option("output", Optional[str], "-o", "--output", help=_OUTPUT_HELP),
     ]
+    return inspect.Signature(parameters + setting_options() + _LAST)
+
+
+def setting_options(leave_out: Collection[str] = ()) -> list[inspect.Parameter]:
+    """One option per restore setting, in table order, with the run options that belong beside them; the
+    settings in `leave_out` get none (`studio video` has no image-format options)."""
+    parameters: list[inspect.Parameter] = []
     for item in setting_fields():
+        if item.name in leave_out:
+            continue
         if spec_of(item).generated:
             parameters.append(setting_parameter(item))
         elif item.name in _TEXT_OPTIONS:
             parameters.append(setting_parameter(item, _TEXT_OPTIONS[item.name]))
         parameters += _AFTER.get(item.name, [])
-    return inspect.Signature(parameters + _LAST)
+    return parameters
 
 
 restore.__signature__ = restore_signature()  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from studio.io.alpha import bleed_colors
 from studio.io.formats import (
     FORMAT_EXTENSIONS,
     SUPPORTED_EXTENSIONS,
+    VIDEO_EXTENSIONS,
     WRITABLE_EXTENSIONS,
     image_files,
     output_format,
@@ -34,6 +35,7 @@ __all__ = [
     "FORMAT_EXTENSIONS",
     "MIN_SIDE",
     "SUPPORTED_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
     "WRITABLE_EXTENSIONS",
     "InputSet",
     "Picture",

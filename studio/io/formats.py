@@ -21,6 +21,10 @@ def is_lossy(fmt: str, quality: int) -> bool:
     return fmt in ("jpg", "avif") or (fmt == "jxl" and quality < 100)
 
 
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv")
+"""Clips: `studio video` reads them; `studio restore` points there instead of calling them unsupported."""
+
+
 def is_supported(path: Path) -> bool:
     """Whether studio reads files with this extension."""
     return path.suffix.lower() in SUPPORTED_EXTENSIONS

@@ -19,7 +19,7 @@ from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from studio.errors import InputError, PixelBudgetExceeded
 from studio.io import jxl
-from studio.io.formats import SUPPORTED_EXTENSIONS, is_supported
+from studio.io.formats import SUPPORTED_EXTENSIONS, VIDEO_EXTENSIONS, is_supported
 from studio.io.jpeg_quality import jpeg_quality
 from studio.io.metadata import (
     ORIENTATION,
@@ -94,6 +94,8 @@ def _check_file(path: Path) -> None:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder with no supported images")
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        raise InputError(f"{path}: is a video; restore it with `studio video {path}`")
     if not is_supported(path):
         raise InputError(
             f"{path}: unsupported file type '{path.suffix or '(none)'}'; studio reads "

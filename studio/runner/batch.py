@@ -34,18 +34,26 @@ from studio.runner.reports import BatchReport, JobResult
 from studio.settings import Settings, command_args, layer_rank, setting_fields, spec_of
 
 
-def reproduce_command(source: Path, output: Path, settings: Settings, engine: type[Engine]) -> str:
+def reproduce_command(
+    source: Path,
+    output: Path,
+    settings: Settings,
+    engine: type[Engine],
+    command: str = "restore",
+    extra: tuple[str, ...] = (),
+) -> str:
     """The command line that reproduces this output with `engine` (the one that ran, after any fallback).
 
     It names every value that differs from the built-in defaults or that a layer or an up-front
     decision set (so a user config cannot change it), and leaves out what the engine does not read.
     The preset is already rendered into the values, so it is left out too. Quoted for a POSIX shell; an
     input whose name starts with `-` follows `--`. `studio info` prints it with an output name that is free.
+    `command` and `extra` (its own options) let `studio video` record its command line the same way.
     """
     defaults = Settings()
     ignored = DIFFUSION_SETTINGS - engine.used_settings()
     dashed = str(source).startswith("-")  # would read as an option: it goes last, after `--`
-    args = ["studio", "restore", *([] if dashed else [str(source)]), "-o", str(output)]
+    args = ["studio", command, *([] if dashed else [str(source)]), "-o", str(output)]
     for item in setting_fields():
         name, value = item.name, getattr(settings, item.name)
         decided = layer_rank(settings.source_of(name)) > 0 or settings.source_of(name) in UP_FRONT_SOURCES
@@ -56,6 +64,7 @@ def reproduce_command(source: Path, output: Path, settings: Settings, engine: ty
         if name == "model" and settings.ensemble:
             continue  # written as one --model per ensemble member
         args += command_args(item, value)
+    args += list(extra)
     return shlex.join([*args, "--", str(source)] if dashed else args)
 
 

@@ -107,6 +107,15 @@ class EngineCache:
             lent = lambda image, scale: self.get(STAGE1_ENGINE).restore(image, scale).image  # noqa: E731
         return RestoreContext(source_jpeg_quality=jpeg_quality, stage1_upscaler=lent)
 
+    def pin_model(self, model: str, source: str) -> None:
+        """Keep `model` for every later call of the primary engine: a clip's frames must not switch models
+        (the fast engine chooses one by content), and the engine already built keeps what it loaded."""
+        pinned = replace(self.settings, model=model)
+        pinned.sources = {**self.settings.sources, "model": source}
+        self.settings = pinned
+        if self.primary in self._engines:
+            self._engines[self.primary].settings = engine_settings(pinned, self.primary, self.primary)
+
     def build(self, settings: Settings) -> Engine:
         """A new engine for `settings` (a server overrides this to reuse engines kept loaded)."""
         return engine_class(settings.engine)(settings)
