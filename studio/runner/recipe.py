@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from studio import weights
+from studio.engines import engine_class
 from studio.engines.base import DIFFUSION_SETTINGS, Engine, ProgressFn, output_size
 from studio.engines.faces.detect import Face
 from studio.engines.faces.networks import DEFAULT_MODEL
@@ -56,6 +57,9 @@ def restore_picture(
     settings = cache.settings
     notes: list[str] = [*(run_notes or []), *picture.notes]
     rgb = picture.rgb if picture.alpha is None else bleed_colors(picture.rgb, picture.alpha)
+    # faces no face model will restore are found on the input while the engine runs: the detector's start-up
+    # (onnxruntime, ~1.7 s once per process) then leaves the critical path
+    early_faces = in_background(_detect_faces, cache, rgb) if _may_guard_faces(settings, engine_name) else None
     engine, engine_result = run_engine(cache, engine_name, rgb, settings.scale, progress, notes, picture.jpeg_quality)
     result, engine_info = engine_result.image, {**engine_result.provenance, "engine": engine.name}
     engine_info.setdefault("license", model_license(engine_info.get("model")))
@@ -79,7 +83,8 @@ def restore_picture(
             result, left_out, protection = guard_faces(cache, rgb, result, notes, face_result.left_out)
             faces = [*faces, *left_out]
     elif engine.invents_detail:
-        result, faces, protection = guard_faces(cache, rgb, result, notes)
+        found = early_faces.result() if early_faces is not None else None
+        result, faces, protection = guard_faces(cache, rgb, result, notes, found)
 
     color_fix = settings.color_fix or engine.default_color_fix
     if color_fix != "none":
@@ -118,6 +123,16 @@ def restore_picture(
     return Restored(restored, provenance, notes, faces, in_background(quality_report, rgb, result, landmarks))
 
 
+def _may_guard_faces(settings: Settings, engine_name: str) -> bool:
+    """Whether `guard_faces` will want the input's faces: no face model asked for, an engine that invents."""
+    return settings.faces == "none" and engine_class(engine_name).invents_detail
+
+
+def _detect_faces(cache: EngineCache, rgb: np.ndarray) -> list[Face]:
+    detector = cache.face_detector()
+    return detector.detect(rgb) if detector is not None else []
+
+
 def guard_faces(
     cache: EngineCache, rgb: np.ndarray, result: np.ndarray, notes: list[str], found: list[Face] | None = None
 ) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any] | None]:
@@ -128,8 +143,7 @@ def guard_faces(
     provenance (None when nothing was protected).
     """
     if found is None:
-        detector = cache.face_detector()
-        found = detector.detect(rgb) if detector is not None else []
+        found = _detect_faces(cache, rgb)
     protect = bool(found) and cache.settings.protect_faces
     faces = [{**face.report(), "protected": protect} for face in found]
     if not protect:
