@@ -51,10 +51,11 @@ def restore(ctx: typer.Context, inputs: list[Path], **flags: Any) -> None:
     if run["debug"]:
         ctx.meta["studio.debug"] = True  # click shares meta with the group, which reads it on errors
     output, output_is_folder, flags["format"] = output_target(run["output"], flags["format"])
-    if restore_remotely(settings_from_flags(flags), list(inputs), output, output_is_folder, run):
+    cli = settings_from_flags(flags)
+    if restore_remotely(cli, list(inputs), output, output_is_folder, run):
         return
     plan = plan_run(
-        settings_from_flags(flags),
+        cli,
         list(inputs),
         output,
         output_is_folder=output_is_folder,

@@ -25,13 +25,29 @@ if TYPE_CHECKING:
 
     import torch
 
-__all__ = ["LATENT_BLEND", "LATENT_OVERLAP", "Window", "choose_latent_tiles", "tiled_denoiser", "unet_work"]
+__all__ = [
+    "LATENT_BLEND",
+    "LATENT_OVERLAP",
+    "Window",
+    "choose_latent_tiles",
+    "retry_overlap",
+    "tiled_denoiser",
+    "unet_work",
+]
 
 LATENT_OVERLAP = 16
 """Latent cells shared by neighbouring windows: the smallest overlap without a visible seam in the benchmark."""
 LATENT_BLEND = "feather"
 """Blend profile: zero weight on the outer quarter of the overlap, a linear cross-fade across the middle
 half, full weight elsewhere (see the benchmark for the Gaussian alternative)."""
+
+
+def retry_overlap(tile: int, first_tile: int, overlap: int) -> int:
+    """The window overlap for an out-of-memory retry at `tile`: the planned one on the first attempt, then the
+    shared overlap (or the planned one) capped at a quarter of the smaller window."""
+    return overlap if tile == first_tile else min(overlap or LATENT_OVERLAP, tile // 4)
+
+
 MIN_LATENT_TILE = 64
 """Smaller windows would be mostly overlap; below this the policy still returns this size."""
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio.errors import UsageError
 from studio.remote.provider import Provider, RemotePlan
 from studio.remote.replicate import Replicate
 from studio.remote.runpod import RunPod
 from studio.remote.studio_server import StudioServer
 from studio.remote.target import RemoteTarget, parse_target
 from studio.runner import choose_engine, plan_outputs, prepare_settings
+from studio.runner.plan import check_run_flags
 from studio.settings import Settings, resolve
 
 
@@ -41,8 +41,7 @@ def plan_remote(
 ) -> RemotePlan:
     """Every check of a local plan, with the remote answering for the engine: reachable, token accepted,
     engine and weights there; then the outputs and the remote's upload limits per file."""
-    if skip_existing and overwrite:
-        raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
+    check_run_flags(skip_existing, overwrite)
     provider = make_provider(target)
     provider.connect()
     settings, engine = prepare_settings(cli, config_file, preset_dirs, choose=_chooser(provider))

@@ -61,11 +61,15 @@ def plan_run(
 ) -> Plan:
     """Resolve and check everything before any image is read. Raises UsageError (exit 2) or
     EnvironmentProblem (exit 3) for what stops the whole run; a job that cannot be written gets an error."""
-    if skip_existing and overwrite:
-        raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
+    check_run_flags(skip_existing, overwrite)
     plan = check_settings(cli, config_file, preset_dirs)
     plan_outputs(plan, inputs, output, output_is_folder, report, overwrite, skip_existing)
     return plan
+
+
+def check_run_flags(skip_existing: bool, overwrite: bool) -> None:
+    if skip_existing and overwrite:
+        raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
 
 
 def plan_outputs(

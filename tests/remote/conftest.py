@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.serving import TOKEN, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -16,9 +16,6 @@ def isolated_remote(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     for name in ("STUDIO_REMOTE_TOKEN", "REPLICATE_API_TOKEN", "RUNPOD_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-
-
-TOKEN = "s3cret-token-4711"
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +37,3 @@ def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.config.port}"
     server.should_exit = True
     thread.join(10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

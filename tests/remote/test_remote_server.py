@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import TOKEN, free_port
 from PIL import Image
+from support.serving import TOKEN, free_port
 from typer.testing import CliRunner
 
 from studio.cli import app

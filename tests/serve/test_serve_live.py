@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.serving import free_port
 from typer.testing import CliRunner
 
 from studio.cli import app
@@ -33,12 +33,6 @@ DEADLINE_S = 90
 PEAK_RSS_LIMIT = 1_500_000_000
 """The server's peak resident memory over the whole load test (Python, torch, ncnn and two workers'
 Real-ESRGAN models hold ~0.5-0.7 GB); 50 uploads queued at once must not add a copy per upload."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _memory(pid: int) -> dict[str, int]:
@@ -55,7 +49,7 @@ def _memory(pid: int) -> dict[str, int]:
 def server(tmp_path_factory: pytest.TempPathFactory, shared_weights_dir: Path) -> Iterator[dict]:
     """`studio serve` in its own process, isolated from the developer's config and data."""
     root = tmp_path_factory.mktemp("serve")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "XDG_CONFIG_HOME": str(root / "xdg"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,17 @@ from studio.serve.config import ServeConfig
 
 CLASSICAL = json.dumps({"engine": "classical", "scale": 2})
 BASE_URL = "http://127.0.0.1:8765"
+TOKEN = "s3cret-token-4711"
+"""The token of the live servers the remote tests start."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 """How a browser or script on this machine reaches the server (a loopback Host, as the server checks)."""
 
 

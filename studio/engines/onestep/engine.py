@@ -31,7 +31,7 @@ import numpy as np
 from studio.devices import compute_dtype, free_memory_bytes, resolve_device
 from studio.diffusion import loading
 from studio.diffusion.caption import Captioner, fill_caption
-from studio.diffusion.latent_tiling import LATENT_OVERLAP
+from studio.diffusion.latent_tiling import LATENT_OVERLAP, retry_overlap
 from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
 from studio.diffusion.offload import Placement
 from studio.engines.base import (
@@ -213,7 +213,7 @@ class OneStepEngine(Engine):
                 seed=self.settings.seed,
                 pull=pull[0],
                 unet_tile=tiles[0],
-                tile_overlap=overlap if tiles[0] == unet_tile else min(overlap or LATENT_OVERLAP, tiles[0] // 4),
+                tile_overlap=retry_overlap(tiles[0], unet_tile, overlap),
                 vae_tile=tiles[1],
             )
             return request, recipe(padded, request, progress)[:out_h, :out_w]

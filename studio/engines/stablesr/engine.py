@@ -33,7 +33,7 @@ import numpy as np
 from studio.devices import compute_dtype, free_memory_bytes, resolve_device
 from studio.diffusion import loading
 from studio.diffusion.controlnet_files import load_controlnet
-from studio.diffusion.latent_tiling import LATENT_OVERLAP
+from studio.diffusion.latent_tiling import LATENT_OVERLAP, retry_overlap
 from studio.diffusion.memory import run_shrinking_tiles, tile_ladder
 from studio.diffusion.offload import Placement
 from studio.diffusion.recipe import Components
@@ -263,7 +263,7 @@ class StableSREngine(Engine):
                 adapter_scale=scale_knob,
                 control_scales=(scale_knob,) * len(recipe.components.controlnets),
                 unet_tile=tiles[0],
-                tile_overlap=overlap if tiles[0] == unet_tile else min(overlap or LATENT_OVERLAP, tiles[0] // 4),
+                tile_overlap=retry_overlap(tiles[0], unet_tile, overlap),
                 vae_tile=tiles[1],
             )
             return request, recipe(padded, request, progress)[:out_h, :out_w]
