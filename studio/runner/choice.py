@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.devices import has_gpu, resolve_device
+from studio.devices import has_gpu
 from studio.engines import ENGINES, engine_class
 from studio.engines.base import Engine, EngineResult, ProgressFn, RestoreContext
 from studio.engines.faces import FaceRestorer
@@ -128,7 +128,7 @@ class EngineCache:
     def face_detector(self) -> Detector | None:
         """The face detector for face protection and the quality check, built once; None when none can run."""
         if self._detector is None and detector_problem() is None:
-            self._detector = build_detector(resolve_device(self.settings.device))
+            self._detector = build_detector(self.settings.device)
         return self._detector
 
 

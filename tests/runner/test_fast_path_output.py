@@ -4,6 +4,8 @@ compressed but still recorded, and PNG bytes the same as Pillow writing the prov
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,23 @@ def test_sixteen_bit_png_keeps_provenance_after_the_pixels(tmp_path: Path, astro
 
     assert cv2.imread(str(tmp_path / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert read_provenance(tmp_path / "deep.png") == {"studio_version": "0", "engine": "fast"}
+
+
+def test_default_fast_run_with_a_face_imports_no_torch(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """The default CPU path (bundled ncnn, faces found by the ONNX MobileNet for protection) never imports
+    torch: its import cost ~2 s of CPU on a thread beside the ncnn extract (issue 25)."""
+    pytest.importorskip("ncnn")
+    source, output = tmp_path / "face.png", tmp_path / "out.png"
+    Image.fromarray(astronaut[40:200, 150:310]).save(source)  # the astronaut's face, 160x160
+    argv = ["studio", "restore", str(source), "-o", str(output), "--engine", "fast", "--scale", "2"]
+    script = (
+        f"import runpy, sys\nsys.argv = {argv!r}\n"
+        "try:\n    runpy.run_module('studio', run_name='__main__')\n"
+        "finally:\n    print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "torch imported: False" in done.stdout
+    provenance = read_provenance(output)
+    assert provenance["face_protection"]["detector"] == "retinaface-mobilenet0.25"
+    assert provenance["quality"]["regions"]["faces"]["share"] > 0.05
