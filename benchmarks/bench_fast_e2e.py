@@ -10,7 +10,9 @@ child (user + system), the 1-minute load average just before it started, and the
 processes used while it ran (all CPU time in /proc/stat minus the child's). Printed JSON: medians and
 ranges per side, the ratio of medians (target <= 1.05), the max pixel difference (must be 0), the cores
 each side kept busy (CPU / wall: time one core spends alone shows up here), the bare process's phases,
-and the inference's GFLOP/s against a measured peak (a 2-thread fp32 matmul in torch, best of 5).
+and the inference's GFLOP/s against a measured peak (a 2-thread fp32 matmul in torch, best of 5). At the
+sizes in --worker-bare-sizes two more sides run the bare script on worker threads: load and extract on one
+worker (studio's arrangement), and split between the main thread and a worker (two OpenMP teams).
 
 A machine that is not idle gets a warning on stderr and in the JSON: such ratios are not the idle figures
 (under load the serial phases hide in the queue). Idle means other processes used less than --idle-share of
@@ -52,32 +54,44 @@ import ncnn
 
 param, binary, blob_in, blob_out, source, target, threads, where = sys.argv[1:9]
 phases = {"imports": time.perf_counter() - started}
-net = ncnn.Net()
-net.opt.use_vulkan_compute = False
-net.opt.num_threads = int(threads)
-net.opt.lightmode = True
-net.load_param(param)
-net.load_model(binary)
-phases["load"] = time.perf_counter() - started
-rgb = np.asarray(Image.open(source).convert("RGB"), dtype=np.float32) / 255.0
-planar = np.ascontiguousarray(rgb.transpose(2, 0, 1))  # ncnn.Mat borrows it: keep it referenced
-phases["decode"] = time.perf_counter() - started
+box = {}
 
 
-def infer():
-    extractor = net.create_extractor()
+def load():
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = int(threads)
+    net.opt.lightmode = True
+    net.load_param(param)
+    net.load_model(binary)
+    box["net"] = net
+    phases["load"] = time.perf_counter() - started
+
+
+def decode_and_infer():
+    rgb = np.asarray(Image.open(source).convert("RGB"), dtype=np.float32) / 255.0
+    planar = np.ascontiguousarray(rgb.transpose(2, 0, 1))  # ncnn.Mat borrows it: keep it referenced
+    phases["decode"] = time.perf_counter() - started
+    extractor = box["net"].create_extractor()
     extractor.input(blob_in, ncnn.Mat(planar))
-    return extractor.extract(blob_out)[1]
+    box["out"] = extractor.extract(blob_out)[1]
 
 
-if where == "worker":  # as studio runs it: the model loaded on the main thread, the extract on another
-    box = []
-    worker = threading.Thread(target=lambda: box.append(infer()))
+def on_a_thread(*steps):
+    worker = threading.Thread(target=lambda: [step() for step in steps])
     worker.start()
     worker.join()
-    out = box[0]
+
+
+if where == "worker":  # as studio runs it: load and extract on one worker thread (one OpenMP team)
+    on_a_thread(load, decode_and_infer)
+elif where == "split":  # studio before: loaded on the main thread, extracted on another (two OpenMP teams)
+    load()
+    on_a_thread(decode_and_infer)
 else:
-    out = infer()
+    load()
+    decode_and_infer()
+out = box["out"]
 phases["infer"] = time.perf_counter() - started
 pixels = (np.clip(np.array(out), 0, 1).transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
 Image.fromarray(pixels).save(target)
@@ -207,9 +221,9 @@ def _measure_size(args: argparse.Namespace, size: int, tmp: Path, threads: int) 
     ours = _studio_command(args.model, source, studio_out, threads)
     sides = [("bare_ncnn", bare), ("studio", ours)]
     if size in args.worker_bare_sizes:
-        sides.append(
-            ("bare_ncnn_worker_thread", _bare_command(args.model, source, tmp / "worker.png", threads, "worker"))
-        )
+        for where in ("worker", "split"):
+            name = "bare_ncnn_worker_thread" if where == "worker" else "bare_ncnn_split_threads"
+            sides.append((name, _bare_command(args.model, source, tmp / f"{where}.png", threads, where)))
     runs: dict[str, list[dict]] = {name: [] for name, _ in sides}
     for index in range(args.runs):
         for name, command in sides[index % len(sides) :] + sides[: index % len(sides)]:  # who goes first rotates
@@ -227,11 +241,13 @@ def _measure_size(args: argparse.Namespace, size: int, tmp: Path, threads: int) 
         "input": f"{size}x{size}",
         **result,
         "ratio_studio_vs_bare": round(result["studio"]["median_s"] / result["bare_ncnn"]["median_s"], 3),
-        **(
-            {"ratio_worker_thread_bare_vs_bare": round(result[worker]["median_s"] / result["bare_ncnn"]["median_s"], 3)}
-            if (worker := "bare_ncnn_worker_thread") in result
-            else {}
-        ),
+        **{
+            f"ratio_{name.removeprefix('bare_ncnn_')}_vs_bare": round(
+                result[name]["median_s"] / result["bare_ncnn"]["median_s"], 3
+            )
+            for name in ("bare_ncnn_worker_thread", "bare_ncnn_split_threads")
+            if name in result
+        },
         "max_pixel_difference": int(np.abs(first - second).max()),
         "bare_phases_median_s": {key: round(statistics.median(p[key] for p in phases), 2) for key in phases[0]},
         "studio_phases_median_s": {
@@ -265,8 +281,9 @@ def main() -> None:
         type=int,
         nargs="*",
         default=[256],
-        help="sizes that also time the bare script with its extract on a worker thread, as studio runs it "
-        "(one OpenMP team for the load, another for the extract: it spins less at barriers)",
+        help="sizes that also time the bare script on worker threads: load and extract on one worker, as studio "
+        "runs them, and split (loaded on the main thread, extracted on another: two OpenMP teams, more threads "
+        "than cores, so libgomp sleeps at barriers instead of spinning; studio's arrangement before)",
     )
     parser.add_argument(
         "--idle-share",

@@ -55,3 +55,29 @@ def test_in_background_hands_back_the_result_or_the_error() -> None:
     failed = in_background(int, "not a number")
     with pytest.raises(ValueError):
         failed.result(timeout=5)
+
+
+def test_every_call_runs_on_one_worker_thread() -> None:
+    """The model load and the tiles share one thread, so ncnn's OpenMP keeps one team (see studio.native)."""
+    first, second = run_interruptible(threading.get_ident), run_interruptible(threading.get_ident)
+    assert first == second != threading.get_ident()
+    assert run_interruptible(run_interruptible, threading.get_ident) == first  # nested: runs in place
+
+
+def test_a_call_still_queued_when_its_caller_leaves_never_runs() -> None:
+    """Ctrl-C while an earlier call holds the worker: the queued call is dropped, not run later."""
+    from studio.native import interrupt_check
+
+    release, ran = threading.Event(), threading.Event()
+    busy = in_background(run_interruptible, release.wait, 30)  # holds the worker
+    time.sleep(0.2)
+
+    def cancelled() -> None:
+        raise RuntimeError("job cancelled")
+
+    with interrupt_check(cancelled), pytest.raises(RuntimeError):
+        run_interruptible(ran.set)
+    release.set()
+    assert busy.result(timeout=5) is True
+    assert run_interruptible(lambda: 1) == 1  # the worker went past the dropped call
+    assert not ran.is_set()

@@ -19,6 +19,7 @@ import numpy as np
 
 from studio import weights
 from studio.devices import compute_dtype, device_type, physical_cores, resolve_device
+from studio.engines.fast.openmp import choose_spinning
 from studio.errors import InputError, StudioError, UsageError
 from studio.native import run_interruptible
 from studio.ops.blend import blend_linear
@@ -64,14 +65,8 @@ class NcnnBackend:
     name = "ncnn-cpu"
 
     def __init__(self, param: Path, bin_path: Path, threads: int) -> None:
-        import ncnn
-
-        self.net = ncnn.Net()
-        self.net.opt.use_vulkan_compute = False
-        self.net.opt.num_threads = threads
-        self.net.opt.lightmode = True
-        if self.net.load_param(str(param)) or self.net.load_model(str(bin_path)):
-            raise InputError(f"{param}: ncnn could not load this model")
+        # loaded on the thread that will run the tiles: one OpenMP team in the process (see studio.native)
+        self.net = run_interruptible(_load_net, param, bin_path, threads)
         self.input_blob, self.output_blob = network_blobs(param)
 
     def __call__(self, tile: np.ndarray) -> np.ndarray:
@@ -93,6 +88,19 @@ class NcnnBackend:
         if status != 0:
             raise StudioError(f"ncnn inference failed (status {status})")
         return np.clip(np.array(out, dtype=np.float32, copy=True)[None], 0.0, 1.0)
+
+
+def _load_net(param: Path, bin_path: Path, threads: int) -> Any:
+    choose_spinning()  # before libgomp starts with ncnn
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = threads
+    net.opt.lightmode = True
+    if net.load_param(str(param)) or net.load_model(str(bin_path)):
+        raise InputError(f"{param}: ncnn could not load this model")
+    return net
 
 
 @dataclass
