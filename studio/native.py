@@ -19,6 +19,7 @@ import contextlib
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ T = TypeVar("T")
 _abandoned: set[int] = set()  # ids of calls still running that Ctrl-C (or SIGTERM) gave up on
 _lock = threading.Lock()
 _checks = threading.local()  # this thread's interrupt check, if any
+_background: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # in_background threads (finished ones drop out)
 
 
 @contextlib.contextmanager
@@ -122,8 +124,13 @@ def run_interruptible(call: Callable[..., T], *args: Any) -> T:
 
 
 def in_background(call: Callable[..., T], *args: Any) -> Future[T]:
-    """`call(*args)` started in a daemon thread, its result (or error) in the returned future: work that
-    releases the GIL (numpy, OpenCV, zlib) then overlaps the caller's. Daemon, so Ctrl-C never waits for it."""
+    """`call(*args)` started in a thread, its result (or error) in the returned future: work that releases
+    the GIL (numpy, OpenCV, onnxruntime) then overlaps the caller's.
+
+    Not a daemon: the interpreter waits for it before it shuts down (a quality report or a face detection,
+    under a second). A daemon still inside OpenCV's or onnxruntime's C++ at shutdown is ended by a forced
+    unwind that their catch-all handlers swallow, and the process aborts ("FATAL: exception not rethrown",
+    seen when Ctrl-C landed during the PNG write)."""
     future: Future[T] = Future()
 
     def work() -> None:
@@ -132,8 +139,19 @@ def in_background(call: Callable[..., T], *args: Any) -> Future[T]:
         except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
             future.set_exception(exc)
 
-    threading.Thread(target=work, name="studio-background", daemon=True).start()
+    thread = threading.Thread(target=work, name="studio-background")
+    with _lock:
+        _background.add(thread)
+    thread.start()
     return future
+
+
+def wait_for_background() -> None:
+    """Wait for every `in_background` call still running (the command line's last step before it exits)."""
+    with _lock:
+        threads = list(_background)
+    for thread in threads:
+        thread.join()
 
 
 def abandoned() -> bool:

@@ -81,3 +81,32 @@ def test_a_call_still_queued_when_its_caller_leaves_never_runs() -> None:
     assert busy.result(timeout=5) is True
     assert run_interruptible(lambda: 1) == 1  # the worker went past the dropped call
     assert not ran.is_set()
+
+
+def test_the_process_ends_cleanly_while_background_work_is_inside_opencv() -> None:
+    """A daemon thread inside OpenCV's C++ when the interpreter shuts down aborts the process ("FATAL:
+    exception not rethrown", exit 134: seen when Ctrl-C landed during the PNG write); in_background's threads
+    are waited for instead, and the command line waits for them with signals ignored."""
+    import subprocess
+    import sys
+
+    script = (
+        "import cv2, numpy as np\n"
+        "from studio.native import in_background\n"
+        "image = np.random.rand(2048, 2048).astype(np.float32)\n"
+        "in_background(lambda: [cv2.GaussianBlur(image, (11, 11), 1.5) for _ in range(40)])\n"
+        "raise SystemExit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "FATAL" not in done.stderr
+
+
+def test_wait_for_background_returns_once_the_work_is_done() -> None:
+    from studio.native import wait_for_background
+
+    release = threading.Event()
+    future = in_background(release.wait, 30)
+    threading.Timer(0.2, release.set).start()
+    wait_for_background()
+    assert future.done() and future.result() is True

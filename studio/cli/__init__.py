@@ -7,6 +7,7 @@ weights, engines, serve: numpy, Pillow, TOML settings, FastAPI) in its body, whe
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from typer.core import TyperGroup, TyperOption
 from studio.cli import compare, degrade, engines, evaluate, info, presets, restore, serve, train, video, weights
 from studio.cli.interrupt import INTERRUPTED, leave, terminate_as_interrupt
 from studio.errors import StudioError
+from studio.native import wait_for_background
 from studio.version import __version__
 
 
@@ -105,6 +107,13 @@ _register()
 
 def main() -> None:
     """Console-script entry point. SIGTERM is Ctrl-C from the start (a batch then widens this, see
-    cli/interrupt.py), so `timeout` or a container stop never kills studio mid-write."""
+    cli/interrupt.py), so `timeout` or a container stop never kills studio mid-write. Before the interpreter
+    shuts down, background work still running (a quality report, a face detection: under a second) is waited
+    for with further signals ignored, so a signal cannot cut that wait short with a traceback."""
     terminate_as_interrupt()
-    sys.exit(app())
+    try:
+        sys.exit(app())
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        wait_for_background()
