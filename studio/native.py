@@ -80,9 +80,11 @@ def _work() -> None:
 
 
 def _forget_worker() -> None:
-    """In a forked child the worker thread does not exist: the first call there starts a new one."""
-    global _worker, _queue
-    _worker, _queue = None, queue.SimpleQueue()
+    """In a forked child the worker thread does not exist (nor any call of it, nor a holder of the lock): the
+    first call there starts a new one."""
+    global _worker, _queue, _lock
+    _worker, _queue, _lock = None, queue.SimpleQueue(), threading.Lock()
+    _abandoned.clear()
 
 
 os.register_at_fork(after_in_child=_forget_worker)
