@@ -12,9 +12,9 @@ import math
 import numpy as np
 
 
-def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+def _pair(a: np.ndarray, b: np.ndarray, dtype: type[np.floating] = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=dtype)
+    b = np.asarray(b, dtype=dtype)
     if a.shape != b.shape or a.ndim not in (2, 3):
         raise ValueError(f"metrics need two (H, W) or (H, W, C) arrays of one shape; got {a.shape} and {b.shape}")
     return a, b
@@ -43,10 +43,9 @@ def ssim_map(a: np.ndarray, b: np.ndarray, dtype: type[np.floating] = np.float64
     """
     import cv2
 
-    a, b = _pair(a, b)
-    if min(a.shape[:2]) < 3:
-        raise ValueError(f"SSIM needs images of at least 3x3 pixels; got {a.shape[:2]}")
-    x, y = a.astype(dtype), b.astype(dtype)
+    x, y = _pair(a, b, dtype)
+    if min(x.shape[:2]) < 3:
+        raise ValueError(f"SSIM needs images of at least 3x3 pixels; got {x.shape[:2]}")
     side = 2 * SSIM_RADIUS + 1
 
     def blur(plane: np.ndarray) -> np.ndarray:
