@@ -117,24 +117,18 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 
 
-def _machine_cpu_seconds() -> float:
-    """CPU seconds every process on the machine has used since boot (all but idle and iowait, /proc/stat)."""
-    with open("/proc/stat") as handle:
-        fields = [int(value) for value in handle.readline().split()[1:]]
-    busy = sum(fields[:8]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 def _timed(command: list[str]) -> dict:
     """Run a whole process: wall and CPU seconds, the load average before it, the CPU seconds other processes
     used meanwhile, its stdout."""
+    from studio.engines.fast.openmp import machine_cpu_seconds
+
     load = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    machine_before = _machine_cpu_seconds()
+    machine_before = machine_cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(command, env=_env(), capture_output=True, text=True)
     wall = time.perf_counter() - started
-    machine = _machine_cpu_seconds() - machine_before
+    machine = machine_cpu_seconds() - machine_before
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"benchmark: {' '.join(command[:4])}... failed ({done.returncode}): {done.stderr.strip()[-400:]}")

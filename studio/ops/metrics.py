@@ -20,11 +20,22 @@ def _pair(a: np.ndarray, b: np.ndarray, dtype: type[np.floating] = np.float64) -
     return a, b
 
 
+def squared_error_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel squared error, averaged over channels: an (H, W) float64 map (`psnr_db` of its mean, or of
+    its `masked_mean` over a region)."""
+    a, b = _pair(a, b)
+    squared = (a - b) ** 2
+    return squared.mean(axis=-1) if squared.ndim == 3 else squared
+
+
+def psnr_db(mse: float) -> float:
+    """PSNR in dB of a mean squared error (data range 1); inf for none."""
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB over all pixels and channels; inf for identical images."""
-    a, b = _pair(a, b)
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+    return psnr_db(float(squared_error_map(a, b).mean()))
 
 
 SSIM_SIGMA = 1.5
@@ -98,14 +109,7 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
 
 def masked_psnr(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
     """PSNR in dB over the pixels with the (H, W) `weight`, channels averaged; inf where they agree."""
-    a, b = _pair(a, b)
-    squared = (a - b) ** 2
-    per_pixel = squared.mean(axis=-1) if squared.ndim == 3 else squared
-    total = float(weight.sum())
-    if total <= 0.0:
-        raise ValueError("masked PSNR over an empty region")
-    mse = float((per_pixel * weight).sum() / total)
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+    return psnr_db(masked_mean(squared_error_map(a, b), weight))
 
 
 def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:

@@ -24,7 +24,7 @@ MIN_WINDOW_S = 0.1
 """The shortest look at the machine (10 ms clock ticks: a share to within ~5% on 2 cores)."""
 
 
-def _machine_cpu_seconds() -> float | None:
+def machine_cpu_seconds() -> float | None:
     """CPU seconds all processes used since boot (every /proc/stat state but idle and iowait); None off Linux."""
     try:
         with open("/proc/stat") as handle:
@@ -41,7 +41,7 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-_START = (time.monotonic(), _machine_cpu_seconds(), _own_cpu_seconds())
+_START = (time.monotonic(), machine_cpu_seconds(), _own_cpu_seconds())
 
 
 def others_cpu_share(since: tuple[float, float | None, float] = _START) -> float | None:
@@ -51,7 +51,7 @@ def others_cpu_share(since: tuple[float, float | None, float] = _START) -> float
     if machine_then is None:
         return None
     time.sleep(max(0.0, started + MIN_WINDOW_S - time.monotonic()))
-    machine_now, own_now = _machine_cpu_seconds(), _own_cpu_seconds()
+    machine_now, own_now = machine_cpu_seconds(), _own_cpu_seconds()
     if machine_now is None:
         return None
     window = (time.monotonic() - started) * (os.cpu_count() or 1)
